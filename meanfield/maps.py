@@ -1,0 +1,222 @@
+r"""The variance map and its companions, compiled from the closed forms.
+
+For an initialisation :math:`(\phi, \sigma_w^2, \sigma_b^2)` of a deep fully connected
+network (Poole et al. 2016; Price et al. 2024, section 3):
+
+.. math::
+
+    V(q) = \sigma_b^2 + \sigma_w^2 E[\phi(\sqrt q z)^2],\qquad
+    \chi_1(q) = \sigma_w^2 E[\phi'(\sqrt q z)^2],
+
+with :math:`V'(q)`, :math:`V''(q)` and the sparsity :math:`P(\phi(\sqrt q z)=0)`, all
+from :func:`meanfield.symbolic.derive`. Each closed form is compiled three ways, once per
+activation: mpmath (arbitrary precision, the caller's ``digits``), numpy (vectorized
+float64) and float64 interval arithmetic (:mod:`meanfield._interval`, used to certify the
+fixed-point search).
+
+Precision never leaks: mpmath work runs inside ``ctx.workdps(...)``.
+
+>>> import mpmath
+>>> init = Initialisation("crelu", sigma_w2=2, sigma_b2="0.1", params={"tau": 0, "m": 1})
+>>> v = map_values(init, 1, digits=20).variance
+>>> mpmath.nstr(v, 20)   # 0.1 + 2 (E[z^2; 0<z<1] + P(z>1))
+'0.61605855096171293486'
+
+>>> mpmath.mp.dps        # the caller's precision is untouched
+15
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Mapping
+
+import mpmath
+import numpy as np
+import sympy as sp
+from scipy.special import ndtr
+
+from . import _interval
+from .activations import Activation, _as_real, get_activation
+from .errors import ParameterError
+from .symbolic import FORMULA_NAMES, derive
+
+__all__ = ["Initialisation", "MapValues", "map_values", "map_values_float64",
+           "variance_map", "check_digits", "GUARD_DIGITS", "to_mpf"]
+
+#: Extra decimal digits carried internally beyond what the caller asks for.
+GUARD_DIGITS = 15
+MIN_DIGITS, MAX_DIGITS = 8, 1000
+
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+
+
+def _numpy_pdf(v):
+    v = np.asarray(v, dtype=float)
+    return np.exp(-0.5 * v * v) * _INV_SQRT_2PI
+
+
+def check_digits(digits) -> int:
+    """Validate the requested number of significant decimal digits."""
+    if isinstance(digits, bool) or not isinstance(digits, (int, np.integer)):
+        raise ParameterError(f"digits must be an integer in [{MIN_DIGITS}, {MAX_DIGITS}], got {digits!r}")
+    if not MIN_DIGITS <= digits <= MAX_DIGITS:
+        raise ParameterError(f"digits = {digits} is out of range: must be in [{MIN_DIGITS}, {MAX_DIGITS}]")
+    return int(digits)
+
+
+def to_mpf(value, ctx=mpmath.mp):
+    """``value`` as an mpf at the context's current precision (strings parsed exactly)."""
+    if isinstance(value, (str, Decimal)):
+        return ctx.mpf(str(value).strip())
+    if isinstance(value, (int, np.integer)):
+        return ctx.mpf(int(value))
+    if isinstance(value, (float, np.floating)):
+        return ctx.mpf(float(value))
+    return ctx.mpf(value)
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    mp: Mapping[str, Any]
+    np: Mapping[str, Any]
+    iv: Mapping[str, Any]
+
+
+@functools.lru_cache(maxsize=None)
+def compiled(activation: Activation) -> _Compiled:
+    """Every closed form of ``activation`` compiled to mpmath, numpy and intervals (cached)."""
+    f = derive(activation)
+    args = f.arguments
+    mp_ns = [{"Phi": mpmath.ncdf, "phi": mpmath.npdf}, "mpmath"]
+    np_ns = [{"Phi": ndtr, "phi": _numpy_pdf}, "numpy"]
+    iv_ns = [_interval.NAMESPACE, "numpy"]
+    out = {"mp": {}, "np": {}, "iv": {}}
+    for name in FORMULA_NAMES:
+        expr = getattr(f, name)
+        out["mp"][name] = sp.lambdify(args, expr, modules=mp_ns)
+        out["np"][name] = sp.lambdify(args, expr, modules=np_ns)
+        out["iv"][name] = sp.lambdify(args, expr, modules=iv_ns)
+    return _Compiled(**out)
+
+
+@dataclass(frozen=True)
+class Initialisation:
+    """A network initialisation: activation, weight and bias variances, activation parameters.
+
+    Numbers may be given as int, float, decimal string, :class:`decimal.Decimal` or mpf;
+    strings are read to the full working precision of each computation.
+
+    >>> Initialisation("relu", sigma_w2=2, sigma_b2=0).parameters
+    {'tau': 0.0}
+    >>> Initialisation("relu", sigma_w2=-1, sigma_b2=0)
+    Traceback (most recent call last):
+    ...
+    meanfield.errors.ParameterError: sigma_w2 = -1 is out of range: must be > 0 (finite)
+    """
+
+    activation: Activation
+    sigma_w2: Any
+    sigma_b2: Any
+    params: Any = ()
+
+    def __post_init__(self):
+        act = get_activation(self.activation)
+        object.__setattr__(self, "activation", act)
+        for name in ("sigma_w2", "sigma_b2"):
+            _as_real(name, getattr(self, name))
+        if not float(self.sigma_w2) > 0:
+            raise ParameterError(f"sigma_w2 = {self.sigma_w2} is out of range: must be > 0 (finite)")
+        if not float(self.sigma_b2) >= 0 or to_mpf(self.sigma_b2) < 0:
+            raise ParameterError(f"sigma_b2 = {self.sigma_b2} is out of range: must be >= 0 (finite)")
+        params = self.params
+        if isinstance(params, Mapping):
+            params = params.items()
+        given = {k: v for k, v in params if v is not None}
+        values = act.parameter_values(**given)
+        object.__setattr__(self, "params", tuple((p.name, values[p.name]) for p in act.parameters))
+
+    @property
+    def parameters(self) -> dict[str, Any]:
+        return dict(self.params)
+
+    def arguments(self, q, ctx=mpmath.mp) -> tuple:
+        """The positional arguments of the compiled mpmath evaluators, at ``ctx``'s precision."""
+        return (q, to_mpf(self.sigma_w2, ctx), to_mpf(self.sigma_b2, ctx)) + tuple(
+            to_mpf(v, ctx) for _, v in self.params)
+
+    def float_arguments(self) -> tuple:
+        return (float(self.sigma_w2), float(self.sigma_b2)) + tuple(float(v) for _, v in self.params)
+
+
+@dataclass(frozen=True)
+class MapValues:
+    """V(q), V'(q), V''(q), chi_1(q) and the sparsity at one q (mpf) or many (arrays)."""
+
+    q: Any
+    variance: Any
+    v_prime: Any
+    v_second: Any
+    chi1: Any
+    sparsity: Any
+
+
+def check_q(q, name: str = "q"):
+    _as_real(name, q)
+    if not float(q) > 0:
+        raise ParameterError(f"{name} = {q} is out of range: must be > 0 (finite)")
+    return q
+
+
+def _evaluate(init: Initialisation, q_mpf, names, ctx) -> dict:
+    fns = compiled(init.activation).mp
+    args = init.arguments(q_mpf, ctx)
+    return {name: fns[name](*args) for name in names}
+
+
+def map_values(init: Initialisation, q, *, digits: int = 30, ctx=mpmath.mp) -> MapValues:
+    """V, V', V'', chi_1 and sparsity at ``q`` to ``digits`` significant digits (mpf).
+
+    >>> init = Initialisation("relu", sigma_w2=2, sigma_b2=0)
+    >>> v = map_values(init, "0.5", digits=20)
+    >>> print(v.variance, v.v_prime, v.sparsity)
+    0.5 1.0 0.5
+    """
+    digits = check_digits(digits)
+    check_q(q)
+    with ctx.workdps(digits + GUARD_DIGITS):
+        q_mpf = to_mpf(q, ctx)
+        vals = _evaluate(init, q_mpf, ("variance", "v_prime", "v_second", "chi1", "sparsity"), ctx)
+        vals = {k: +v for k, v in vals.items()}
+    return MapValues(q=q_mpf, **vals)
+
+
+def variance_map(init: Initialisation, q, *, digits: int = 30, ctx=mpmath.mp):
+    """V(q) to ``digits`` significant digits.
+
+    >>> print(variance_map(Initialisation("st", sigma_w2=1, sigma_b2=0), 2, digits=10))
+    2.0
+    """
+    return map_values(init, q, digits=digits, ctx=ctx).variance
+
+
+def map_values_float64(init: Initialisation, q) -> MapValues:
+    """The same maps vectorized in float64 over an array of ``q`` (the fast path).
+
+    >>> import numpy as np
+    >>> init = Initialisation("relu", sigma_w2=2, sigma_b2=0)
+    >>> map_values_float64(init, np.array([1.0, 4.0])).variance
+    array([1., 4.])
+    """
+    q = np.asarray(q, dtype=float)
+    if not np.all(np.isfinite(q)) or np.any(q <= 0):
+        raise ParameterError("q must be finite and > 0 everywhere")
+    fns = compiled(init.activation).np
+    args = (q,) + init.float_arguments()
+    out = {}
+    for name in ("variance", "v_prime", "v_second", "chi1", "sparsity"):
+        out[name] = np.broadcast_to(np.asarray(fns[name](*args), dtype=float), q.shape).copy()
+    return MapValues(q=q, **out)

@@ -1,0 +1,244 @@
+r"""Closed-form Gaussian expectations of piecewise-polynomial activations (sympy).
+
+With :math:`z\sim N(0,1)`, :math:`x=\sqrt q\,z` and a piece :math:`p` on :math:`(a,b)`,
+write :math:`\alpha=a/\sqrt q`, :math:`\beta=b/\sqrt q` and
+:math:`p(\sqrt q\,z)^2=\sum_k c_k q^{k/2} z^k`. Then
+
+.. math::
+
+    E\big[p(x)^2\,1\{a<x<b\}\big] = \sum_k c_k\, q^{k/2} M_k(\alpha,\beta),\qquad
+    M_k(\alpha,\beta) = \int_\alpha^\beta z^k\varphi(z)\,dz,
+
+with :math:`M_0=\Phi(\beta)-\Phi(\alpha)`, :math:`M_1=\varphi(\alpha)-\varphi(\beta)` and,
+by parts, :math:`M_k=\alpha^{k-1}\varphi(\alpha)-\beta^{k-1}\varphi(\beta)+(k-1)M_{k-2}`
+(terms at :math:`\pm\infty` vanish). Summing over the pieces gives, exactly and in terms
+of :math:`\Phi,\varphi` only (Poole et al. 2016 for the maps; Price et al. 2024, section 3):
+
+- :math:`V(q)=\sigma_b^2+\sigma_w^2E[\phi(\sqrt q z)^2]` (the variance map),
+- :math:`\chi_1(q)=\sigma_w^2E[\phi'(\sqrt q z)^2]`,
+- the sparsity :math:`P(\phi(\sqrt q z)=0)` (the pieces whose polynomial is 0),
+- :math:`V'(q)` by the heat equation :math:`\partial_q E[g(\sqrt q z)]=\tfrac12E[g''(\sqrt q z)]`
+  applied to :math:`g=\phi^2` in the sense of distributions (Stein's lemma; Price et al.
+  2024, Lemma 1): :math:`V'(q)=\chi_1(q)+\sigma_w^2\big(E[\phi\phi''] +\tfrac12\sum_b
+  p_q(b)\,(\Delta(\phi^2)'(b)+\tfrac bq\Delta(\phi^2)(b))\big)`, where :math:`b` runs over
+  the breakpoints, :math:`\Delta` is the jump across :math:`b` and :math:`p_q` the
+  :math:`N(0,q)` density. The kinks and clips are these boundary terms. For ReLU_tau and
+  ST_tau they vanish (:math:`\phi(b)=0` at every kink), so :math:`V'=\chi_1`.
+- :math:`V''(q)` by differentiating that closed form in :math:`q`.
+
+Every piece is integrated over its own interval: a Piecewise over the real line is never
+handed to sympy. Derivation is cached per activation (:func:`derive`).
+
+>>> from meanfield.activations import CRELU
+>>> f = derive(CRELU)
+>>> print(f.text("sparsity"))
+Phi(tau/sqrt(q))
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import sympy as sp
+
+from .activations import Activation, get_activation, x
+
+__all__ = ["Phi", "phi", "q", "sigma_w2", "sigma_b2", "Formulas", "derive", "truncated_moment",
+           "FORMULA_NAMES"]
+
+q = sp.Symbol("q", positive=True)
+sigma_w2 = sp.Symbol("sigma_w2", positive=True)
+sigma_b2 = sp.Symbol("sigma_b2", nonnegative=True)
+_z = sp.Symbol("z", real=True)
+
+
+class Phi(sp.Function):
+    """Standard normal cumulative distribution function."""
+
+    nargs = 1
+
+    @classmethod
+    def eval(cls, arg):
+        if arg is sp.S.Infinity:
+            return sp.S.One
+        if arg is sp.S.NegativeInfinity:
+            return sp.S.Zero
+        if arg.is_zero:
+            return sp.S.Half
+        return None
+
+    def fdiff(self, argindex=1):
+        return phi(self.args[0])
+
+    def _eval_rewrite_as_erfc(self, arg, **kwargs):
+        return sp.erfc(-arg / sp.sqrt(2)) / 2
+
+
+class phi(sp.Function):  # noqa: N801 - the conventional name of the normal density
+    """Standard normal probability density function (even: phi(-x) is phi(x))."""
+
+    nargs = 1
+
+    @classmethod
+    def eval(cls, arg):
+        if arg is sp.S.Infinity or arg is sp.S.NegativeInfinity:
+            return sp.S.Zero
+        if arg.could_extract_minus_sign():
+            return cls(-arg)
+        return None
+
+    def fdiff(self, argindex=1):
+        return -self.args[0] * phi(self.args[0])
+
+    def _eval_rewrite_as_exp(self, arg, **kwargs):
+        return sp.exp(-arg**2 / 2) / sp.sqrt(2 * sp.pi)
+
+
+def truncated_moment(k: int, lo, hi) -> sp.Expr:
+    r""":math:`\int_{lo}^{hi} z^k\varphi(z)\,dz` in closed form (ends may be :math:`\pm\infty`).
+
+    >>> truncated_moment(2, -sp.oo, sp.oo)
+    1
+    >>> truncated_moment(1, 0, sp.oo)
+    phi(0)
+    """
+    lo, hi = sp.sympify(lo), sp.sympify(hi)
+    if k == 0:
+        if hi is sp.S.Infinity:
+            return Phi(-lo)  # upper tail written without 1 - Phi cancellation
+        return Phi(hi) - Phi(lo)
+    if k == 1:
+        return phi(lo) - phi(hi)
+
+    def edge(e):
+        return sp.S.Zero if e.is_infinite else e ** (k - 1) * phi(e)
+
+    return edge(lo) - edge(hi) + (k - 1) * truncated_moment(k - 2, lo, hi)
+
+
+def _gaussian_expectation(pieces) -> sp.Expr:
+    r""":math:`E[\sum_i f_i(\sqrt q z)1\{a_i<\sqrt q z<b_i\}]` for polynomials :math:`f_i`."""
+    root_q = sp.sqrt(q)
+    total = sp.S.Zero
+    for lo, hi, poly in pieces:
+        poly = sp.expand(poly)
+        if poly == 0:
+            continue
+        alpha = lo if lo.is_infinite else lo / root_q
+        beta = hi if hi.is_infinite else hi / root_q
+        in_z = sp.Poly(sp.expand(poly.subs(x, root_q * _z)), _z)
+        for (k,), coeff in in_z.terms():
+            total += coeff * truncated_moment(k, alpha, beta)
+    return total
+
+
+def _normal_density(b) -> sp.Expr:
+    """Density of N(0, q) at b."""
+    return phi(b / sp.sqrt(q)) / sp.sqrt(q)
+
+
+def _tidy(expr: sp.Expr) -> sp.Expr:
+    """Expand, then group the terms by the Phi and phi values they multiply."""
+    expr = sp.expand(expr)
+    terms = sorted(expr.atoms(Phi, phi), key=sp.default_sort_key)
+    return sp.collect(expr, terms, func=sp.factor) if terms else expr
+
+
+#: The closed forms a :class:`Formulas` holds, in print order.
+FORMULA_NAMES = ("e_phi2", "e_dphi2", "sparsity", "variance", "chi1", "boundary",
+                 "v_prime", "v_second")
+
+_DESCRIPTIONS = {
+    "e_phi2": "E[phi(sqrt(q) z)^2]",
+    "e_dphi2": "E[phi'(sqrt(q) z)^2]",
+    "sparsity": "P(phi(sqrt(q) z) = 0)",
+    "variance": "V(q) = sigma_b2 + sigma_w2 E[phi^2]",
+    "chi1": "chi_1(q) = sigma_w2 E[phi'^2]",
+    "boundary": "V'(q) - chi_1(q) (kink and clip terms)",
+    "v_prime": "V'(q)",
+    "v_second": "V''(q)",
+}
+
+
+@dataclass(frozen=True)
+class Formulas:
+    """The closed forms of one activation, as sympy expressions in ``q``, ``sigma_w2``,
+    ``sigma_b2`` and the activation's parameters."""
+
+    activation: Activation
+    e_phi2: sp.Expr
+    e_dphi2: sp.Expr
+    sparsity: sp.Expr
+    variance: sp.Expr
+    chi1: sp.Expr
+    boundary: sp.Expr
+    v_prime: sp.Expr
+    v_second: sp.Expr
+
+    @property
+    def arguments(self) -> tuple[sp.Symbol, ...]:
+        """Argument order of every compiled evaluator: q, sigma_w2, sigma_b2, parameters."""
+        return (q, sigma_w2, sigma_b2) + self.activation.symbols
+
+    def items(self):
+        return [(name, getattr(self, name)) for name in FORMULA_NAMES]
+
+    def text(self, name: str) -> str:
+        return sp.sstr(getattr(self, name))
+
+    def latex(self, name: str) -> str:
+        return sp.latex(getattr(self, name))
+
+    @staticmethod
+    def description(name: str) -> str:
+        return _DESCRIPTIONS[name]
+
+
+@functools.lru_cache(maxsize=None)
+def _derive(activation: Activation) -> Formulas:
+    pieces = [(p.lower, p.upper, p.poly) for p in activation.pieces]
+    e_phi2 = _gaussian_expectation([(a, b, p**2) for a, b, p in pieces])
+    e_dphi2 = _gaussian_expectation([(a, b, sp.diff(p, x) ** 2) for a, b, p in pieces])
+    zero_pieces = [(a, b, sp.S.One) for a, b, p in pieces if sp.expand(p) == 0]
+    sparsity = _gaussian_expectation(zero_pieces)
+
+    # Heat equation / Stein: d/dq E[phi^2] = E[phi'^2] + E[phi phi''] + jump terms.
+    smooth = _gaussian_expectation([(a, b, p * sp.diff(p, x, 2)) for a, b, p in pieces])
+    jumps = sp.S.Zero
+    for left, right in zip(pieces, pieces[1:]):
+        b = left[1]
+        g_left, g_right = left[2] ** 2, right[2] ** 2
+        d_g = (g_right - g_left).subs(x, b)
+        d_dg = (sp.diff(g_right, x) - sp.diff(g_left, x)).subs(x, b)
+        jumps += _normal_density(b) * (d_dg + b * d_g / q) / 2
+    boundary = sigma_w2 * (smooth + jumps)
+
+    e_phi2, e_dphi2, sparsity = _tidy(e_phi2), _tidy(e_dphi2), _tidy(sparsity)
+    boundary = _tidy(boundary)
+    chi1 = sigma_w2 * e_dphi2
+    v_prime = _tidy(chi1 + boundary)
+    return Formulas(
+        activation=activation,
+        e_phi2=e_phi2,
+        e_dphi2=e_dphi2,
+        sparsity=sparsity,
+        variance=sigma_b2 + sigma_w2 * e_phi2,
+        chi1=chi1,
+        boundary=boundary,
+        v_prime=v_prime,
+        v_second=_tidy(sp.diff(v_prime, q)),
+    )
+
+
+def derive(activation) -> Formulas:
+    """Derive (once, then from cache) the closed forms of ``activation``.
+
+    >>> from meanfield.activations import RELU_TAU
+    >>> f = derive(RELU_TAU)
+    >>> f.boundary          # V' = chi_1 for the shifted ReLU: no boundary terms
+    0
+    >>> derive(RELU_TAU) is f
+    True
+    """
+    return _derive(get_activation(activation))
