@@ -20,7 +20,7 @@ Precision never leaks: mpmath work runs inside ``ctx.workdps(...)``.
 >>> init = Initialisation("crelu", sigma_w2=2, sigma_b2="0.1", params={"tau": 0, "m": 1})
 >>> v = map_values(init, 1, digits=20).variance
 >>> mpmath.nstr(v, 20)   # 0.1 + 2 (E[z^2; 0<z<1] + P(z>1))
-'0.61605855096171293486'
+'0.6160585509617133004'
 
 >>> mpmath.mp.dps        # the caller's precision is untouched
 15
