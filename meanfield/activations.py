@@ -28,6 +28,7 @@ array([1., 0., 0.])
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 
@@ -192,23 +193,21 @@ class Activation:
         return out
 
     # -- numpy evaluation ------------------------------------------------------------
-    def _numpy_pieces(self, derivative: bool, values: dict):
-        subs = {s: sp.Float(float(values[s.name]), 17) for s in self.symbols}
-        ends = [float(sp.sympify(p.upper).subs(subs)) for p in self.pieces[:-1]]
-        polys = []
-        for p in self.pieces:
-            poly = sp.diff(p.poly, x) if derivative else p.poly
-            polys.append(np.poly1d([float(c) for c in sp.Poly(poly.subs(subs), x).all_coeffs()]))
-        return ends, polys
+    def numeric_pieces(self, derivative: bool = False, **values):
+        """[(lower, upper, numpy.poly1d)] with the parameters substituted (floats)."""
+        values = self.parameter_values(**values)
+        args = [float(values[s.name]) for s in self.symbols]
+        return [(lo(*args), hi(*args), np.poly1d(coeffs(*args)))
+                for lo, hi, coeffs in _piece_functions(self, derivative)]
 
     def _evaluate(self, xs, derivative: bool, values: dict):
-        values = self.parameter_values(**values)
-        ends, polys = self._numpy_pieces(derivative, values)
+        pieces = self.numeric_pieces(derivative, **values)
+        ends = np.asarray([hi for _, hi, _ in pieces[:-1]], dtype=float)
         xs = np.asarray(xs, dtype=float)
         # Piece i holds x in (ends[i-1], ends[i]]; a breakpoint itself is a null set.
-        index = np.searchsorted(np.asarray(ends), xs, side="left")
+        index = np.searchsorted(ends, xs, side="left")
         out = np.zeros_like(xs)
-        for i, poly in enumerate(polys):
+        for i, (_, _, poly) in enumerate(pieces):
             sel = index == i
             if np.any(sel):
                 out[sel] = poly(xs[sel])
@@ -224,6 +223,18 @@ class Activation:
 
     def __str__(self):
         return self.name
+
+
+@functools.lru_cache(maxsize=None)
+def _piece_functions(activation: Activation, derivative: bool):
+    """Per piece: compiled (lower end, upper end, coefficient list) of the parameters."""
+    out = []
+    for p in activation.pieces:
+        poly = sp.diff(p.poly, x) if derivative else p.poly
+        coeffs = sp.Poly(poly, x).all_coeffs()
+        out.append(tuple(sp.lambdify(activation.symbols, e, modules="math")
+                         for e in (p.lower, p.upper, coeffs)))
+    return out
 
 
 _ZERO = sp.Integer(0)

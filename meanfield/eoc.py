@@ -1,0 +1,196 @@
+r"""Edge-of-chaos initialisation for a target sparsity.
+
+Given a fixed point :math:`q^*` and activation parameters, the edge of chaos (EoC) is
+:math:`\chi_1(q^*)=1` together with :math:`V(q^*)=q^*` (Schoenholz et al. 2017), so
+
+.. math::
+
+    \sigma_w^2 = 1 / E[\phi'(\sqrt{q^*}z)^2],\qquad
+    \sigma_b^2 = q^* - \sigma_w^2 E[\phi(\sqrt{q^*}z)^2] \;(\ge 0 \text{ required}).
+
+For the four activations of Price et al. (2024, section 4) the threshold comes from the
+target sparsity :math:`s`: :math:`\tau=\sqrt{q^*}\,\Phi^{-1}(s)` for ReLU_tau and CReLU
+(:math:`s\in[1/2,1)`), :math:`\tau=\sqrt{q^*}\,\Phi^{-1}((1+s)/2)` for ST_tau and CST
+(:math:`s\in[0,1)`). For the clipped ones :math:`m` is given, or solved from a target
+:math:`V'(q^*)\in(0,1)`: on the EoC :math:`V'(q^*)=1-\sigma_w^2\,k\,(m/\sqrt{q^*})
+\varphi((\tau+m)/\sqrt{q^*})` (:math:`k=1` CReLU, 2 CST; Price et al. 2024, eq. for the
+clipped :math:`V'`), which increases from 0 to 1 as :math:`m` goes from 0 to infinity, so
+the root is unique and found by bracketing. For ReLU_tau and ST_tau,
+:math:`V'(q^*)=\chi_1(q^*)=1`: the fixed point is half-stable (their Lemma 1).
+
+>>> sol = eoc_parameters("crelu", sparsity="0.85", v_prime="0.5", digits=20)
+>>> mpmath.nstr(sol.m, 6), [p.kind for p in sol.fixed_points.points]
+('0.809527', ['stable'])
+>>> sol = eoc_parameters("relu", sparsity="0.7")
+>>> [(p.kind, p.attracts_from) for p in sol.fixed_points.points], sol.fixed_points.large_q
+([('half-stable', 'below')], 'diverges')
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import mpmath
+
+from ._roots import bracketed_root
+from .activations import PAPER_ACTIVATIONS, _as_real, get_activation
+from .errors import NoSolutionError, ParameterError
+from .fixed_points import FixedPointReport, fixed_points
+from .maps import GUARD_DIGITS, Initialisation, check_digits, check_q, compiled, to_mpf
+
+__all__ = ["EoCSolution", "eoc_parameters", "eoc_weights"]
+
+# activation -> (smallest sparsity, clipped?, sparsity -> Phi(tau / sqrt(q*)))
+_SPARSITY = {
+    "relu": (0.5, False, lambda s: s),
+    "crelu": (0.5, True, lambda s: s),
+    "st": (0.0, False, lambda s: (1 + s) / 2),
+    "cst": (0.0, True, lambda s: (1 + s) / 2),
+}
+
+
+@dataclass(frozen=True)
+class EoCSolution:
+    """An edge-of-chaos initialisation and what the theory says of it (mpf values)."""
+
+    init: Initialisation
+    q_star: Any
+    tau: Any
+    m: Any  # None for unclipped activations
+    sigma_w2: Any
+    sigma_b2: Any
+    sparsity: Any
+    chi1: Any
+    v_prime: Any
+    v_second: Any
+    fixed_points: FixedPointReport
+    digits: int
+
+    @property
+    def q_star_point(self):
+        """The entry of ``fixed_points.points`` that is q* itself (None if every q is fixed)."""
+        if not self.fixed_points.points:
+            return None
+        return min(self.fixed_points.points, key=lambda p: abs(p.q - self.q_star))
+
+
+def _check_open_unit(name, value, lo, hi, lo_closed=False):
+    _as_real(name, value)
+    v = float(value)
+    ok = (lo <= v if lo_closed else lo < v) and v < hi
+    if not ok:
+        rng = f"{'[' if lo_closed else '('}{lo:g}, {hi:g})"
+        raise ParameterError(f"{name} = {value} is out of range: must be in {rng}")
+
+
+def eoc_weights(activation, q_star, params: dict, ctx=mpmath.mp):
+    """(sigma_w2, sigma_b2) putting q* on the EoC, at the context's working precision.
+
+    Raises :class:`~meanfield.errors.NoSolutionError` when sigma_b2 would be negative.
+    """
+    act = get_activation(activation)
+    fns = compiled(act).mp
+    q = to_mpf(q_star, ctx)
+    values = act.parameter_values(**params)
+    p = [to_mpf(values[s.name], ctx) for s in act.symbols]
+    e_dphi2 = fns["e_dphi2"](q, 1, 0, *p)
+    if not e_dphi2 > 0:
+        raise NoSolutionError(f"{act.name}: phi' vanishes almost surely at q_star = {q_star}; no EoC exists")
+    sigma_w2 = 1 / e_dphi2
+    sigma_b2 = q - sigma_w2 * fns["e_phi2"](q, 1, 0, *p)
+    if abs(sigma_b2) <= 64 * ctx.eps * q:
+        sigma_b2 = ctx.zero
+    if sigma_b2 < 0:
+        raise NoSolutionError(
+            f"sigma_b2 = {mpmath.nstr(sigma_b2, 6)} < 0: no edge-of-chaos initialisation of {act.name} "
+            f"with q_star = {q_star} and {values} (sigma_b2 must be >= 0)")
+    return sigma_w2, sigma_b2
+
+
+def _clip_for_v_prime(act, q, tau, target, ctx):
+    """m with V'(q*) = target on the EoC (V'(q*) increases in m from 0 to 1)."""
+    fns = compiled(act).mp
+
+    def v_prime_minus_target(m):
+        sigma_w2 = 1 / fns["e_dphi2"](q, 1, 0, tau, m)
+        return fns["v_prime"](q, sigma_w2, 0, tau, m) - target
+
+    lo = hi = ctx.sqrt(q)
+    g_lo = g_hi = v_prime_minus_target(lo)
+    for _ in range(400):  # bounded expansion: m spans 2^-400 .. 2^400 sqrt(q*)
+        if g_lo < 0 < g_hi:
+            break
+        if g_lo >= 0:
+            hi, g_hi = lo, g_lo
+            lo = lo / 2
+            g_lo = v_prime_minus_target(lo)
+        if g_hi <= 0:
+            lo, g_lo = hi, g_hi
+            hi = hi * 2
+            g_hi = v_prime_minus_target(hi)
+    else:
+        raise NoSolutionError(f"v_prime = {target}: no clip level m found in [2^-400, 2^400] sqrt(q*)")
+    return bracketed_root(v_prime_minus_target, lo, hi, g_lo, g_hi, ctx)
+
+
+def eoc_parameters(activation, sparsity=None, *, q_star=1, clip=None, v_prime=None,
+                   digits: int = 30, ctx=mpmath.mp, **params) -> EoCSolution:
+    """The EoC initialisation with fixed point ``q_star`` and its classified fixed points.
+
+    For ``relu``, ``st``, ``crelu``, ``cst`` give the target ``sparsity`` (it sets tau) and,
+    for the clipped two, either ``clip`` (m) or ``v_prime`` (the target V'(q*) in (0, 1)).
+    Any other activation (or these with explicit ``tau=...``, ``m=...``) takes its
+    parameters as keywords.
+
+    >>> sol = eoc_parameters("cst", sparsity="0.8", v_prime="0.9")
+    >>> [p.kind for p in sol.fixed_points.points]
+    ['stable', 'unstable', 'stable']
+    >>> eoc_parameters("crelu", sparsity="0.85")
+    Traceback (most recent call last):
+    ...
+    meanfield.errors.ParameterError: crelu needs exactly one of clip (m > 0) or v_prime (in (0, 1))
+    """
+    digits = check_digits(digits)
+    act = get_activation(activation)
+    check_q(q_star, "q_star")
+    if sparsity is None and (clip is not None or v_prime is not None):
+        raise ParameterError("clip and v_prime go with sparsity; otherwise pass m=... directly")
+    with ctx.workdps(digits + GUARD_DIGITS):
+        q = to_mpf(q_star, ctx)
+        if sparsity is not None:
+            if act.name not in _SPARSITY or act is not get_activation(act.name):
+                raise ParameterError(
+                    f"sparsity sets tau only for {', '.join(PAPER_ACTIVATIONS)}; got {act.name!r}")
+            if "tau" in params or "m" in params:
+                raise ParameterError("give sparsity (and clip or v_prime), not tau or m")
+            s_min, clipped, level = _SPARSITY[act.name]
+            _check_open_unit("sparsity", sparsity, s_min, 1.0, lo_closed=True)
+            s = to_mpf(sparsity, ctx)
+            tau = ctx.sqrt(q) * ctx.sqrt(2) * ctx.erfinv(2 * level(s) - 1)
+            params = {"tau": tau}
+            if not clipped:
+                if clip is not None or v_prime is not None:
+                    raise ParameterError(f"{act.name} is not clipped: clip and v_prime apply to crelu and cst")
+            else:
+                if (clip is None) == (v_prime is None):
+                    raise ParameterError(
+                        f"{act.name} needs exactly one of clip (m > 0) or v_prime (in (0, 1))")
+                if clip is not None:
+                    _as_real("clip", clip)
+                    if not float(clip) > 0:
+                        raise ParameterError(f"clip = {clip} is out of range: must be > 0 (finite)")
+                    params["m"] = to_mpf(clip, ctx)
+                else:
+                    _check_open_unit("v_prime", v_prime, 0.0, 1.0)
+                    params["m"] = _clip_for_v_prime(act, q, tau, to_mpf(v_prime, ctx), ctx)
+        sigma_w2, sigma_b2 = eoc_weights(act, q, params, ctx)
+        init = Initialisation(act, sigma_w2, sigma_b2, params)
+        report = fixed_points(init, digits=digits, ctx=ctx)
+        args = init.arguments(q, ctx)
+        fns = compiled(act).mp
+        values = {k: +fns[k](*args) for k in ("sparsity", "chi1", "v_prime", "v_second")}
+    values_p = init.parameters
+    return EoCSolution(
+        init=init, q_star=q, tau=values_p.get("tau"), m=values_p.get("m"),
+        sigma_w2=sigma_w2, sigma_b2=sigma_b2, fixed_points=report, digits=digits, **values)

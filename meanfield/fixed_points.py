@@ -1,0 +1,355 @@
+r"""Every fixed point of the variance map on :math:`(0,\infty)`, found and classified.
+
+A fixed point :math:`q^*=V(q^*)` is *stable* if :math:`V'(q^*)<1`, *unstable* if
+:math:`V'(q^*)>1` and *half-stable* if :math:`V'(q^*)=1`; then :math:`V''(q^*)>0` means it
+attracts from below and repels above (:math:`V''<0`: the reverse). Poole et al. 2016;
+Price et al. 2024, section 3 and Lemma 2.
+
+Why no fixed point in the searched range is missed
+--------------------------------------------------
+Let :math:`F(q)=V(q)-q`. The search range :math:`[q_{lo}, q_{hi}]` is covered by cells,
+and on each cell float64 interval arithmetic (:mod:`meanfield._interval`, applied to the
+closed forms of :math:`F, F', F''`, with mean-value refinement) proves one of:
+
+1. :math:`0\notin F(\text{cell})`: no fixed point there;
+2. :math:`0\notin F'(\text{cell})`: :math:`F` is strictly monotone, so there is at most one
+   root, and there is one exactly when :math:`F` changes sign across the cell (signs
+   evaluated at the caller's precision);
+3. :math:`0\notin F''(\text{cell})`: :math:`F` is strictly convex (or concave), so it has one
+   extremum :math:`c` in the cell (the root of the monotone :math:`F'`) and at most two
+   roots, one on each side of :math:`c`, which the sign of :math:`F(c)` decides. This is
+   where tangencies are handled: :math:`|F(c)|\le 10^{3-D}q` at :math:`D` digits is within
+   the uncertainty of :math:`D`-digit inputs and is reported as *one* half-stable fixed
+   point, never as a split pair or a miss.
+
+Cells where none holds are split, down to a relative width of :math:`10^{-12}`; a cell left
+undecided even then (it would need :math:`F=F'=F''=0` together) is sampled at high
+precision and the report says ``certified=False``. Since :math:`V` is real-analytic on
+:math:`(0,\infty)`, its fixed points are isolated unless :math:`V(q)=q` everywhere (checked
+first: the ``degenerate`` case, e.g. ReLU with :math:`\sigma_w^2=2, \sigma_b^2=0`).
+
+Outside the range there is no fixed point, by these bounds:
+
+- below :math:`q_{lo}=\sigma_b^2`: :math:`V(q)\ge\sigma_b^2>q`. (With :math:`\sigma_b^2=0`,
+  :math:`q_{lo}=10^{-12}S` for the scale :math:`S`, and :math:`(0,q_{lo})` is not searched.)
+- above :math:`q_{hi}`: if :math:`\phi` is bounded, :math:`V\le\sigma_b^2+\sigma_w^2\sup\phi^2`;
+  if its tails are linear, :math:`|E\phi^2-\kappa q/\sigma_w^2|\le A+B\sqrt q` with
+  :math:`\kappa=\sigma_w^2(a_-^2+a_+^2)/2` (tail slopes :math:`a_\pm`), so :math:`F` has the
+  sign of :math:`\kappa-1` beyond an explicit :math:`q_{hi}` (``large_q`` is ``diverges`` for
+  :math:`\kappa>1`, ``bounded`` otherwise). For :math:`\kappa=1` or tails of higher degree
+  the range ends at :math:`10^{12}S` and ``certified=False``.
+
+>>> from meanfield.maps import Initialisation
+>>> r = fixed_points(Initialisation("relu", sigma_w2=2, sigma_b2=0))
+>>> r.degenerate, r.points
+(True, ())
+>>> r = fixed_points(Initialisation("crelu", sigma_w2=2, sigma_b2="0.1", params={"m": 1}))
+>>> [p.kind for p in r.points], r.large_q
+(['stable'], 'bounded')
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import mpmath
+import numpy as np
+import sympy as sp
+
+from ._interval import Interval
+from .activations import x as _x
+from ._roots import bracketed_root as _bracketed_root
+from .maps import GUARD_DIGITS, Initialisation, check_digits, compiled, to_mpf
+
+__all__ = ["FixedPoint", "FixedPointReport", "fixed_points", "classify"]
+
+_INITIAL_CELLS = 96
+_SPLIT = 4
+_MIN_REL_WIDTH = 1e-12
+_MAX_ROUNDS = 40
+
+
+@dataclass(frozen=True)
+class FixedPoint:
+    """One fixed point q = V(q) with V'(q), V''(q), chi_1(q) and its kind."""
+
+    q: Any
+    v_prime: Any
+    v_second: Any
+    chi1: Any
+    kind: str  # "stable" | "unstable" | "half-stable"
+    attracts_from: str | None = None  # half-stable only: "below" | "above"
+
+
+@dataclass(frozen=True)
+class FixedPointReport:
+    """All fixed points of V on the searched range, in increasing q, and the large-q behaviour.
+
+    ``large_q`` is ``"diverges"`` (V(q) > q for all large q: the variance grows without
+    bound from above the last fixed point), ``"bounded"`` (V(q) < q for all large q) or
+    ``"degenerate"`` (every q is a fixed point).
+    """
+
+    init: Initialisation
+    points: tuple[FixedPoint, ...]
+    large_q: str
+    degenerate: bool
+    search_range: tuple[float, float]
+    certified: bool
+    digits: int
+
+    @property
+    def stable(self) -> tuple[FixedPoint, ...]:
+        return tuple(p for p in self.points if p.kind == "stable")
+
+
+# -- the range to search ------------------------------------------------------------------
+
+def _numeric_pieces(init: Initialisation):
+    return init.activation.numeric_pieces(**init.parameters)
+
+
+def _sup_abs(poly: np.poly1d, lo: float, hi: float) -> float:
+    """max |poly| on [lo, hi] (finite), from the ends and the critical points."""
+    cand = [lo, hi] + [r.real for r in np.atleast_1d(poly.deriv().r)
+                       if abs(r.imag) < 1e-12 and lo < r.real < hi] if poly.order > 0 else [lo, hi]
+    return max(abs(poly(c)) for c in cand) * (1 + 1e-9)
+
+
+def _range_and_tail(init: Initialisation):
+    """(q_lo, q_hi, large_q, certified, scale) as described in the module docstring."""
+    pieces = _numeric_pieces(init)
+    sw, sb = float(init.sigma_w2), float(init.sigma_b2)
+    finite = [b for lo, hi, _ in pieces for b in (lo, hi) if math.isfinite(b)]
+    scale = max([1.0, sb] + [b * b for b in finite])
+    q_lo = sb if sb > 0 else 1e-12 * scale
+    left, right = pieces[0][2], pieces[-1][2]
+    b_left, b_right = (pieces[0][1], pieces[-1][0]) if len(pieces) > 1 else (0.0, 0.0)
+    lo_mid, hi_mid = min(b_left, 0.0), max(b_right, 0.0)
+
+    def sup_middle(lo, hi):
+        best = 0.0
+        for a, b, poly in pieces:
+            a, b = max(a, lo), min(b, hi)
+            if a <= b:
+                best = max(best, _sup_abs(poly, a, b))
+        return best
+
+    if left.order <= 0 and right.order <= 0:  # bounded activation
+        sup2 = max(left(0.0) ** 2, right(0.0) ** 2, sup_middle(b_left, b_right) ** 2)
+        return q_lo, (sb + sw * sup2) * (1 + 1e-9) + 1e-300, "bounded", True, scale
+    if left.order <= 1 and right.order <= 1:  # linear tails
+        a_m, c_m = (left.c[0], left.c[1]) if left.order == 1 else (0.0, left(0.0))
+        a_p, c_p = (right.c[0], right.c[1]) if right.order == 1 else (0.0, right(0.0))
+        kappa = sw * (a_m**2 + a_p**2) / 2
+        big_a = max(c_m**2, c_p**2) + sup_middle(lo_mid, hi_mid) ** 2 \
+            + max(a_m**2, a_p**2) * max(lo_mid**2, hi_mid**2)
+        big_b = 2 * max(abs(a_m * c_m), abs(a_p * c_p)) * math.sqrt(2 / math.pi)
+        gap = abs(kappa - 1)
+        if gap > 1e-9:
+            const = sw * big_a + (sb if kappa < 1 else 0.0)
+            t = (sw * big_b + math.sqrt((sw * big_b) ** 2 + 4 * gap * const)) / (2 * gap)
+            q_hi = max(t * t, lo_mid**2, hi_mid**2, q_lo) * 1.01 + 1e-300
+            return q_lo, q_hi, ("diverges" if kappa > 1 else "bounded"), True, scale
+    return q_lo, 1e12 * scale, None, False, scale
+
+
+# -- interval branch and bound ---------------------------------------------------------
+
+def _ulp_interval(v: float) -> Interval:
+    return Interval(np.nextafter(v, -np.inf), np.nextafter(v, np.inf))
+
+
+def _enclosures(init: Initialisation, lo: np.ndarray, hi: np.ndarray):
+    """Interval enclosures of F, F', F'' on the cells [lo, hi] (mean-value refined)."""
+    fns = compiled(init.activation).iv
+    args = tuple(_ulp_interval(v) for v in init.float_arguments())
+    cell = Interval(lo, hi)
+    mid = np.sqrt(lo * hi)
+    pmid = Interval(mid)
+    w = Interval._wrap  # a constant closed form (e.g. V'' = 0 for ReLU) comes back as a number
+    f_c = w(fns["variance"](cell, *args)) - cell
+    d1_c = w(fns["v_prime"](cell, *args)) - 1.0
+    d2_c = w(fns["v_second"](cell, *args))
+    f_m = w(fns["variance"](pmid, *args)) - pmid
+    d1_m = w(fns["v_prime"](pmid, *args)) - 1.0
+    offset = cell - pmid
+    f_mv = f_m + d1_c * offset
+    d1_mv = d1_m + d2_c * offset
+
+    def meet(a, b):
+        return Interval(np.maximum(a.lo, b.lo), np.minimum(a.hi, b.hi))
+
+    return meet(f_c, f_mv), meet(d1_c, d1_mv), _broadcast(d2_c, lo.shape)
+
+
+def _broadcast(iv: Interval, shape) -> Interval:
+    return Interval(np.broadcast_to(iv.lo, shape), np.broadcast_to(iv.hi, shape))
+
+
+def _classify_cells(init: Initialisation, q_lo: float, q_hi: float):
+    """Split [q_lo, q_hi] into cells, each tagged 'none', 'monotone', 'convex', 'concave'
+    or 'undecided'. Returns a list of (lo, hi, tag) in increasing order."""
+    edges = np.geomspace(q_lo, q_hi, _INITIAL_CELLS + 1)
+    lo, hi = edges[:-1], edges[1:]
+    done = []
+    for _ in range(_MAX_ROUNDS):
+        if lo.size == 0:
+            break
+        f, d1, d2 = _enclosures(init, lo, hi)
+        f = _broadcast(f, lo.shape)
+        d1 = _broadcast(d1, lo.shape)
+        no_root = ~f.contains_zero()
+        monotone = ~no_root & ~d1.contains_zero()
+        curved = ~no_root & ~monotone & ~d2.contains_zero()
+        for tag, sel in (("monotone", monotone), ("curved", curved)):
+            for a, b, s in zip(lo[sel], hi[sel], d2.lo[sel]):
+                done.append((a, b, ("convex" if s > 0 else "concave") if tag == "curved" else tag))
+        rest = ~(no_root | monotone | curved)
+        lo, hi = lo[rest], hi[rest]
+        tiny = (hi - lo) <= _MIN_REL_WIDTH * hi
+        for a, b in zip(lo[tiny], hi[tiny]):
+            done.append((a, b, "undecided"))
+        lo, hi = lo[~tiny], hi[~tiny]
+        if lo.size:
+            t = np.linspace(0.0, 1.0, _SPLIT + 1)
+            sub = lo[:, None] * (hi / lo)[:, None] ** t[None, :]
+            sub[:, 0], sub[:, -1] = lo, hi
+            lo, hi = sub[:, :-1].ravel(), sub[:, 1:].ravel()
+    done.extend((a, b, "undecided") for a, b in zip(lo, hi))
+    done.sort()
+    return done
+
+
+# -- high precision ---------------------------------------------------------------------
+
+class _Precise:
+    """F, F', F'' of one initialisation at the context's working precision."""
+
+    def __init__(self, init: Initialisation, ctx):
+        self.fns = compiled(init.activation).mp
+        self.args = init.arguments(None, ctx)[1:]
+        self.ctx = ctx
+
+    def f(self, q):
+        return self.fns["variance"](q, *self.args) - q
+
+    def d1(self, q):
+        return self.fns["v_prime"](q, *self.args) - 1
+
+    def d2(self, q):
+        return self.fns["v_second"](q, *self.args)
+
+
+def _sign(v, tol) -> int:
+    return 0 if abs(v) <= tol else (1 if v > 0 else -1)
+
+
+def _roots_in_cells(cells, P: _Precise, ctx, tol_rel):
+    """(q, tangent) for every root, cell by cell."""
+    roots = []
+    cache = {}
+
+    def f_at(e):
+        if e not in cache:
+            cache[e] = P.f(ctx.mpf(e))
+        return cache[e]
+
+    def tol(q):
+        return tol_rel * q
+
+    def monotone(a, b):
+        fa, fb = f_at(a), f_at(b)
+        sa, sb = _sign(fa, ctx.eps * 64 * a), _sign(fb, ctx.eps * 64 * b)
+        if sa == 0:
+            roots.append((ctx.mpf(a), False))
+        if sb == 0:
+            roots.append((ctx.mpf(b), False))
+        if sa * sb < 0:
+            roots.append((_bracketed_root(P.f, ctx.mpf(a), ctx.mpf(b), fa, fb, ctx), False))
+
+    for a, b, tag in cells:
+        if tag == "monotone":
+            monotone(a, b)
+        elif tag in ("convex", "concave"):
+            up = 1 if tag == "convex" else -1
+            ga, gb = P.d1(ctx.mpf(a)) * up, P.d1(ctx.mpf(b)) * up
+            if ga >= 0 or gb <= 0:  # the extremum is at an end: monotone on the cell
+                monotone(a, b)
+                continue
+            c = _bracketed_root(P.d1, ctx.mpf(a), ctx.mpf(b), ga * up, gb * up, ctx)
+            fc = P.f(c)
+            if abs(fc) <= tol(c):
+                roots.append((c, True))
+            elif fc * up < 0:  # the extremum is past zero: a root on each side
+                for lo, hi, flo, fhi in ((ctx.mpf(a), c, f_at(a), fc), (c, ctx.mpf(b), fc, f_at(b))):
+                    if flo * fhi <= 0:
+                        roots.append((_bracketed_root(P.f, lo, hi, flo, fhi, ctx), False))
+        else:  # undecided: dense high-precision sampling of a tiny cell
+            grid = [ctx.mpf(a) + (ctx.mpf(b) - ctx.mpf(a)) * k / 16 for k in range(17)]
+            vals = [P.f(g) for g in grid]
+            for g0, g1, v0, v1 in zip(grid, grid[1:], vals, vals[1:]):
+                if v0 == 0 or v0 * v1 < 0:
+                    roots.append((_bracketed_root(P.f, g0, g1, v0, v1, ctx), False))
+            best = min(range(17), key=lambda k: abs(vals[k]))
+            if abs(vals[best]) <= tol(grid[best]) and not any(abs(r - grid[best]) <= (b - a) for r, _ in roots):
+                roots.append((grid[best], True))
+    return roots
+
+
+def classify(q, v_prime, v_second, tangent: bool, ctx=mpmath.mp) -> tuple[str, str | None]:
+    """Kind of a fixed point from V'(q), V''(q) (and whether it was found as a tangency)."""
+    if tangent:
+        return "half-stable", ("below" if v_second > 0 else "above")
+    return ("stable", None) if v_prime < 1 else ("unstable", None)
+
+
+def _is_degenerate(P: _Precise, scale: float, ctx) -> bool:
+    """V(q) = q identically? (V is analytic, so a few scattered points decide.)"""
+    for t in ("0.3719", "1.9133", "13.27", "151.9"):
+        q = ctx.mpf(t) * scale
+        if abs(P.f(q)) > ctx.eps * 2**10 * q:
+            return False
+    return True
+
+
+def fixed_points(init: Initialisation, *, digits: int = 30, ctx=mpmath.mp) -> FixedPointReport:
+    """Every fixed point of the variance map of ``init``, classified (see module docstring).
+
+    >>> from meanfield.maps import Initialisation
+    >>> init = Initialisation("relu", sigma_w2=3, sigma_b2="0.1", params={"tau": "0.5"})
+    >>> r = fixed_points(init, digits=20)
+    >>> [(mpmath.nstr(p.q, 8), p.kind) for p in r.points], r.large_q
+    ([('0.10677055', 'stable'), ('3.7154673', 'unstable')], 'diverges')
+    """
+    digits = check_digits(digits)
+    if not isinstance(init, Initialisation):
+        raise TypeError("fixed_points expects an Initialisation")
+    q_lo, q_hi, large_q, certified, scale = _range_and_tail(init)
+    q_lo, q_hi = float(q_lo), float(q_hi)
+    with ctx.workdps(digits + GUARD_DIGITS):
+        P = _Precise(init, ctx)
+        if _is_degenerate(P, scale, ctx):
+            return FixedPointReport(init, (), "degenerate", True, (q_lo, q_hi), True, digits)
+        points = []
+        if q_hi > q_lo:
+            cells = _classify_cells(init, q_lo, q_hi)
+            certified = certified and all(tag != "undecided" for _, _, tag in cells)
+            tol_rel = ctx.mpf(10) ** (3 - digits)
+            found = sorted(_roots_in_cells(cells, P, ctx, tol_rel), key=lambda r: r[0])
+            merged = []
+            for q, tangent in found:  # a root on a shared cell edge is found twice
+                if merged and abs(q - merged[-1][0]) <= ctx.mpf(10) ** (-digits) * q:
+                    merged[-1] = (merged[-1][0], merged[-1][1] or tangent)
+                else:
+                    merged.append((q, tangent))
+            for q, tangent in merged:
+                vp, vs = P.d1(q) + 1, P.d2(q)
+                chi1 = P.fns["chi1"](q, *P.args)
+                kind, side = classify(q, vp, vs, tangent, ctx)
+                points.append(FixedPoint(+q, +vp, +vs, +chi1, kind, side))
+        if large_q is None:
+            large_q = "diverges" if P.f(ctx.mpf(q_hi)) > 0 else "bounded"
+    return FixedPointReport(init, tuple(points), large_q, False, (q_lo, q_hi), certified, digits)
