@@ -19,8 +19,8 @@ the root is unique and found by bracketing. For ReLU_tau and ST_tau,
 :math:`V'(q^*)=\chi_1(q^*)=1`: the fixed point is half-stable (their Lemma 1).
 
 >>> sol = eoc_parameters("crelu", sparsity="0.85", v_prime="0.5", digits=20)
->>> mpmath.nstr(sol.m, 6), [p.kind for p in sol.fixed_points.points]
-('0.809527', ['stable'])
+>>> mpmath.nstr(sol.m, 4), [p.kind for p in sol.fixed_points.points]   # paper: m = 0.81
+('0.8095', ['stable'])
 >>> sol = eoc_parameters("relu", sparsity="0.7")
 >>> [(p.kind, p.attracts_from) for p in sol.fixed_points.points], sol.fixed_points.large_q
 ([('half-stable', 'below')], 'diverges')

@@ -319,10 +319,10 @@ def fixed_points(init: Initialisation, *, digits: int = 30, ctx=mpmath.mp) -> Fi
     """Every fixed point of the variance map of ``init``, classified (see module docstring).
 
     >>> from meanfield.maps import Initialisation
-    >>> init = Initialisation("relu", sigma_w2=3, sigma_b2="0.1", params={"tau": "0.5"})
-    >>> r = fixed_points(init, digits=20)
-    >>> [(mpmath.nstr(p.q, 8), p.kind) for p in r.points], r.large_q
-    ([('0.10677055', 'stable'), ('3.7154673', 'unstable')], 'diverges')
+    >>> # ReLU: V(q) = sigma_b2 + sigma_w2 q / 2, so q* = 0.5 / (1 - 1/2) = 1 with V' = 1/2
+    >>> r = fixed_points(Initialisation("relu0", sigma_w2=1, sigma_b2="0.5"), digits=20)
+    >>> [(mpmath.nstr(p.q, 20), mpmath.nstr(p.v_prime, 3), p.kind) for p in r.points], r.large_q
+    ([('1.0', '0.5', 'stable')], 'bounded')
     """
     digits = check_digits(digits)
     if not isinstance(init, Initialisation):
