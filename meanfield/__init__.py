@@ -1,1 +1,37 @@
-"""meanfield"""
+r"""meanfield: mean-field (edge-of-chaos) theory of deep networks with sparsifying activations.
+
+The public API is this small facade; the modules below it follow the data flow
+``activations -> symbolic -> maps -> eoc / fixed_points -> tables -> cli``.
+
+>>> import meanfield as mf
+>>> sol = mf.eoc_parameters("crelu", sparsity="0.85", v_prime="0.9", digits=20)
+>>> mf.nstr(sol.m, 5), [p.kind for p in sol.fixed_points.points]
+('1.7395', ['stable'])
+>>> init = mf.Initialisation("cst", sigma_w2=sol.sigma_w2, sigma_b2=sol.sigma_b2,
+...                          params={"tau": sol.tau, "m": 1})
+>>> v = mf.map_values(init, 1)
+>>> bool(v.v_prime < 1)
+True
+"""
+
+from mpmath import nstr
+
+from .activations import (BUILTIN, CRELU, CST, HARD_TANH, LEAKY_RELU, RELU, RELU_TAU, ST,
+                          Activation, Parameter, Piece, get_activation)
+from .eoc import EoCSolution, eoc_parameters, eoc_weights
+from .errors import NoSolutionError, ParameterError
+from .fixed_points import FixedPoint, FixedPointReport, fixed_points
+from .maps import Initialisation, MapValues, map_values, map_values_float64, variance_map
+from .symbolic import Formulas, derive
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Activation", "Piece", "Parameter", "BUILTIN", "get_activation",
+    "RELU", "RELU_TAU", "ST", "CRELU", "CST", "HARD_TANH", "LEAKY_RELU",
+    "Formulas", "derive",
+    "Initialisation", "MapValues", "map_values", "map_values_float64", "variance_map",
+    "FixedPoint", "FixedPointReport", "fixed_points",
+    "EoCSolution", "eoc_parameters", "eoc_weights",
+    "ParameterError", "NoSolutionError", "nstr",
+]
