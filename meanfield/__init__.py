@@ -7,11 +7,9 @@ The public API is this small facade; the modules below it follow the data flow
 >>> sol = mf.eoc_parameters("crelu", sparsity="0.85", v_prime="0.9", digits=20)
 >>> mf.nstr(sol.m, 5), [p.kind for p in sol.fixed_points.points]
 ('1.7395', ['stable'])
->>> init = mf.Initialisation("cst", sigma_w2=sol.sigma_w2, sigma_b2=sol.sigma_b2,
-...                          params={"tau": sol.tau, "m": 1})
->>> v = mf.map_values(init, 1)
->>> bool(v.v_prime < 1)
-True
+>>> v = mf.map_values(sol.init, 1, digits=20)     # the maps at q* = 1
+>>> mf.nstr(v.v_prime, 10), mf.nstr(v.chi1, 10), mf.nstr(v.sparsity, 10)
+('0.9', '1.0', '0.85')
 """
 
 from mpmath import nstr
