@@ -97,16 +97,22 @@ class Parameter:
         return True
 
 
-def _as_real(name: str, value):
-    """Validate that ``value`` is a finite real number (int, float, str, Decimal, mpf)."""
-    if isinstance(value, bool):
-        raise ParameterError(f"{name} must be a real number, got {value!r}")
-    try:
-        v = float(value) if not isinstance(value, str) else float(value.strip())
-    except (TypeError, ValueError, OverflowError):
-        raise ParameterError(f"{name} must be a real number, got {value!r}") from None
-    if math.isnan(v) or math.isinf(v):
-        raise ParameterError(f"{name} must be finite, got {value!r}")
+def _as_real(name: str, value, valid: str):
+    """Check ``value`` is a finite real number (int, float, str, Decimal, mpf); ``valid``
+    states the valid range for the error message."""
+    problem = None
+    if isinstance(value, bool) or value is None:
+        problem = "is not a number"
+    else:
+        try:
+            v = float(value.strip() if isinstance(value, str) else value)
+        except (TypeError, ValueError, OverflowError):
+            problem = "is not a number"
+        else:
+            if math.isnan(v) or math.isinf(v):
+                problem = "is not finite"
+    if problem:
+        raise ParameterError(f"{name} = {value!r} {problem}: must be a finite number {valid}")
     return value
 
 
@@ -182,7 +188,7 @@ class Activation:
                 if p.default is None:
                     raise ParameterError(f"activation {self.name!r} needs {p.name} in {p.range_text()}")
                 v = p.default
-            _as_real(p.name, v)
+            _as_real(p.name, v, f"in {p.range_text()}")
             if not p.contains(v):
                 raise ParameterError(f"{p.name} = {v} is out of range: must be in {p.range_text()}")
             out[p.name] = v

@@ -37,7 +37,7 @@ from ._roots import bracketed_root
 from .activations import PAPER_ACTIVATIONS, _as_real, get_activation
 from .errors import NoSolutionError, ParameterError
 from .fixed_points import FixedPointReport, fixed_points
-from .maps import GUARD_DIGITS, Initialisation, check_digits, check_q, compiled, to_mpf
+from .maps import DEFAULT_DIGITS, GUARD_DIGITS, Initialisation, check_digits, check_q, compiled, to_mpf
 
 __all__ = ["EoCSolution", "eoc_parameters", "eoc_weights"]
 
@@ -76,11 +76,11 @@ class EoCSolution:
 
 
 def _check_open_unit(name, value, lo, hi, lo_closed=False):
-    _as_real(name, value)
+    rng = f"{'[' if lo_closed else '('}{lo:g}, {hi:g})"
+    _as_real(name, value, f"in {rng}")
     v = float(value)
     ok = (lo <= v if lo_closed else lo < v) and v < hi
     if not ok:
-        rng = f"{'[' if lo_closed else '('}{lo:g}, {hi:g})"
         raise ParameterError(f"{name} = {value} is out of range: must be in {rng}")
 
 
@@ -135,7 +135,7 @@ def _clip_for_v_prime(act, q, tau, target, ctx):
 
 
 def eoc_parameters(activation, sparsity=None, *, q_star=1, clip=None, v_prime=None,
-                   digits: int = 30, ctx=mpmath.mp, **params) -> EoCSolution:
+                   digits: int = DEFAULT_DIGITS, ctx=mpmath.mp, **params) -> EoCSolution:
     """The EoC initialisation with fixed point ``q_star`` and its classified fixed points.
 
     For ``relu``, ``st``, ``crelu``, ``cst`` give the target ``sparsity`` (it sets tau) and,
@@ -177,7 +177,7 @@ def eoc_parameters(activation, sparsity=None, *, q_star=1, clip=None, v_prime=No
                     raise ParameterError(
                         f"{act.name} needs exactly one of clip (m > 0) or v_prime (in (0, 1))")
                 if clip is not None:
-                    _as_real("clip", clip)
+                    _as_real("clip", clip, "> 0")
                     if not float(clip) > 0:
                         raise ParameterError(f"clip = {clip} is out of range: must be > 0 (finite)")
                     params["m"] = to_mpf(clip, ctx)

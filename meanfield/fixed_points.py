@@ -61,7 +61,7 @@ import sympy as sp
 from ._interval import Interval
 from .activations import x as _x
 from ._roots import bracketed_root as _bracketed_root
-from .maps import GUARD_DIGITS, Initialisation, check_digits, compiled, to_mpf
+from .maps import DEFAULT_DIGITS, GUARD_DIGITS, Initialisation, check_digits, compiled, to_mpf
 
 __all__ = ["FixedPoint", "FixedPointReport", "fixed_points", "classify"]
 
@@ -315,7 +315,7 @@ def _is_degenerate(P: _Precise, scale: float, ctx) -> bool:
     return True
 
 
-def fixed_points(init: Initialisation, *, digits: int = 30, ctx=mpmath.mp) -> FixedPointReport:
+def fixed_points(init: Initialisation, *, digits: int = DEFAULT_DIGITS, ctx=mpmath.mp) -> FixedPointReport:
     """Every fixed point of the variance map of ``init``, classified (see module docstring).
 
     >>> from meanfield.maps import Initialisation

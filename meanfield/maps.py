@@ -45,10 +45,12 @@ from .errors import ParameterError
 from .symbolic import FORMULA_NAMES, derive
 
 __all__ = ["Initialisation", "MapValues", "map_values", "map_values_float64",
-           "variance_map", "check_digits", "GUARD_DIGITS", "to_mpf"]
+           "variance_map", "check_digits", "GUARD_DIGITS", "DEFAULT_DIGITS", "to_mpf"]
 
 #: Extra decimal digits carried internally beyond what the caller asks for.
 GUARD_DIGITS = 15
+#: Digits used when the caller does not say.
+DEFAULT_DIGITS = 30
 MIN_DIGITS, MAX_DIGITS = 8, 1000
 
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
@@ -79,6 +81,40 @@ def to_mpf(value, ctx=mpmath.mp):
     return ctx.mpf(value)
 
 
+_MODULES = {
+    "mp": [{"Phi": mpmath.ncdf, "phi": mpmath.npdf}, "mpmath"],
+    "np": [{"Phi": ndtr, "phi": _numpy_pdf}, "numpy"],
+    "iv": [_interval.NAMESPACE, "numpy"],
+}
+
+
+@functools.lru_cache(maxsize=None)
+def evaluator(activation: Activation, backend: str, name: str):
+    """The closed form ``name`` of ``activation`` compiled for ``backend`` ("mp": mpmath,
+    "np": numpy float64, "iv": float64 intervals), compiled on first use and cached.
+    Arguments: ``(q, sigma_w2, sigma_b2, *activation parameters)``."""
+    f = derive(activation)
+    return sp.lambdify(f.arguments, getattr(f, name), modules=_MODULES[backend])
+
+
+class _Backend(Mapping):
+    """``compiled(act).mp["variance"]`` style access to :func:`evaluator`."""
+
+    def __init__(self, activation, backend):
+        self._key = (activation, backend)
+
+    def __getitem__(self, name):
+        if name not in FORMULA_NAMES:
+            raise KeyError(name)
+        return evaluator(*self._key, name)
+
+    def __iter__(self):
+        return iter(FORMULA_NAMES)
+
+    def __len__(self):
+        return len(FORMULA_NAMES)
+
+
 @dataclass(frozen=True)
 class _Compiled:
     mp: Mapping[str, Any]
@@ -88,19 +124,8 @@ class _Compiled:
 
 @functools.lru_cache(maxsize=None)
 def compiled(activation: Activation) -> _Compiled:
-    """Every closed form of ``activation`` compiled to mpmath, numpy and intervals (cached)."""
-    f = derive(activation)
-    args = f.arguments
-    mp_ns = [{"Phi": mpmath.ncdf, "phi": mpmath.npdf}, "mpmath"]
-    np_ns = [{"Phi": ndtr, "phi": _numpy_pdf}, "numpy"]
-    iv_ns = [_interval.NAMESPACE, "numpy"]
-    out = {"mp": {}, "np": {}, "iv": {}}
-    for name in FORMULA_NAMES:
-        expr = getattr(f, name)
-        out["mp"][name] = sp.lambdify(args, expr, modules=mp_ns)
-        out["np"][name] = sp.lambdify(args, expr, modules=np_ns)
-        out["iv"][name] = sp.lambdify(args, expr, modules=iv_ns)
-    return _Compiled(**out)
+    """Every closed form of ``activation``, per backend, compiled lazily (see :func:`evaluator`)."""
+    return _Compiled(*(_Backend(activation, b) for b in ("mp", "np", "iv")))
 
 
 @dataclass(frozen=True)
@@ -126,8 +151,8 @@ class Initialisation:
     def __post_init__(self):
         act = get_activation(self.activation)
         object.__setattr__(self, "activation", act)
-        for name in ("sigma_w2", "sigma_b2"):
-            _as_real(name, getattr(self, name))
+        _as_real("sigma_w2", self.sigma_w2, "> 0")
+        _as_real("sigma_b2", self.sigma_b2, ">= 0")
         if not float(self.sigma_w2) > 0:
             raise ParameterError(f"sigma_w2 = {self.sigma_w2} is out of range: must be > 0 (finite)")
         if not float(self.sigma_b2) >= 0 or to_mpf(self.sigma_b2) < 0:
@@ -165,7 +190,7 @@ class MapValues:
 
 
 def check_q(q, name: str = "q"):
-    _as_real(name, q)
+    _as_real(name, q, "> 0")
     if not float(q) > 0:
         raise ParameterError(f"{name} = {q} is out of range: must be > 0 (finite)")
     return q
@@ -177,7 +202,7 @@ def _evaluate(init: Initialisation, q_mpf, names, ctx) -> dict:
     return {name: fns[name](*args) for name in names}
 
 
-def map_values(init: Initialisation, q, *, digits: int = 30, ctx=mpmath.mp) -> MapValues:
+def map_values(init: Initialisation, q, *, digits: int = DEFAULT_DIGITS, ctx=mpmath.mp) -> MapValues:
     """V, V', V'', chi_1 and sparsity at ``q`` to ``digits`` significant digits (mpf).
 
     >>> init = Initialisation("relu", sigma_w2=2, sigma_b2=0)
@@ -194,7 +219,7 @@ def map_values(init: Initialisation, q, *, digits: int = 30, ctx=mpmath.mp) -> M
     return MapValues(q=q_mpf, **vals)
 
 
-def variance_map(init: Initialisation, q, *, digits: int = 30, ctx=mpmath.mp):
+def variance_map(init: Initialisation, q, *, digits: int = DEFAULT_DIGITS, ctx=mpmath.mp):
     """V(q) to ``digits`` significant digits.
 
     >>> print(variance_map(Initialisation("st", sigma_w2=1, sigma_b2=0), 2, digits=10))
