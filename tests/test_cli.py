@@ -1,0 +1,210 @@
+"""The command line: outputs match independent references, and hostile arguments get one
+line on stderr with exit status 2 (never a traceback, a hang or a NaN).
+
+Most calls go through ``meanfield.cli.main`` in-process (fast); a few run the installed
+console script / ``python -m`` in a subprocess to check the entry point itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+import subprocess
+import sys
+
+import mpmath
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from meanfield.cli import main
+
+
+def call(argv):
+    """main(argv) with its stdout and stderr captured: (exit status, out, err)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(argv)
+    return code, out.getvalue(), err.getvalue()
+
+
+def run(argv, capsys):
+    code = main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_clean_failure(code, out, err):
+    assert code == 2, (code, out, err)
+    assert out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("meanfield: error: "), err
+    assert "Traceback" not in err
+
+
+def significant_digits(text: str) -> int:
+    mantissa = text.lstrip("-").split("e")[0].replace(".", "")
+    return len(mantissa.lstrip("0"))
+
+
+# -- outputs against independent references ------------------------------------------------
+
+def test_eoc_relu_json_matches_paper_formulas(capsys):
+    code, out, _ = run(["eoc", "--activation", "relu", "--sparsity", "0.75", "--digits", "25",
+                        "--json"], capsys)
+    assert code == 0
+    d = json.loads(out)
+    with mpmath.workdps(40):
+        s = mpmath.mpf("0.75")
+        tau = mpmath.sqrt(2) * mpmath.erfinv(2 * s - 1)        # Phi(tau) = s at q* = 1
+        e_phi2 = (1 + tau**2) * mpmath.ncdf(-tau) - tau * mpmath.npdf(tau)
+        sigma_w2 = 1 / (1 - s)                                   # paper: 1/(1 - s)
+        expected = {"tau": tau, "sigma_w2": sigma_w2, "sigma_b2": 1 - sigma_w2 * e_phi2}
+        for key, value in expected.items():
+            assert abs(mpmath.mpf(d[key]) - value) < mpmath.mpf(10) ** -23, key
+    assert [p["kind"] for p in d["fixed_points"]] == ["half-stable"]
+    assert d["large_q"] == "diverges"
+    assert significant_digits(d["sigma_w2"]) == 25  # the digits asked for, zeros included
+
+
+def test_eoc_cst_three_fixed_points(capsys):
+    code, out, _ = run(["eoc", "--activation", "cst", "--sparsity", "0.8", "--v-prime", "0.9",
+                        "--json"], capsys)
+    assert code == 0
+    d = json.loads(out)
+    kinds = [p["kind"] for p in d["fixed_points"]]
+    assert kinds == ["stable", "unstable", "stable"]
+    assert abs(mpmath.mpf(d["fixed_points"][0]["q"]) - 1) < 1e-25
+    assert mpmath.mpf(d["fixed_points"][2]["chi1"]) > 1
+
+
+def test_map_relu_closed_form(capsys):
+    # ReLU: V = sigma_b2 + sigma_w2 q / 2, V' = chi1 = sigma_w2 / 2, sparsity 1/2
+    code, out, _ = run(["map", "--activation", "relu", "--tau", "0", "--sigma-w2", "1.5",
+                        "--sigma-b2", "0.25", "--q", "3", "--json"], capsys)
+    assert code == 0
+    d = json.loads(out)
+    assert mpmath.mpf(d["V"]) == mpmath.mpf("2.5")
+    assert mpmath.mpf(d["v_prime"]) == mpmath.mpf("0.75") == mpmath.mpf(d["chi1"])
+    assert mpmath.mpf(d["sparsity"]) == mpmath.mpf("0.5")
+
+
+def test_fixed_points_linear_case(capsys):
+    # leaky ReLU is linear in q: q* = sigma_b2 / (1 - sigma_w2 (1 + alpha^2) / 2)
+    code, out, _ = run(["fixed-points", "--activation", "leaky_relu", "--alpha", "0.5",
+                        "--sigma-w2", "1", "--sigma-b2", "0.375", "--json"], capsys)
+    assert code == 0
+    d = json.loads(out)
+    assert len(d["fixed_points"]) == 1
+    assert abs(mpmath.mpf(d["fixed_points"][0]["q"]) - 1) < 1e-25
+    assert d["fixed_points"][0]["kind"] == "stable" and d["large_q"] == "bounded"
+
+
+@pytest.mark.parametrize("latex", [False, True])
+def test_formula(capsys, latex):
+    code, out, _ = run(["formula", "--activation", "crelu"] + (["--latex"] if latex else []), capsys)
+    assert code == 0
+    assert ("\\Phi" in out) if latex else ("Phi(" in out)
+
+
+def test_table_markdown_and_csv(tmp_path, capsys):
+    target = tmp_path / "t.csv"
+    code, out, _ = run(["table", "--format", "csv", "-o", str(target)], capsys)
+    assert code == 0 and target.exists()
+    rows = target.read_text().splitlines()
+    assert rows[0].startswith("activation,sparsity")
+    assert len(rows) == 1 + 1 + 8 + 30  # header, ReLU, ReLU_tau/ST_tau x 4, clipped x 15
+    unclipped = [r for r in rows[1:] if r.split(",")[0] in ("relu", "st") and r.split(",")[1] != "0.5"]
+    assert all("half-stable" in r for r in unclipped)
+
+
+def test_console_script_entry_point():
+    proc = subprocess.run([sys.executable, "-m", "meanfield.cli", "eoc", "--activation", "st",
+                           "--sparsity", "0.5", "--json"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["fixed_points"][0]["kind"] == "half-stable"
+    bad = subprocess.run([sys.executable, "-m", "meanfield.cli", "eoc", "--activation", "st",
+                          "--sparsity", "-3"], capture_output=True, text=True, timeout=60)
+    assert_clean_failure(bad.returncode, bad.stdout, bad.stderr)
+
+
+# -- hostile arguments -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("argv", [
+    [], ["eoc"], ["bogus"], ["eoc", "--activation", "tanh", "--sparsity", "0.5"],
+    ["eoc", "--activation", "relu", "--sparsity", "0.2"],
+    ["eoc", "--activation", "relu", "--sparsity", "1"],
+    ["eoc", "--activation", "st", "--sparsity", "nan"],
+    ["eoc", "--activation", "cst", "--sparsity", "0.8"],
+    ["eoc", "--activation", "cst", "--sparsity", "0.8", "--clip", "1", "--v-prime", "0.5"],
+    ["eoc", "--activation", "cst", "--sparsity", "0.8", "--v-prime", "1"],
+    ["eoc", "--activation", "crelu", "--sparsity", "0.8", "--clip", "-1"],
+    ["eoc", "--activation", "relu", "--sparsity", "0.8", "--clip", "1"],
+    ["eoc", "--activation", "relu", "--sparsity", "0.8", "--q-star", "0"],
+    ["eoc", "--activation", "relu", "--sparsity", "0.8", "--digits", "3"],
+    ["eoc", "--activation", "relu", "--sparsity", "0.8", "--digits", "1e9"],
+    ["map", "--activation", "crelu", "--tau", "1", "--sigma-w2", "1", "--sigma-b2", "0", "--q", "1"],
+    ["map", "--activation", "relu", "--sigma-w2", "-1", "--sigma-b2", "0", "--q", "1"],
+    ["map", "--activation", "relu", "--sigma-w2", "1", "--sigma-b2", "-0.1", "--q", "1"],
+    ["map", "--activation", "relu", "--sigma-w2", "1", "--sigma-b2", "0", "--q", "inf"],
+    ["fixed-points", "--activation", "relu", "--tau", "-1", "--sigma-w2", "2", "--sigma-b2", "0"],
+    ["fixed-points", "--activation", "hard_tanh", "--tau", "1", "--sigma-w2", "2", "--sigma-b2", "0"],
+    ["table", "-o", "/nonexistent-dir/x.md"],
+])
+def test_bad_arguments(argv, capsys):
+    assert_clean_failure(*run(argv, capsys))
+
+
+_NUMBERS = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True).map(repr),
+    st.integers(-10**30, 10**30).map(str),
+    st.sampled_from(["", " ", "0", "-0", "1e400", "-1e-400", "nan", "inf", "0x10", "1/2", "é", "--"]),
+    st.text(max_size=8),
+)
+_FLAGS = ["--activation", "--sparsity", "--q-star", "--clip", "--v-prime", "--digits", "--tau",
+          "--alpha", "--sigma-w2", "--sigma-b2", "--q", "--json", "--latex", "--format"]
+
+
+@settings(max_examples=150)
+@given(command=st.sampled_from(["eoc", "fixed-points", "map", "formula", "table", "nope"]),
+       pairs=st.lists(st.tuples(st.sampled_from(_FLAGS),
+                                st.one_of(_NUMBERS, st.sampled_from(
+                                    ["relu", "st", "crelu", "cst", "relu0", "hard_tanh",
+                                     "leaky_relu", "csv", "json"]))), max_size=7))
+def test_fuzz_arguments(command, pairs):
+    """Random and hostile arguments: exit 0 with no NaN in the output, or a one-line error."""
+    argv = [command]
+    for flag, value in pairs:
+        argv += [flag] if flag in ("--json", "--latex") else [flag, value]
+    if "--digits" in argv and command == "table":
+        return  # the table recomputes the whole paper grid: covered above
+    code, out, err = call(argv)
+    if code == 0:
+        assert err == ""
+        assert not any(t in out.lower().split('"') for t in ("nan", "inf", "-inf"))
+    else:
+        assert_clean_failure(code, out, err)
+
+
+@settings(max_examples=40)
+@given(act=st.sampled_from(["relu", "st", "crelu", "cst"]),
+       s=st.floats(0.0, 0.995), target=st.floats(0.01, 0.99), clip=st.floats(0.01, 20),
+       use_clip=st.booleans(), q_star=st.floats(1e-3, 1e3))
+def test_fuzz_valid_eoc(act, s, target, clip, use_clip, q_star):
+    """Valid-looking requests: either a finite answer with q* among the fixed points, or a
+    clean error (s below the activation's range)."""
+    argv = ["eoc", "--activation", act, "--sparsity", repr(s), "--q-star", repr(q_star),
+            "--digits", "15", "--json"]
+    if act in ("crelu", "cst"):
+        argv += ["--clip", repr(clip)] if use_clip else ["--v-prime", repr(target)]
+    code, out, err = call(argv)
+    if act in ("relu", "crelu") and s < 0.5:
+        assert_clean_failure(code, out, err)
+        return
+    assert code == 0, err
+    d = json.loads(out)
+    if not d["degenerate"]:
+        qs = [float(p["q"]) for p in d["fixed_points"]]
+        assert any(math.isclose(q, q_star, rel_tol=1e-9) for q in qs)
