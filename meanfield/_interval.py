@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from scipy.special import erf as scipy_erf
 from scipy.special import ndtr
 
 _FUNC_PAD = 1e-13
@@ -152,5 +153,12 @@ def normal_pdf(v):
     return Interval(np.maximum(lo, 0.0), hi)
 
 
+def erf(v):
+    v = Interval._wrap(v)
+    lo, hi = _pad(scipy_erf(v.lo), scipy_erf(v.hi), _FUNC_PAD)
+    return Interval(np.maximum(lo, -1.0), np.minimum(hi, 1.0))
+
+
 #: Namespace for ``sympy.lambdify`` (numpy printer) that evaluates on intervals.
-NAMESPACE = {"Phi": normal_cdf, "phi": normal_pdf, "sqrt": sqrt, "exp": exp, "pi": math.pi}
+NAMESPACE = {"Phi": normal_cdf, "phi": normal_pdf, "sqrt": sqrt, "exp": exp, "erf": erf,
+             "pi": math.pi}

@@ -97,9 +97,15 @@ class Parameter:
         return True
 
 
+#: Every number given to meanfield must be 0 or of magnitude in [1e-100, 1e30]: the
+#: float64 interval arithmetic that certifies the fixed-point search neither overflows
+#: nor underflows there.
+MAGNITUDE_RANGE = (1e-100, 1e30)
+
+
 def _as_real(name: str, value, valid: str):
-    """Check ``value`` is a finite real number (int, float, str, Decimal, mpf); ``valid``
-    states the valid range for the error message."""
+    """Check ``value`` is a finite real number (int, float, str, Decimal, mpf) that is 0 or
+    of magnitude in :data:`MAGNITUDE_RANGE`; ``valid`` states the valid range for the error."""
     problem = None
     if isinstance(value, bool) or value is None:
         problem = "is not a number"
@@ -111,6 +117,8 @@ def _as_real(name: str, value, valid: str):
         else:
             if math.isnan(v) or math.isinf(v):
                 problem = "is not finite"
+            elif abs(v) > MAGNITUDE_RANGE[1] or 0 < abs(v) < MAGNITUDE_RANGE[0]:
+                problem = "is outside the supported magnitudes 1e-100 .. 1e30"
     if problem:
         raise ParameterError(f"{name} = {value!r} {problem}: must be a finite number {valid}")
     return value

@@ -37,7 +37,8 @@ from ._roots import bracketed_root
 from .activations import PAPER_ACTIVATIONS, _as_real, get_activation
 from .errors import NoSolutionError, ParameterError
 from .fixed_points import FixedPointReport, fixed_points
-from .maps import DEFAULT_DIGITS, GUARD_DIGITS, Initialisation, check_digits, check_q, compiled, to_mpf
+from .maps import (DEFAULT_DIGITS, GUARD_DIGITS, Initialisation, cancellation_digits,
+                   check_digits, check_q, compiled, to_mpf)
 
 __all__ = ["EoCSolution", "eoc_parameters", "eoc_weights"]
 
@@ -134,6 +135,43 @@ def _clip_for_v_prime(act, q, tau, target, ctx):
     return bracketed_root(v_prime_minus_target, lo, hi, g_lo, g_hi, ctx)
 
 
+def _eoc_initialisation(act, sparsity, q_star, clip, v_prime, params, ctx) -> Initialisation:
+    """The EoC Initialisation at the context's working precision (see eoc_parameters)."""
+    q = to_mpf(q_star, ctx)
+    if sparsity is not None:
+        if act.name not in _SPARSITY or act is not get_activation(act.name):
+            raise ParameterError(
+                f"sparsity sets tau only for {', '.join(PAPER_ACTIVATIONS)}; got {act.name!r}")
+        if "tau" in params or "m" in params:
+            raise ParameterError("give sparsity (and clip or v_prime), not tau or m")
+        s_min, clipped, level = _SPARSITY[act.name]
+        _check_open_unit("sparsity", sparsity, s_min, 1.0, lo_closed=True)
+        s = to_mpf(sparsity, ctx)
+        tau = ctx.sqrt(q) * ctx.sqrt(2) * ctx.erfinv(2 * level(s) - 1)
+        params = {"tau": tau}
+        if not clipped:
+            if clip is not None or v_prime is not None:
+                raise ParameterError(f"{act.name} is not clipped: clip and v_prime apply to crelu and cst")
+        else:
+            if (clip is None) == (v_prime is None):
+                raise ParameterError(
+                    f"{act.name} needs exactly one of clip (m > 0) or v_prime (in (0, 1))")
+            if clip is not None:
+                _as_real("clip", clip, "> 0")
+                if not float(clip) > 0:
+                    raise ParameterError(f"clip = {clip} is out of range: must be > 0 (finite)")
+                params["m"] = to_mpf(clip, ctx)
+            else:
+                _check_open_unit("v_prime", v_prime, 0.0, 1.0)
+                params["m"] = _clip_for_v_prime(act, q, tau, to_mpf(v_prime, ctx), ctx)
+    sigma_w2, sigma_b2 = eoc_weights(act, q, params, ctx)
+    try:
+        return Initialisation(act, sigma_w2, sigma_b2, params)
+    except ParameterError as exc:  # e.g. s so close to 1 that sigma_w2 = 1/(1 - s) > 1e30
+        raise NoSolutionError(f"the EoC initialisation of {act.name} for sparsity = {sparsity}, "
+                              f"q_star = {q_star} leaves the supported range: {exc}") from None
+
+
 def eoc_parameters(activation, sparsity=None, *, q_star=1, clip=None, v_prime=None,
                    digits: int = DEFAULT_DIGITS, ctx=mpmath.mp, **params) -> EoCSolution:
     """The EoC initialisation with fixed point ``q_star`` and its classified fixed points.
@@ -156,40 +194,21 @@ def eoc_parameters(activation, sparsity=None, *, q_star=1, clip=None, v_prime=No
     check_q(q_star, "q_star")
     if sparsity is None and (clip is not None or v_prime is not None):
         raise ParameterError("clip and v_prime go with sparsity; otherwise pass m=... directly")
-    with ctx.workdps(digits + GUARD_DIGITS):
-        q = to_mpf(q_star, ctx)
-        if sparsity is not None:
-            if act.name not in _SPARSITY or act is not get_activation(act.name):
-                raise ParameterError(
-                    f"sparsity sets tau only for {', '.join(PAPER_ACTIVATIONS)}; got {act.name!r}")
-            if "tau" in params or "m" in params:
-                raise ParameterError("give sparsity (and clip or v_prime), not tau or m")
-            s_min, clipped, level = _SPARSITY[act.name]
-            _check_open_unit("sparsity", sparsity, s_min, 1.0, lo_closed=True)
-            s = to_mpf(sparsity, ctx)
-            tau = ctx.sqrt(q) * ctx.sqrt(2) * ctx.erfinv(2 * level(s) - 1)
-            params = {"tau": tau}
-            if not clipped:
-                if clip is not None or v_prime is not None:
-                    raise ParameterError(f"{act.name} is not clipped: clip and v_prime apply to crelu and cst")
-            else:
-                if (clip is None) == (v_prime is None):
-                    raise ParameterError(
-                        f"{act.name} needs exactly one of clip (m > 0) or v_prime (in (0, 1))")
-                if clip is not None:
-                    _as_real("clip", clip, "> 0")
-                    if not float(clip) > 0:
-                        raise ParameterError(f"clip = {clip} is out of range: must be > 0 (finite)")
-                    params["m"] = to_mpf(clip, ctx)
-                else:
-                    _check_open_unit("v_prime", v_prime, 0.0, 1.0)
-                    params["m"] = _clip_for_v_prime(act, q, tau, to_mpf(v_prime, ctx), ctx)
-        sigma_w2, sigma_b2 = eoc_weights(act, q, params, ctx)
-        init = Initialisation(act, sigma_w2, sigma_b2, params)
-        report = fixed_points(init, digits=digits, ctx=ctx)
-        args = init.arguments(q, ctx)
-        fns = compiled(act).mp
-        values = {k: +fns[k](*args) for k in ("sparsity", "chi1", "v_prime", "v_second")}
+    extra = 0
+    while True:
+        with ctx.workdps(digits + GUARD_DIGITS + extra):
+            init = _eoc_initialisation(act, sparsity, q_star, clip, v_prime, params, ctx)
+            need = cancellation_digits(init, q_star)
+            if need > extra:  # a narrow clip piece cancels: solve again with more digits
+                extra = need + 2  # the second solve's m, hence need, agrees to a digit
+                continue
+            q = to_mpf(q_star, ctx)
+            sigma_w2, sigma_b2 = to_mpf(init.sigma_w2, ctx), to_mpf(init.sigma_b2, ctx)
+            report = fixed_points(init, digits=digits, ctx=ctx)
+            args = init.arguments(q, ctx)
+            fns = compiled(act).mp
+            values = {k: +fns[k](*args) for k in ("sparsity", "chi1", "v_prime", "v_second")}
+        break
     values_p = init.parameters
     return EoCSolution(
         init=init, q_star=q, tau=values_p.get("tau"), m=values_p.get("m"),

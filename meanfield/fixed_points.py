@@ -60,8 +60,9 @@ import sympy as sp
 
 from ._interval import Interval
 from .activations import x as _x
-from ._roots import bracketed_root as _bracketed_root
-from .maps import DEFAULT_DIGITS, GUARD_DIGITS, Initialisation, check_digits, compiled, to_mpf
+from ._roots import bracketed_root
+from .maps import (DEFAULT_DIGITS, GUARD_DIGITS, Initialisation, cancellation_digits,
+                   check_digits, compiled, to_mpf)
 
 __all__ = ["FixedPoint", "FixedPointReport", "fixed_points", "classify"]
 
@@ -69,6 +70,10 @@ _INITIAL_CELLS = 96
 _SPLIT = 4
 _MIN_REL_WIDTH = 1e-12
 _MAX_ROUNDS = 40
+_MAX_LIVE_CELLS = 4096   # budget: cells still undecided past it are sampled instead
+_RUN_SAMPLES = 64        # high-precision samples per undecided run
+_MAX_RUNS = 16
+_FLAT_WIDTH = 1e-2       # a tangency's |F| <= tol set is narrower than this, relative to q
 
 
 @dataclass(frozen=True)
@@ -89,7 +94,10 @@ class FixedPointReport:
 
     ``large_q`` is ``"diverges"`` (V(q) > q for all large q: the variance grows without
     bound from above the last fixed point), ``"bounded"`` (V(q) < q for all large q) or
-    ``"degenerate"`` (every q is a fixed point).
+    ``"degenerate"`` (every q is a fixed point). ``certified`` is True when the search
+    range was covered by proven cells (module docstring); ``unresolved`` lists ranges
+    where |V(q) - q| stayed below the working precision's noise, so that no sign, and no
+    fixed point, could be decided there (raise ``digits`` to resolve them).
     """
 
     init: Initialisation
@@ -99,6 +107,7 @@ class FixedPointReport:
     search_range: tuple[float, float]
     certified: bool
     digits: int
+    unresolved: tuple[tuple[float, float], ...] = ()
 
     @property
     def stable(self) -> tuple[FixedPoint, ...]:
@@ -124,7 +133,8 @@ def _range_and_tail(init: Initialisation):
     sw, sb = float(init.sigma_w2), float(init.sigma_b2)
     finite = [b for lo, hi, _ in pieces for b in (lo, hi) if math.isfinite(b)]
     scale = max([1.0, sb] + [b * b for b in finite])
-    q_lo = sb if sb > 0 else 1e-12 * scale
+    # float(sigma_b2) may round above the exact sigma_b2: start just below it
+    q_lo = sb * (1 - 4e-16) if sb > 0 else 1e-12 * scale
     left, right = pieces[0][2], pieces[-1][2]
     b_left, b_right = (pieces[0][1], pieces[-1][0]) if len(pieces) > 1 else (0.0, 0.0)
     lo_mid, hi_mid = min(b_left, 0.0), max(b_right, 0.0)
@@ -213,6 +223,8 @@ def _classify_cells(init: Initialisation, q_lo: float, q_hi: float):
         for a, b in zip(lo[tiny], hi[tiny]):
             done.append((a, b, "undecided"))
         lo, hi = lo[~tiny], hi[~tiny]
+        if lo.size * _SPLIT > _MAX_LIVE_CELLS:
+            break
         if lo.size:
             t = np.linspace(0.0, 1.0, _SPLIT + 1)
             sub = lo[:, None] * (hi / lo)[:, None] ** t[None, :]
@@ -243,6 +255,12 @@ class _Precise:
         return self.fns["v_second"](q, *self.args)
 
 
+def _noise(q, ctx):
+    """Rounding noise of F(q) at the working precision (cancellation is paid for by
+    :func:`~meanfield.maps.cancellation_digits`)."""
+    return ctx.eps * 256 * q
+
+
 def _sign(v, tol) -> int:
     return 0 if abs(v) <= tol else (1 if v > 0 else -1)
 
@@ -262,13 +280,13 @@ def _roots_in_cells(cells, P: _Precise, ctx, tol_rel):
 
     def monotone(a, b):
         fa, fb = f_at(a), f_at(b)
-        sa, sb = _sign(fa, ctx.eps * 64 * a), _sign(fb, ctx.eps * 64 * b)
+        sa, sb = _sign(fa, _noise(a, ctx)), _sign(fb, _noise(b, ctx))
         if sa == 0:
             roots.append((ctx.mpf(a), False))
         if sb == 0:
             roots.append((ctx.mpf(b), False))
         if sa * sb < 0:
-            roots.append((_bracketed_root(P.f, ctx.mpf(a), ctx.mpf(b), fa, fb, ctx), False))
+            roots.append((bracketed_root(P.f, ctx.mpf(a), ctx.mpf(b), fa, fb, ctx), False))
 
     for a, b, tag in cells:
         if tag == "monotone":
@@ -279,24 +297,53 @@ def _roots_in_cells(cells, P: _Precise, ctx, tol_rel):
             if ga >= 0 or gb <= 0:  # the extremum is at an end: monotone on the cell
                 monotone(a, b)
                 continue
-            c = _bracketed_root(P.d1, ctx.mpf(a), ctx.mpf(b), ga * up, gb * up, ctx)
+            c = bracketed_root(P.d1, ctx.mpf(a), ctx.mpf(b), ga * up, gb * up, ctx)
             fc = P.f(c)
-            if abs(fc) <= tol(c):
+            # A tangency: |F| <= tol only on a narrow set around c (width from F''(c)).
+            # A wide flat stretch is not one; its roots are decided by exact signs below.
+            if abs(fc) <= tol(c) and 2 * tol(c) <= _FLAT_WIDTH**2 * c * c * abs(P.d2(c)):
                 roots.append((c, True))
-            elif fc * up < 0:  # the extremum is past zero: a root on each side
-                for lo, hi, flo, fhi in ((ctx.mpf(a), c, f_at(a), fc), (c, ctx.mpf(b), fc, f_at(b))):
-                    if flo * fhi <= 0:
-                        roots.append((_bracketed_root(P.f, lo, hi, flo, fhi, ctx), False))
-        else:  # undecided: dense high-precision sampling of a tiny cell
-            grid = [ctx.mpf(a) + (ctx.mpf(b) - ctx.mpf(a)) * k / 16 for k in range(17)]
-            vals = [P.f(g) for g in grid]
-            for g0, g1, v0, v1 in zip(grid, grid[1:], vals, vals[1:]):
-                if v0 == 0 or v0 * v1 < 0:
-                    roots.append((_bracketed_root(P.f, g0, g1, v0, v1, ctx), False))
-            best = min(range(17), key=lambda k: abs(vals[k]))
-            if abs(vals[best]) <= tol(grid[best]) and not any(abs(r - grid[best]) <= (b - a) for r, _ in roots):
-                roots.append((grid[best], True))
+                continue
+            for lo, hi, flo, fhi in ((ctx.mpf(a), c, f_at(a), fc), (c, ctx.mpf(b), fc, f_at(b))):
+                if flo == 0:
+                    roots.append((lo, False))
+                elif flo * fhi < 0:
+                    roots.append((bracketed_root(P.f, lo, hi, flo, fhi, ctx), False))
     return roots
+
+
+def _undecided_runs(cells):
+    """Merge adjacent undecided cells into runs [(lo, hi)]."""
+    runs = []
+    for a, b, tag in cells:
+        if tag != "undecided":
+            continue
+        if runs and runs[-1][1] >= a:
+            runs[-1] = (runs[-1][0], max(runs[-1][1], b))
+        else:
+            runs.append((a, b))
+    while len(runs) > _MAX_RUNS:  # bound the sampling work: close the narrowest log gap
+        i = min(range(len(runs) - 1), key=lambda k: runs[k + 1][0] / runs[k][1])
+        runs[i:i + 2] = [(runs[i][0], runs[i + 1][1])]
+    return runs
+
+
+def _sample_runs(runs, P: _Precise, ctx):
+    """Roots at strict sign changes of F sampled on each undecided run, and the ranges
+    where |F| is below the precision's noise (``unresolved``: nothing is claimed there)."""
+    roots, unresolved = [], []
+    for a, b in runs:
+        grid = [ctx.mpf(float(v)) for v in np.geomspace(a, b, _RUN_SAMPLES + 1)]
+        vals = [P.f(g) for g in grid]
+        signs = [_sign(v, _noise(g, ctx)) for g, v in zip(grid, vals)]
+        flat = [k for k, sg in enumerate(signs) if sg == 0]
+        if flat:
+            unresolved.append((float(grid[max(flat[0] - 1, 0)]), float(grid[min(flat[-1] + 1, _RUN_SAMPLES)])))
+        strict = [k for k, sg in enumerate(signs) if sg != 0]
+        for k0, k1 in zip(strict, strict[1:]):
+            if signs[k0] != signs[k1] and k1 == k0 + 1:
+                roots.append((bracketed_root(P.f, grid[k0], grid[k1], vals[k0], vals[k1], ctx), False))
+    return roots, unresolved
 
 
 def classify(q, v_prime, v_second, tangent: bool, ctx=mpmath.mp) -> tuple[str, str | None]:
@@ -329,18 +376,22 @@ def fixed_points(init: Initialisation, *, digits: int = DEFAULT_DIGITS, ctx=mpma
         raise TypeError("fixed_points expects an Initialisation")
     q_lo, q_hi, large_q, certified, scale = _range_and_tail(init)
     q_lo, q_hi = float(q_lo), float(q_hi)
-    with ctx.workdps(digits + GUARD_DIGITS):
+    with ctx.workdps(digits + GUARD_DIGITS + cancellation_digits(init, max(q_hi, scale))):
         P = _Precise(init, ctx)
         if _is_degenerate(P, scale, ctx):
             return FixedPointReport(init, (), "degenerate", True, (q_lo, q_hi), True, digits)
-        points = []
+        points, unresolved = [], ()
         if q_hi > q_lo:
             cells = _classify_cells(init, q_lo, q_hi)
-            certified = certified and all(tag != "undecided" for _, _, tag in cells)
             tol_rel = ctx.mpf(10) ** (3 - digits)
-            found = sorted(_roots_in_cells(cells, P, ctx, tol_rel), key=lambda r: r[0])
+            found = _roots_in_cells(cells, P, ctx, tol_rel)
+            runs = _undecided_runs(cells)
+            if runs:
+                certified = False
+                extra, unresolved = _sample_runs(runs, P, ctx)
+                found += extra
             merged = []
-            for q, tangent in found:  # a root on a shared cell edge is found twice
+            for q, tangent in sorted(found, key=lambda r: r[0]):  # a shared cell edge gives a root twice
                 if merged and abs(q - merged[-1][0]) <= ctx.mpf(10) ** (-digits) * q:
                     merged[-1] = (merged[-1][0], merged[-1][1] or tangent)
                 else:
@@ -352,4 +403,5 @@ def fixed_points(init: Initialisation, *, digits: int = DEFAULT_DIGITS, ctx=mpma
                 points.append(FixedPoint(+q, +vp, +vs, +chi1, kind, side))
         if large_q is None:
             large_q = "diverges" if P.f(ctx.mpf(q_hi)) > 0 else "bounded"
-    return FixedPointReport(init, tuple(points), large_q, False, (q_lo, q_hi), certified, digits)
+    return FixedPointReport(init, tuple(points), large_q, False, (q_lo, q_hi), certified, digits,
+                            tuple(unresolved))

@@ -37,6 +37,7 @@ from typing import Any, Mapping
 import mpmath
 import numpy as np
 import sympy as sp
+from scipy.special import erf as scipy_erf
 from scipy.special import ndtr
 
 from . import _interval
@@ -45,13 +46,16 @@ from .errors import ParameterError
 from .symbolic import FORMULA_NAMES, derive
 
 __all__ = ["Initialisation", "MapValues", "map_values", "map_values_float64",
-           "variance_map", "check_digits", "GUARD_DIGITS", "DEFAULT_DIGITS", "to_mpf"]
+           "variance_map", "check_digits", "GUARD_DIGITS", "DEFAULT_DIGITS", "to_mpf",
+           "cancellation_digits"]
 
 #: Extra decimal digits carried internally beyond what the caller asks for.
 GUARD_DIGITS = 15
 #: Digits used when the caller does not say.
 DEFAULT_DIGITS = 30
 MIN_DIGITS, MAX_DIGITS = 8, 1000
+#: The range of q over which the float64 fast path is evaluated.
+FLOAT64_Q_RANGE = (1e-100, 1e100)
 
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 
@@ -83,7 +87,7 @@ def to_mpf(value, ctx=mpmath.mp):
 
 _MODULES = {
     "mp": [{"Phi": mpmath.ncdf, "phi": mpmath.npdf}, "mpmath"],
-    "np": [{"Phi": ndtr, "phi": _numpy_pdf}, "numpy"],
+    "np": [{"Phi": ndtr, "phi": _numpy_pdf, "erf": scipy_erf}, "numpy"],
     "iv": [_interval.NAMESPACE, "numpy"],
 }
 
@@ -189,6 +193,21 @@ class MapValues:
     sparsity: Any
 
 
+def cancellation_digits(init: Initialisation, q) -> int:
+    """Extra working digits that the closed forms lose to cancellation at ``q``.
+
+    A finite piece of width w contributes terms of size ~ q^(d/2) w^d... that cancel down to
+    ~ w^(2d+1)/sqrt(q) once w << sqrt(q), losing about d log10(q / w^2) digits (d: the
+    degree of the piece's polynomial, at least 1). Infinite pieces do not cancel this way.
+    """
+    worst = 0.0
+    for lo, hi, poly in init.activation.numeric_pieces(**init.parameters):
+        width = hi - lo
+        if math.isfinite(width) and width > 0:
+            worst = max(worst, max(poly.order, 1) * math.log10(max(1.0, float(q) / width**2)))
+    return int(math.ceil(worst)) + (3 if worst > 0 else 0)
+
+
 def check_q(q, name: str = "q"):
     _as_real(name, q, "> 0")
     if not float(q) > 0:
@@ -212,7 +231,7 @@ def map_values(init: Initialisation, q, *, digits: int = DEFAULT_DIGITS, ctx=mpm
     """
     digits = check_digits(digits)
     check_q(q)
-    with ctx.workdps(digits + GUARD_DIGITS):
+    with ctx.workdps(digits + GUARD_DIGITS + cancellation_digits(init, q)):
         q_mpf = to_mpf(q, ctx)
         vals = _evaluate(init, q_mpf, ("variance", "v_prime", "v_second", "chi1", "sparsity"), ctx)
         vals = {k: +v for k, v in vals.items()}
@@ -236,12 +255,24 @@ def map_values_float64(init: Initialisation, q) -> MapValues:
     >>> map_values_float64(init, np.array([1.0, 4.0])).variance
     array([1., 4.])
     """
-    q = np.asarray(q, dtype=float)
-    if not np.all(np.isfinite(q)) or np.any(q <= 0):
-        raise ParameterError("q must be finite and > 0 everywhere")
+    try:
+        q = np.asarray(q, dtype=float)
+    except (TypeError, ValueError):
+        raise ParameterError("q must be an array of numbers in [1e-100, 1e100]") from None
+    if not np.all(np.isfinite(q)) or np.any(q < FLOAT64_Q_RANGE[0]) or np.any(q > FLOAT64_Q_RANGE[1]):
+        raise ParameterError("q must lie in [1e-100, 1e100] everywhere for the float64 path "
+                             "(map_values has no such limit)")
     fns = compiled(init.activation).np
     args = (q,) + init.float_arguments()
     out = {}
-    for name in ("variance", "v_prime", "v_second", "chi1", "sparsity"):
-        out[name] = np.broadcast_to(np.asarray(fns[name](*args), dtype=float), q.shape).copy()
+    with np.errstate(all="ignore"):  # phi underflowing against a power of q: checked below
+        for name in ("variance", "v_prime", "v_second", "chi1", "sparsity"):
+            out[name] = np.broadcast_to(np.asarray(fns[name](*args), dtype=float), q.shape).copy()
+    for name, value in out.items():
+        bad = ~np.isfinite(value)
+        if np.any(bad):
+            # Each term is (power of q) * Phi or phi; a NaN is 0 * inf where phi underflowed,
+            # so the term's limit is 0. Redo those points at mpmath precision instead.
+            for i in zip(*np.nonzero(bad)):
+                value[i] = float(getattr(map_values(init, float(q[i]), digits=MIN_DIGITS), name))
     return MapValues(q=q, **out)

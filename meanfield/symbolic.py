@@ -105,8 +105,17 @@ def truncated_moment(k: int, lo, hi) -> sp.Expr:
     """
     lo, hi = sp.sympify(lo), sp.sympify(hi)
     if k == 0:
+        # Written so that float64 and mpmath do not cancel in the tails: an upper tail
+        # as Phi(-lo), an interval right of 0 as a difference of upper tails, a symmetric
+        # one as erf.
         if hi is sp.S.Infinity:
-            return Phi(-lo)  # upper tail written without 1 - Phi cancellation
+            return Phi(-lo)
+        if lo is sp.S.NegativeInfinity:
+            return Phi(hi)
+        if sp.simplify(lo + hi) == 0:
+            return sp.erf(hi / sp.sqrt(2))
+        if lo.is_nonnegative:
+            return Phi(-lo) - Phi(-hi)
         return Phi(hi) - Phi(lo)
     if k == 1:
         return phi(lo) - phi(hi)
@@ -125,12 +134,27 @@ def _gaussian_expectation(pieces) -> sp.Expr:
         poly = sp.expand(poly)
         if poly == 0:
             continue
+        if poly.has(sp.Piecewise):  # a parameter-dependent indicator times the mass
+            total += poly * truncated_moment(0, lo if lo.is_infinite else lo / root_q,
+                                             hi if hi.is_infinite else hi / root_q)
+            continue
         alpha = lo if lo.is_infinite else lo / root_q
         beta = hi if hi.is_infinite else hi / root_q
         in_z = sp.Poly(sp.expand(poly.subs(x, root_q * _z)), _z)
         for (k,), coeff in in_z.terms():
             total += coeff * truncated_moment(k, alpha, beta)
     return total
+
+
+def _is_zero(poly) -> sp.Expr:
+    """1 where the polynomial is identically 0 (possibly only for some parameter values,
+    e.g. alpha x at alpha = 0), else 0, as a sympy expression."""
+    coeffs = sp.Poly(sp.expand(poly), x).all_coeffs()
+    if all(c == 0 for c in coeffs):
+        return sp.S.One
+    if any(c.is_number and c != 0 for c in coeffs):
+        return sp.S.Zero
+    return sp.Piecewise((1, sp.And(*[sp.Eq(c, 0) for c in coeffs])), (0, True))
 
 
 def _normal_density(b) -> sp.Expr:
@@ -200,8 +224,7 @@ def _derive(activation: Activation) -> Formulas:
     pieces = [(p.lower, p.upper, p.poly) for p in activation.pieces]
     e_phi2 = _gaussian_expectation([(a, b, p**2) for a, b, p in pieces])
     e_dphi2 = _gaussian_expectation([(a, b, sp.diff(p, x) ** 2) for a, b, p in pieces])
-    zero_pieces = [(a, b, sp.S.One) for a, b, p in pieces if sp.expand(p) == 0]
-    sparsity = _gaussian_expectation(zero_pieces)
+    sparsity = _gaussian_expectation([(a, b, _is_zero(p)) for a, b, p in pieces])
 
     # Heat equation / Stein: d/dq E[phi^2] = E[phi'^2] + E[phi phi''] + jump terms.
     smooth = _gaussian_expectation([(a, b, p * sp.diff(p, x, 2)) for a, b, p in pieces])

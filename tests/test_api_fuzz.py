@@ -1,0 +1,139 @@
+"""The public API under random and hostile arguments.
+
+Every call either returns finite numbers or raises :class:`meanfield.ParameterError`
+(a ValueError) whose message names the offending parameter: never NaN, never a hang,
+never another exception type from deep inside numpy or mpmath.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from decimal import Decimal
+
+import mpmath
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import meanfield as mf
+
+HOSTILE = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.integers(-10**40, 10**40),
+    st.sampled_from([None, True, "", "abc", "nan", "-inf", "1e999", [1.0], {"a": 1}, 1 + 2j,
+                     Decimal("NaN"), mpmath.mpf("nan"), mpmath.mpf("-inf"), -0.0, 1e-320]),
+    st.text(max_size=6),
+)
+REASONABLE = st.one_of(st.floats(1e-6, 1e6), st.floats(-1e3, 1e3))
+
+
+def finite(v) -> bool:
+    return v is None or mpmath.isfinite(v)
+
+
+def check_error(exc: mf.ParameterError, names):
+    message = str(exc)
+    assert "\n" not in message
+    assert any(n in message for n in names), (message, names)
+
+
+ACTIVATIONS = ["relu", "st", "crelu", "cst", "relu0", "hard_tanh", "leaky_relu"]
+
+
+def param_names(act):
+    return [p.name for p in mf.get_activation(act).parameters]
+
+
+@settings(max_examples=200)
+@given(act=st.sampled_from(ACTIVATIONS), sw=st.one_of(HOSTILE, REASONABLE),
+       sb=st.one_of(HOSTILE, REASONABLE), p1=st.one_of(HOSTILE, REASONABLE),
+       p2=st.one_of(HOSTILE, REASONABLE), q=st.one_of(HOSTILE, REASONABLE))
+def test_initialisation_and_maps(act, sw, sb, p1, p2, q):
+    params = dict(zip(param_names(act), (p1, p2)))
+    try:
+        init = mf.Initialisation(act, sw, sb, params)
+    except mf.ParameterError as exc:
+        check_error(exc, ["sigma_w2", "sigma_b2", "tau", "m", "alpha", "breakpoints"])
+        return
+    try:
+        v = mf.map_values(init, q, digits=20)
+    except mf.ParameterError as exc:
+        check_error(exc, ["q"])
+        return
+    assert all(finite(getattr(v, f)) for f in ("variance", "v_prime", "v_second", "chi1", "sparsity"))
+
+
+@settings(max_examples=60)
+@given(act=st.sampled_from(ACTIVATIONS),
+       sw=st.floats(1e-6, 1e6), sb=st.one_of(st.just(0.0), st.floats(1e-8, 1e4)),
+       p1=st.one_of(st.just(0.0), st.floats(1e-6, 50)), p2=st.floats(1e-4, 50))
+def test_fixed_points_random_valid(act, sw, sb, p1, p2):
+    """Valid but wide-ranging configurations finish quickly with finite, verified output."""
+    params = dict(zip(param_names(act), (p1 if act != "leaky_relu" else min(p1, 1.0), p2)))
+    init = mf.Initialisation(act, sw, sb, params)
+    t0 = time.perf_counter()
+    r = mf.fixed_points(init, digits=20)
+    assert time.perf_counter() - t0 < 20
+    assert r.large_q in ("diverges", "bounded", "degenerate")
+    for p in r.points:
+        assert finite(p.q) and p.q > 0 and finite(p.v_prime) and finite(p.chi1)
+        with mpmath.workdps(30):
+            v = mf.map_values(init, p.q, digits=25).variance
+            assert abs(v - p.q) <= mpmath.mpf(10) ** -15 * max(1, p.q)
+
+
+@settings(max_examples=150)
+@given(act=st.one_of(st.sampled_from(["relu", "st", "crelu", "cst", "hard_tanh", "x"]), HOSTILE),
+       s=st.one_of(HOSTILE, st.floats(-1, 2)), q_star=st.one_of(HOSTILE, REASONABLE),
+       clip=st.one_of(st.none(), HOSTILE, REASONABLE), vp=st.one_of(st.none(), HOSTILE, st.floats(-1, 2)),
+       digits=st.one_of(st.integers(-5, 60), HOSTILE))
+def test_eoc_parameters_hostile(act, s, q_star, clip, vp, digits):
+    try:
+        sol = mf.eoc_parameters(act, s, q_star=q_star, clip=clip, v_prime=vp, digits=digits)
+    except mf.ParameterError as exc:
+        check_error(exc, ["activation", "sparsity", "q_star", "clip", "v_prime", "digits",
+                          "sigma_b2", "tau", "m"])
+        return
+    for f in ("tau", "m", "sigma_w2", "sigma_b2", "chi1", "v_prime", "v_second", "sparsity"):
+        assert finite(getattr(sol, f))
+    assert abs(sol.chi1 - 1) < 1e-10
+
+
+@pytest.mark.parametrize("bad", [np.array([1.0, np.nan]), np.array([0.0]), np.array([-1.0]),
+                                 [np.inf], [1e-300], [1e101], ["x"]])
+def test_float64_path_rejects_bad_q(bad):
+    init = mf.Initialisation("crelu", 2, 0.1, {"tau": 0.5, "m": 1})
+    with pytest.raises(mf.ParameterError, match="q"):
+        mf.map_values_float64(init, bad)
+
+
+def test_float64_path_is_finite_over_wide_range():
+    init = mf.Initialisation("cst", 5.1, 0.62, {"tau": 1.28, "m": 1.6})
+    v = mf.map_values_float64(init, np.geomspace(1e-100, 1e100, 2001))
+    for f in ("variance", "v_prime", "v_second", "chi1", "sparsity"):
+        assert np.all(np.isfinite(getattr(v, f))), f
+
+
+def test_wrong_types():
+    with pytest.raises(mf.ParameterError, match="activation"):
+        mf.get_activation(3)
+    with pytest.raises(mf.ParameterError, match="digits"):
+        mf.map_values(mf.Initialisation("relu", 2, 0), 1, digits=2.5)
+    with pytest.raises(mf.ParameterError, match="digits"):
+        mf.fixed_points(mf.Initialisation("relu", 2, 0), digits=10**6)
+    with pytest.raises(mf.ParameterError, match="tau"):
+        mf.Initialisation("relu", 2, 0, {"tau": -1})
+    with pytest.raises(mf.ParameterError, match="no parameter"):
+        mf.Initialisation("relu", 2, 0, {"m": 1})
+
+
+def test_precision_does_not_leak_on_error():
+    before = mpmath.mp.prec
+    with pytest.raises(mf.ParameterError):
+        mf.eoc_parameters("crelu", "0.85", v_prime="2", digits=80)
+    mf.eoc_parameters("cst", "0.8", v_prime="0.9", digits=80)
+    assert mpmath.mp.prec == before
+    assert math.isclose(float(mf.eoc_parameters("crelu", "0.85", v_prime="0.9", digits=10).m),
+                        1.7394908817, rel_tol=1e-9)
