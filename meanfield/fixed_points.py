@@ -266,50 +266,62 @@ def _sign(v, tol) -> int:
 
 
 def _roots_in_cells(cells, P: _Precise, ctx, tol_rel):
-    """(q, tangent) for every root, cell by cell."""
-    roots = []
+    """(q, tangent) for every root, cell by cell, and the cells handed on to sampling
+    because a value that decides them is at the noise level of the working precision
+    (a noise-level value decides nothing: it is not taken for a root)."""
+    roots, undecided = [], []
     cache = {}
 
-    def f_at(e):
+    def sign_at(e):
         if e not in cache:
-            cache[e] = P.f(ctx.mpf(e))
+            v = P.f(ctx.mpf(e))
+            cache[e] = (v, _sign(v, _noise(e, ctx)))
         return cache[e]
 
-    def tol(q):
-        return tol_rel * q
+    def d1_sign(e):
+        v = P.d1(ctx.mpf(e))
+        return v, _sign(v, _noise(1, ctx))
 
     def monotone(a, b):
-        fa, fb = f_at(a), f_at(b)
-        sa, sb = _sign(fa, _noise(a, ctx)), _sign(fb, _noise(b, ctx))
-        if sa == 0:
-            roots.append((ctx.mpf(a), False))
-        if sb == 0:
-            roots.append((ctx.mpf(b), False))
-        if sa * sb < 0:
+        (fa, sa), (fb, sb) = sign_at(a), sign_at(b)
+        if sa == 0 or sb == 0:
+            return False
+        if sa != sb:
             roots.append((bracketed_root(P.f, ctx.mpf(a), ctx.mpf(b), fa, fb, ctx), False))
+        return True
+
+    def curved(a, b, up):
+        (ga, sga), (gb, sgb) = d1_sign(a), d1_sign(b)
+        if sga == 0 or sgb == 0:
+            return False
+        if sga * up > 0 or sgb * up < 0:  # the extremum is at an end: monotone on the cell
+            return monotone(a, b)
+        c = bracketed_root(P.d1, ctx.mpf(a), ctx.mpf(b), ga, gb, ctx)
+        fc = P.f(c)
+        tol = tol_rel * c
+        # A tangency: |F| <= tol only on a narrow set around c (width from F''(c)).
+        if abs(fc) <= tol and 2 * tol <= _FLAT_WIDTH**2 * c * c * abs(P.d2(c)):
+            roots.append((c, True))
+            return True
+        sc = _sign(fc, _noise(c, ctx))
+        (fa, sa), (fb, sb) = sign_at(a), sign_at(b)
+        if 0 in (sa, sb, sc):
+            return False
+        for lo, hi, flo, fhi, slo, shi in ((ctx.mpf(a), c, fa, fc, sa, sc), (c, ctx.mpf(b), fc, fb, sc, sb)):
+            if slo != shi:
+                roots.append((bracketed_root(P.f, lo, hi, flo, fhi, ctx), False))
+        return True
 
     for a, b, tag in cells:
         if tag == "monotone":
-            monotone(a, b)
+            decided = monotone(a, b)
         elif tag in ("convex", "concave"):
-            up = 1 if tag == "convex" else -1
-            ga, gb = P.d1(ctx.mpf(a)) * up, P.d1(ctx.mpf(b)) * up
-            if ga >= 0 or gb <= 0:  # the extremum is at an end: monotone on the cell
-                monotone(a, b)
-                continue
-            c = bracketed_root(P.d1, ctx.mpf(a), ctx.mpf(b), ga * up, gb * up, ctx)
-            fc = P.f(c)
-            # A tangency: |F| <= tol only on a narrow set around c (width from F''(c)).
-            # A wide flat stretch is not one; its roots are decided by exact signs below.
-            if abs(fc) <= tol(c) and 2 * tol(c) <= _FLAT_WIDTH**2 * c * c * abs(P.d2(c)):
-                roots.append((c, True))
-                continue
-            for lo, hi, flo, fhi in ((ctx.mpf(a), c, f_at(a), fc), (c, ctx.mpf(b), fc, f_at(b))):
-                if flo == 0:
-                    roots.append((lo, False))
-                elif flo * fhi < 0:
-                    roots.append((bracketed_root(P.f, lo, hi, flo, fhi, ctx), False))
-    return roots
+            decided = curved(a, b, 1 if tag == "convex" else -1)
+        else:
+            decided = False
+        if not decided:
+            undecided.append((a, b, "undecided"))
+    return roots, undecided
 
 
 def _undecided_runs(cells):
@@ -340,10 +352,39 @@ def _sample_runs(runs, P: _Precise, ctx):
         if flat:
             unresolved.append((float(grid[max(flat[0] - 1, 0)]), float(grid[min(flat[-1] + 1, _RUN_SAMPLES)])))
         strict = [k for k, sg in enumerate(signs) if sg != 0]
-        for k0, k1 in zip(strict, strict[1:]):
-            if signs[k0] != signs[k1] and k1 == k0 + 1:
+        for k0, k1 in zip(strict, strict[1:]):  # a change of strict signs, flat samples between or not
+            if signs[k0] != signs[k1]:
                 roots.append((bracketed_root(P.f, grid[k0], grid[k1], vals[k0], vals[k1], ctx), False))
     return roots, unresolved
+
+
+def _is_tangent(q, d1, d2, tol_rel) -> bool:
+    """Is a root with F'(q) = d1, F''(q) = d2 a tangency at this tolerance? Its partner root
+    (where F turns back) would lie where the minimum of |F|, about d1^2 / (2 |d2|), is below
+    tol; and the set where |F| <= tol must be narrow (else it is a flat stretch)."""
+    tol = tol_rel * q
+    return d1 * d1 <= 2 * tol * abs(d2) and 2 * tol <= _FLAT_WIDTH**2 * q * q * abs(d2)
+
+
+def _consolidate(found, P: _Precise, ctx, tol_rel, digits):
+    """Sort the roots, drop copies (a root on a shared cell edge is found twice), and merge
+    roots that are one tangency at this precision into a single tangent point."""
+    out = []
+    for q, tangent in sorted(found, key=lambda r: r[0]):
+        d1, d2 = P.d1(q), P.d2(q)
+        tangent = tangent or _is_tangent(q, d1, d2, tol_rel)
+        if out:
+            q0, t0, d1_0, d2_0 = out[-1]
+            same = abs(q - q0) <= ctx.mpf(10) ** (-digits) * q
+            pair = t0 and tangent and abs(q - q0) <= 4 * ctx.sqrt(2 * tol_rel * q / abs(d2))
+            if same or pair:
+                if pair and not same and d1_0 * d1 < 0:  # the tangency is where F' = 0
+                    q = bracketed_root(P.d1, q0, q, d1_0, d1, ctx)
+                    d1, d2 = P.d1(q), P.d2(q)
+                out[-1] = (q, t0 or tangent, d1, d2)
+                continue
+        out.append((q, tangent, d1, d2))
+    return [(q, tangent) for q, tangent, _, _ in out]
 
 
 def classify(q, v_prime, v_second, tangent: bool, ctx=mpmath.mp) -> tuple[str, str | None]:
@@ -384,18 +425,13 @@ def fixed_points(init: Initialisation, *, digits: int = DEFAULT_DIGITS, ctx=mpma
         if q_hi > q_lo:
             cells = _classify_cells(init, q_lo, q_hi)
             tol_rel = ctx.mpf(10) ** (3 - digits)
-            found = _roots_in_cells(cells, P, ctx, tol_rel)
-            runs = _undecided_runs(cells)
+            found, handed_on = _roots_in_cells(cells, P, ctx, tol_rel)
+            runs = _undecided_runs(sorted(cells + handed_on))
             if runs:
                 certified = False
                 extra, unresolved = _sample_runs(runs, P, ctx)
                 found += extra
-            merged = []
-            for q, tangent in sorted(found, key=lambda r: r[0]):  # a shared cell edge gives a root twice
-                if merged and abs(q - merged[-1][0]) <= ctx.mpf(10) ** (-digits) * q:
-                    merged[-1] = (merged[-1][0], merged[-1][1] or tangent)
-                else:
-                    merged.append((q, tangent))
+            merged = _consolidate(found, P, ctx, tol_rel, digits)
             for q, tangent in merged:
                 vp, vs = P.d1(q) + 1, P.d2(q)
                 chi1 = P.fns["chi1"](q, *P.args)
