@@ -104,7 +104,8 @@ def _points_json(report: FixedPointReport, digits):
 def _report_json(report: FixedPointReport, digits):
     return {"fixed_points": _points_json(report, digits), "large_q": report.large_q,
             "degenerate": report.degenerate, "certified": report.certified,
-            "search_range": [repr(float(v)) for v in report.search_range]}
+            "search_range": [repr(float(v)) for v in report.search_range],
+            "unresolved": [[repr(float(a)), repr(float(b))] for a, b in report.unresolved]}
 
 
 def _report_text(report: FixedPointReport, digits) -> list[str]:
@@ -118,6 +119,9 @@ def _report_text(report: FixedPointReport, digits) -> list[str]:
         side = f", attracts from {p.attracts_from}" if p.attracts_from else ""
         lines.append(f"  q = {_s(p.q, digits)}  V' = {_s(p.v_prime, digits)}  "
                      f"V'' = {_s(p.v_second, digits)}  chi1 = {_s(p.chi1, digits)}  {p.kind}{side}")
+    for a, b in report.unresolved:
+        lines.append(f"  unresolved: |V(q) - q| is below the working precision on [{a:.6g}, {b:.6g}]"
+                     " (raise --digits)")
     lines.append(f"large q: {report.large_q}")
     return lines
 

@@ -22,15 +22,23 @@ closed forms of :math:`F, F', F''`, with mean-value refinement) proves one of:
    the uncertainty of :math:`D`-digit inputs and is reported as *one* half-stable fixed
    point, never as a split pair or a miss.
 
-Cells where none holds are split, down to a relative width of :math:`10^{-12}`; a cell left
-undecided even then (it would need :math:`F=F'=F''=0` together) is sampled at high
-precision and the report says ``certified=False``. Since :math:`V` is real-analytic on
-:math:`(0,\infty)`, its fixed points are isolated unless :math:`V(q)=q` everywhere (checked
-first: the ``degenerate`` case, e.g. ReLU with :math:`\sigma_w^2=2, \sigma_b^2=0`).
+Cells where none holds are split (at most 4096 live cells, down to a relative width of
+:math:`10^{-12}`). All signs are evaluated at the caller's precision plus guard digits
+(more where the closed form cancels, :func:`~meanfield.maps.cancellation_digits`); a value
+whose size is at the noise level of that precision decides nothing. Cells that stay
+undecided, or whose deciding values are noise, are sampled at that precision instead:
+strict sign changes give fixed points, and stretches where :math:`|F|` is noise are
+listed as ``unresolved`` (nothing is claimed there; more ``digits`` resolve them). The
+report then says ``certified=False``. Finally, a root whose :math:`|F'|` is below
+:math:`\sqrt{2\,\mathrm{tol}\,|F''|}` (its partner root would lie within the tolerance) is a
+tangency too, and tangency candidates closer than that merge into one point at
+:math:`F'=0`. Since :math:`V` is real-analytic on :math:`(0,\infty)`, its fixed points are
+isolated unless :math:`V(q)=q` everywhere (checked first: the ``degenerate`` case, e.g.
+ReLU with :math:`\sigma_w^2=2, \sigma_b^2=0`).
 
 Outside the range there is no fixed point, by these bounds:
 
-- below :math:`q_{lo}=\sigma_b^2`: :math:`V(q)\ge\sigma_b^2>q`. (With :math:`\sigma_b^2=0`,
+- below :math:`q_{lo}=\sigma_b^2` (rounded down): :math:`V(q)\ge\sigma_b^2>q`. (With :math:`\sigma_b^2=0`,
   :math:`q_{lo}=10^{-12}S` for the scale :math:`S`, and :math:`(0,q_{lo})` is not searched.)
 - above :math:`q_{hi}`: if :math:`\phi` is bounded, :math:`V\le\sigma_b^2+\sigma_w^2\sup\phi^2`;
   if its tails are linear, :math:`|E\phi^2-\kappa q/\sigma_w^2|\le A+B\sqrt q` with
