@@ -312,8 +312,11 @@ def _roots_in_cells(cells, P: _Precise, ctx, tol_rel):
             roots.append((c, True))
             return True
         sc = _sign(fc, _noise(c, ctx))
+        if sc == 0:  # F = F' = 0 at working precision, F'' != 0 proven: a double root
+            roots.append((c, True))
+            return True
         (fa, sa), (fb, sb) = sign_at(a), sign_at(b)
-        if 0 in (sa, sb, sc):
+        if 0 in (sa, sb):
             return False
         for lo, hi, flo, fhi, slo, shi in ((ctx.mpf(a), c, fa, fc, sa, sc), (c, ctx.mpf(b), fc, fb, sc, sb)):
             if slo != shi:
@@ -380,15 +383,17 @@ def _consolidate(found, P: _Precise, ctx, tol_rel, digits):
     out = []
     for q, tangent in sorted(found, key=lambda r: r[0]):
         d1, d2 = P.d1(q), P.d2(q)
-        tangent = tangent or _is_tangent(q, d1, d2, tol_rel)
+        # V'(q) = 1 at working precision is half-stable by definition
+        tangent = tangent or _is_tangent(q, d1, d2, tol_rel) or (abs(d1) <= _noise(1, ctx) and d2 != 0)
         if out:
             q0, t0, d1_0, d2_0 = out[-1]
             same = abs(q - q0) <= ctx.mpf(10) ** (-digits) * q
             pair = t0 and tangent and abs(q - q0) <= 4 * ctx.sqrt(2 * tol_rel * q / abs(d2))
             if same or pair:
-                if pair and not same and d1_0 * d1 < 0:  # the tangency is where F' = 0
+                if d1_0 * d1 < 0:  # two roots astride F' = 0, one point at D digits
                     q = bracketed_root(P.d1, q0, q, d1_0, d1, ctx)
                     d1, d2 = P.d1(q), P.d2(q)
+                    tangent = True
                 out[-1] = (q, t0 or tangent, d1, d2)
                 continue
         out.append((q, tangent, d1, d2))
