@@ -318,9 +318,13 @@ def _roots_in_cells(cells, P: _Precise, ctx, tol_rel):
         (fa, sa), (fb, sb) = sign_at(a), sign_at(b)
         if 0 in (sa, sb):
             return False
+        crossed = False
         for lo, hi, flo, fhi, slo, shi in ((ctx.mpf(a), c, fa, fc, sa, sc), (c, ctx.mpf(b), fc, fb, sc, sb)):
             if slo != shi:
                 roots.append((bracketed_root(P.f, lo, hi, flo, fhi, ctx), False))
+                crossed = True
+        if not crossed and abs(fc) <= tol:  # touches zero within the D-digit tolerance
+            roots.append((c, True))
         return True
 
     for a, b, tag in cells:
