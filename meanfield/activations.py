@@ -75,7 +75,7 @@ class Parameter:
     upper: float = math.inf
     lower_open: bool = False
     upper_open: bool = False
-    default: float | None = None
+    default: float | str | None = None
 
     @property
     def name(self) -> str:
@@ -296,7 +296,7 @@ HARD_TANH = Activation(
 LEAKY_RELU = Activation(
     "leaky_relu",
     (Piece(-sp.oo, 0, alpha * x), Piece(0, sp.oo, x)),
-    (Parameter(alpha, -1.0, 1.0, default=0.01),),
+    (Parameter(alpha, -1.0, 1.0, default="0.01"),),
     description="leaky ReLU max(x, alpha x)",
 )
 

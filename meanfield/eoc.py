@@ -142,8 +142,8 @@ def _eoc_initialisation(act, sparsity, q_star, clip, v_prime, params, ctx) -> In
         if act.name not in _SPARSITY or act is not get_activation(act.name):
             raise ParameterError(
                 f"sparsity sets tau only for {', '.join(PAPER_ACTIVATIONS)}; got {act.name!r}")
-        if "tau" in params or "m" in params:
-            raise ParameterError("give sparsity (and clip or v_prime), not tau or m")
+        if params:
+            raise ParameterError(f"give sparsity (and clip or v_prime), not {', '.join(sorted(params))}")
         s_min, clipped, level = _SPARSITY[act.name]
         _check_open_unit("sparsity", sparsity, s_min, 1.0, lo_closed=True)
         s = to_mpf(sparsity, ctx)
@@ -170,6 +170,17 @@ def _eoc_initialisation(act, sparsity, q_star, clip, v_prime, params, ctx) -> In
     except ParameterError as exc:  # e.g. s so close to 1 that sigma_w2 = 1/(1 - s) > 1e30
         raise NoSolutionError(f"the EoC initialisation of {act.name} for sparsity = {sparsity}, "
                               f"q_star = {q_star} leaves the supported range: {exc}") from None
+
+
+def _verify(values, v_prime, digits, ctx):
+    """The solution must meet what was asked (chi_1(q*) = 1, the V' target) to ``digits``."""
+    tol = ctx.mpf(10) ** (2 - digits)
+    if abs(values["chi1"] - 1) > tol:
+        raise NoSolutionError(f"chi1(q*) = {mpmath.nstr(values['chi1'], 8)} != 1: the EoC solve "
+                              "did not converge; try more digits")
+    if v_prime is not None and abs(values["v_prime"] - to_mpf(v_prime, ctx)) > tol * abs(to_mpf(v_prime, ctx)):
+        raise NoSolutionError(f"v_prime = {v_prime}: reached only {mpmath.nstr(values['v_prime'], 8)}; "
+                              "targets this close to 0 need more digits")
 
 
 def eoc_parameters(activation, sparsity=None, *, q_star=1, clip=None, v_prime=None,
@@ -208,6 +219,7 @@ def eoc_parameters(activation, sparsity=None, *, q_star=1, clip=None, v_prime=No
             args = init.arguments(q, ctx)
             fns = compiled(act).mp
             values = {k: +fns[k](*args) for k in ("sparsity", "chi1", "v_prime", "v_second")}
+            _verify(values, v_prime, digits, ctx)
         break
     values_p = init.parameters
     return EoCSolution(

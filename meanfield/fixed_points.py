@@ -64,11 +64,10 @@ from typing import Any
 
 import mpmath
 import numpy as np
-import sympy as sp
 
 from ._interval import Interval
-from .activations import x as _x
 from ._roots import bracketed_root
+from .errors import ParameterError
 from .maps import (DEFAULT_DIGITS, GUARD_DIGITS, Initialisation, cancellation_digits,
                    check_digits, compiled, to_mpf)
 
@@ -431,7 +430,7 @@ def fixed_points(init: Initialisation, *, digits: int = DEFAULT_DIGITS, ctx=mpma
     """
     digits = check_digits(digits)
     if not isinstance(init, Initialisation):
-        raise TypeError("fixed_points expects an Initialisation")
+        raise ParameterError(f"init must be an Initialisation, got {type(init).__name__}")
     q_lo, q_hi, large_q, certified, scale = _range_and_tail(init)
     q_lo, q_hi = float(q_lo), float(q_hi)
     with ctx.workdps(digits + GUARD_DIGITS + cancellation_digits(init, max(q_hi, scale))):

@@ -55,7 +55,8 @@ GUARD_DIGITS = 15
 DEFAULT_DIGITS = 30
 MIN_DIGITS, MAX_DIGITS = 8, 1000
 #: The range of q over which the float64 fast path is evaluated.
-FLOAT64_Q_RANGE = (1e-100, 1e100)
+FLOAT64_Q_RANGE = (1e-100, 1e30)
+_FLOAT64_MAX_LOSS = 8  # digits; past it a float64 value is recomputed with mpmath
 
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 
@@ -164,6 +165,10 @@ class Initialisation:
         params = self.params
         if isinstance(params, Mapping):
             params = params.items()
+        try:
+            params = [(k, v) for k, v in params]
+        except (TypeError, ValueError):
+            raise ParameterError(f"params must be a mapping of parameter names to values, got {self.params!r}") from None
         given = {k: v for k, v in params if v is not None}
         values = act.parameter_values(**given)
         object.__setattr__(self, "params", tuple((p.name, values[p.name]) for p in act.parameters))
@@ -196,15 +201,20 @@ class MapValues:
 def cancellation_digits(init: Initialisation, q) -> int:
     """Extra working digits that the closed forms lose to cancellation at ``q``.
 
-    A finite piece of width w contributes terms of size ~ q^(d/2) w^d... that cancel down to
-    ~ w^(2d+1)/sqrt(q) once w << sqrt(q), losing about d log10(q / w^2) digits (d: the
-    degree of the piece's polynomial, at least 1). Infinite pieces do not cancel this way.
+    Two regimes (d: the degree of a piece's polynomial, at least 1). A finite piece of
+    width w much narrower than sqrt(q) has terms that cancel by about (q / w^2)^d. A
+    breakpoint b far out in the tail, alpha = |b| / sqrt(q) >> 1, has terms that cancel
+    by about alpha^(4d) (the asymptotic series of Phi against phi).
     """
     worst = 0.0
     for lo, hi, poly in init.activation.numeric_pieces(**init.parameters):
+        d = max(poly.order, 1)
         width = hi - lo
         if math.isfinite(width) and width > 0:
-            worst = max(worst, max(poly.order, 1) * math.log10(max(1.0, float(q) / width**2)))
+            worst = max(worst, d * math.log10(max(1.0, float(q) / width**2)))
+        for b in (lo, hi):
+            if math.isfinite(b) and b != 0:
+                worst = max(worst, 4 * d * math.log10(max(1.0, abs(b) / math.sqrt(float(q)))))
     return int(math.ceil(worst)) + (3 if worst > 0 else 0)
 
 
@@ -258,21 +268,25 @@ def map_values_float64(init: Initialisation, q) -> MapValues:
     try:
         q = np.asarray(q, dtype=float)
     except (TypeError, ValueError):
-        raise ParameterError("q must be an array of numbers in [1e-100, 1e100]") from None
+        raise ParameterError("q must be an array of numbers in [1e-100, 1e30]") from None
     if not np.all(np.isfinite(q)) or np.any(q < FLOAT64_Q_RANGE[0]) or np.any(q > FLOAT64_Q_RANGE[1]):
-        raise ParameterError("q must lie in [1e-100, 1e100] everywhere for the float64 path "
-                             "(map_values has no such limit)")
+        raise ParameterError("q must lie in [1e-100, 1e30] everywhere (the supported magnitudes)")
     fns = compiled(init.activation).np
     args = (q,) + init.float_arguments()
     out = {}
     with np.errstate(all="ignore"):  # phi underflowing against a power of q: checked below
         for name in ("variance", "v_prime", "v_second", "chi1", "sparsity"):
             out[name] = np.broadcast_to(np.asarray(fns[name](*args), dtype=float), q.shape).copy()
+    # Points where float64 would lose more than 8 digits to cancellation, or where phi
+    # underflowed against a power of q (0 * inf = NaN), are redone with mpmath.
+    redo = ~np.ones(q.shape, dtype=bool)
     for name, value in out.items():
-        bad = ~np.isfinite(value)
-        if np.any(bad):
-            # Each term is (power of q) * Phi or phi; a NaN is 0 * inf where phi underflowed,
-            # so the term's limit is 0. Redo those points at mpmath precision instead.
-            for i in zip(*np.nonzero(bad)):
-                value[i] = float(getattr(map_values(init, float(q[i]), digits=MIN_DIGITS), name))
+        redo |= ~np.isfinite(value)
+    flat_q = q.reshape(-1)
+    lossy = np.array([cancellation_digits(init, v) > _FLOAT64_MAX_LOSS for v in flat_q]).reshape(q.shape)
+    redo |= lossy
+    for i in zip(*np.nonzero(redo)):
+        exact = map_values(init, float(q[i]), digits=MIN_DIGITS)
+        for name, value in out.items():
+            value[i] = float(getattr(exact, name))
     return MapValues(q=q, **out)

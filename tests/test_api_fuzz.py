@@ -102,7 +102,7 @@ def test_eoc_parameters_hostile(act, s, q_star, clip, vp, digits):
 
 
 @pytest.mark.parametrize("bad", [np.array([1.0, np.nan]), np.array([0.0]), np.array([-1.0]),
-                                 [np.inf], [1e-300], [1e101], ["x"]])
+                                 [np.inf], [1e-300], [1e31], ["x"]])
 def test_float64_path_rejects_bad_q(bad):
     init = mf.Initialisation("crelu", 2, 0.1, {"tau": 0.5, "m": 1})
     with pytest.raises(mf.ParameterError, match="q"):
@@ -111,7 +111,7 @@ def test_float64_path_rejects_bad_q(bad):
 
 def test_float64_path_is_finite_over_wide_range():
     init = mf.Initialisation("cst", 5.1, 0.62, {"tau": 1.28, "m": 1.6})
-    v = mf.map_values_float64(init, np.geomspace(1e-100, 1e100, 2001))
+    v = mf.map_values_float64(init, np.geomspace(1e-100, 1e30, 401))
     for f in ("variance", "v_prime", "v_second", "chi1", "sparsity"):
         assert np.all(np.isfinite(getattr(v, f))), f
 

@@ -451,7 +451,7 @@ def test_fixed_points_rejects_bad_digits(digits):
 
 
 def test_fixed_points_rejects_non_initialisation():
-    with pytest.raises(TypeError):
+    with pytest.raises(ParameterError, match="Initialisation"):
         fixed_points(("relu0", 1, 0.5))
 
 
