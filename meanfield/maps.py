@@ -198,24 +198,29 @@ class MapValues:
     sparsity: Any
 
 
-def cancellation_digits(init: Initialisation, q) -> int:
-    """Extra working digits that the closed forms lose to cancellation at ``q``.
+def cancellation_digits(init: Initialisation, q, *, tails: bool = True):
+    """Extra working digits that the closed forms lose to cancellation at ``q`` (an int, or
+    an array of them for an array of q).
 
     Two regimes (d: the degree of a piece's polynomial, at least 1). A finite piece of
     width w much narrower than sqrt(q) has terms that cancel by about (q / w^2)^d. A
     breakpoint b far out in the tail, alpha = |b| / sqrt(q) >> 1, has terms that cancel
-    by about alpha^(4d) (the asymptotic series of Phi against phi).
+    by about alpha^(4d) (the asymptotic series of Phi against phi). The tail terms are
+    exponentially small, so that loss is relative to a tiny value; ``tails=False`` leaves
+    it out (the float64 path keeps such values, whose absolute error stays ~1e-16).
     """
-    worst = 0.0
+    qs = np.asarray(q, dtype=float)
+    worst = np.zeros_like(qs)
     for lo, hi, poly in init.activation.numeric_pieces(**init.parameters):
         d = max(poly.order, 1)
         width = hi - lo
         if math.isfinite(width) and width > 0:
-            worst = max(worst, d * math.log10(max(1.0, float(q) / width**2)))
-        for b in (lo, hi):
+            worst = np.maximum(worst, d * np.log10(np.maximum(1.0, qs / width**2)))
+        for b in (lo, hi) if tails else ():
             if math.isfinite(b) and b != 0:
-                worst = max(worst, 4 * d * math.log10(max(1.0, abs(b) / math.sqrt(float(q)))))
-    return int(math.ceil(worst)) + (3 if worst > 0 else 0)
+                worst = np.maximum(worst, 4 * d * np.log10(np.maximum(1.0, abs(b) / np.sqrt(qs))))
+    digits = np.ceil(worst).astype(int) + np.where(worst > 0, 3, 0)
+    return int(digits) if digits.ndim == 0 else digits
 
 
 def check_q(q, name: str = "q"):
@@ -282,9 +287,7 @@ def map_values_float64(init: Initialisation, q) -> MapValues:
     redo = ~np.ones(q.shape, dtype=bool)
     for name, value in out.items():
         redo |= ~np.isfinite(value)
-    flat_q = q.reshape(-1)
-    lossy = np.array([cancellation_digits(init, v) > _FLOAT64_MAX_LOSS for v in flat_q]).reshape(q.shape)
-    redo |= lossy
+    redo |= cancellation_digits(init, q, tails=False) > _FLOAT64_MAX_LOSS
     for i in zip(*np.nonzero(redo)):
         exact = map_values(init, float(q[i]), digits=MIN_DIGITS)
         for name, value in out.items():
