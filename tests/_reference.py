@@ -83,15 +83,18 @@ def _points(kinks, r):
     return [-mpmath.inf] + inner + [mpmath.inf]
 
 
+def _setup(name, p, q):
+    """phi, phi', the split points in z and sqrt(q), at the current working precision."""
+    phi, dphi, kinks = activation(name, {k: mpmath.mpf(v) for k, v in p.items()})
+    r = mpmath.sqrt(mpmath.mpf(q))
+    return phi, dphi, _points(kinks, r), r
+
+
 def mp_maps(name, p, sigma_w2, sigma_b2, q, dps):
     """(V(q), V'(q), chi_1(q)) by mpmath.quad at ``dps`` working digits."""
     with mpmath.workdps(dps):
-        pm = {k: mpmath.mpf(v) for k, v in p.items()}
-        phi, dphi, kinks = activation(name, pm)
-        q = mpmath.mpf(q)
-        r = mpmath.sqrt(q)
+        phi, dphi, pts, r = _setup(name, p, q)
         sw, sb = mpmath.mpf(sigma_w2), mpmath.mpf(sigma_b2)
-        pts = _points(kinks, r)
         e2 = _quad(lambda z: phi(r * z) ** 2 * mpmath.npdf(z), pts, dps)
         e1 = _quad(lambda z: phi(r * z) * dphi(r * z) * z * mpmath.npdf(z), pts, dps)
         ed = _quad(lambda z: dphi(r * z) ** 2 * mpmath.npdf(z), pts, dps)
@@ -99,12 +102,10 @@ def mp_maps(name, p, sigma_w2, sigma_b2, q, dps):
 
 
 def mp_variance(name, p, sigma_w2, sigma_b2, q, dps):
+    """V(q) alone (one quadrature instead of three)."""
     with mpmath.workdps(dps):
-        pm = {k: mpmath.mpf(v) for k, v in p.items()}
-        phi, _, kinks = activation(name, pm)
-        q = mpmath.mpf(q)
-        r = mpmath.sqrt(q)
-        e2 = _quad(lambda z: phi(r * z) ** 2 * mpmath.npdf(z), _points(kinks, r), dps)
+        phi, _, pts, r = _setup(name, p, q)
+        e2 = _quad(lambda z: phi(r * z) ** 2 * mpmath.npdf(z), pts, dps)
         return +(mpmath.mpf(sigma_b2) + mpmath.mpf(sigma_w2) * e2)
 
 
