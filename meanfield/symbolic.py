@@ -45,7 +45,8 @@ import sympy as sp
 from .activations import Activation, get_activation, x
 
 __all__ = ["Phi", "phi", "q", "sigma_w2", "sigma_b2", "Formulas", "derive", "truncated_moment",
-           "FORMULA_NAMES"]
+           "FORMULA_NAMES", "DiracTerm", "degree", "dirac_part", "derivative_mean",
+           "derivative_power_mean", "bivariate_density_derivative", "origin_remainder"]
 
 q = sp.Symbol("q", positive=True)
 sigma_w2 = sp.Symbol("sigma_w2", positive=True)
@@ -265,3 +266,125 @@ def derive(activation) -> Formulas:
     True
     """
     return _derive(get_activation(activation))
+
+
+# --- the kernel of a pair of inputs ----------------------------------------------------
+#
+# For (u1, u2) centred Gaussian with variances q1, q2 and correlation c, Price's theorem
+# gives d/dc E[f(u1) g(u2)] = sqrt(q1 q2) E[f'(u1) g'(u2)] (derivatives in the sense of
+# distributions). A piecewise polynomial of degree d has a (d+1)-th derivative that is
+# purely singular: a sum of Dirac derivatives at the breakpoints. These are the pieces of
+# data the correlation solver (meanfield.correlation) needs.
+
+_u = sp.Symbol("u", real=True)
+bx, by = sp.symbols("x y", real=True)
+corr = sp.Symbol("c", real=True)
+
+
+@dataclass(frozen=True)
+class DiracTerm:
+    r"""``weight`` times :math:`\delta^{(order)}(x - position)` (sympy expressions)."""
+
+    position: sp.Expr
+    order: int
+    weight: sp.Expr
+
+
+def degree(activation) -> int:
+    """Largest degree in x of the activation's pieces."""
+    act = get_activation(activation)
+    return max(sp.Poly(p.poly, x).degree() for p in act.pieces)
+
+
+@functools.lru_cache(maxsize=None)
+def _dirac_part(activation: Activation, n: int) -> tuple[DiracTerm, ...]:
+    terms = []
+    for left, right in zip(activation.pieces, activation.pieces[1:]):
+        b = left.upper
+        for j in range(n):  # delta^(j) carries the jump of phi^(n-1-j) across b
+            r = n - 1 - j
+            jump = sp.expand((sp.diff(right.poly, x, r) - sp.diff(left.poly, x, r)).subs(x, b))
+            if jump != 0:
+                terms.append(DiracTerm(b, j, jump))
+    return tuple(terms)
+
+
+def dirac_part(activation, n: int) -> tuple[DiracTerm, ...]:
+    r"""Singular part of :math:`\phi^{(n)}`: :math:`\sum_b\sum_{j<n}\Delta_b\phi^{(n-1-j)}\,
+    \delta^{(j)}(x-b)`, where :math:`\Delta_b` is the jump across the breakpoint b.
+
+    >>> from meanfield.activations import CRELU
+    >>> [(t.position, t.order, t.weight) for t in dirac_part(CRELU, 2)]
+    [(tau, 0, 1), (m + tau, 0, -1)]
+    """
+    return _dirac_part(get_activation(activation), int(n))
+
+
+@functools.lru_cache(maxsize=None)
+def _derivative_mean(activation: Activation, n: int) -> sp.Expr:
+    regular = _gaussian_expectation(
+        [(p.lower, p.upper, sp.diff(p.poly, x, n)) for p in activation.pieces])
+    # E[delta^(j)(u - b)] = (-1)^j p_q^(j)(b), p_q the N(0, q) density.
+    density = phi(_u / sp.sqrt(q)) / sp.sqrt(q)
+    singular = sum((t.weight * (-1) ** t.order * sp.diff(density, _u, t.order).subs(_u, t.position)
+                    for t in _dirac_part(activation, n)), sp.S.Zero)
+    return _tidy(regular + singular)
+
+
+def derivative_mean(activation, n: int) -> sp.Expr:
+    r""":math:`E[\phi^{(n)}(\sqrt q z)]` in closed form, Dirac parts included.
+
+    >>> from meanfield.activations import RELU
+    >>> derivative_mean(RELU, 2)      # phi'' = delta(x): the N(0, q) density at 0
+    phi(0)/sqrt(q)
+    """
+    return _derivative_mean(get_activation(activation), int(n))
+
+
+@functools.lru_cache(maxsize=None)
+def _derivative_power_mean(activation: Activation, power: int) -> sp.Expr:
+    return _tidy(_gaussian_expectation(
+        [(p.lower, p.upper, sp.diff(p.poly, x) ** power) for p in activation.pieces]))
+
+
+def derivative_power_mean(activation, power: int) -> sp.Expr:
+    r""":math:`E[\phi'(\sqrt q z)^{k}]` (regular part of :math:`\phi'`), e.g. ``power=4``
+    for the second moment of the Jacobian spectrum.
+
+    >>> from meanfield.activations import RELU_TAU
+    >>> derivative_power_mean(RELU_TAU, 4)
+    Phi(-tau/sqrt(q))
+    """
+    return _derivative_power_mean(get_activation(activation), int(power))
+
+
+@functools.lru_cache(maxsize=None)
+def bivariate_density_derivative(i: int, j: int) -> sp.Expr:
+    r"""The polynomial factor :math:`P_{ij}` in :math:`\partial_x^i\partial_y^j f = P_{ij} f`,
+    f the standard bivariate normal density with correlation c: a polynomial in x, y
+    over a power of :math:`1-c^2`.
+
+    >>> bivariate_density_derivative(1, 0)
+    (c*y - x)/(1 - c**2)
+    """
+    f = sp.exp(-(bx**2 - 2 * corr * bx * by + by**2) / (2 * (1 - corr**2)))
+    ratio = sp.diff(f, bx, i, by, j) / f
+    num, den = sp.fraction(sp.factor(sp.simplify(ratio)))
+    # written over a power of (1 - c^2), the form the solver evaluates stably
+    k = sp.degree(den, corr) // 2 if den.has(corr) else 0
+    num = sp.expand(sp.cancel(num * (1 - corr**2) ** k / den))
+    return num / (1 - corr**2) ** k if k else num
+
+
+@functools.lru_cache(maxsize=None)
+def origin_remainder(k: int) -> sp.Expr:
+    r""":math:`\int_0^c \frac{(c-t)^k}{k!}\,f(0,0;t)\,dt` in closed form,
+    :math:`f(0,0;t)=1/(2\pi\sqrt{1-t^2})`: the whole kernel when every kink sits at 0
+    (for ReLU, k = 1, the arc-cosine kernel of Cho & Saul 2009).
+
+    >>> origin_remainder(1)
+    (c*asin(c) + sqrt(1 - c**2))/(2*pi) - 1/(2*pi)
+    """
+    t = sp.Symbol("t", real=True)
+    integrand = (corr - t) ** k / sp.factorial(k) / (2 * sp.pi * sp.sqrt(1 - t**2))
+    return sp.integrate(integrand, (t, 0, corr))

@@ -1,0 +1,226 @@
+r"""What the theory predicts for one initialisation, before training: the diagnostics and a verdict.
+
+For a fixed point :math:`q^*` of the variance map :math:`V` (Price et al. 2024, sections
+3-4; Poole et al. 2016; Schoenholz et al. 2017; Pennington et al. 2017) a :class:`Diagnosis`
+gathers
+
+- :math:`V'(q^*)`, :math:`V''(q^*)`, the depth scale :math:`\xi_q=-1/\log|V'(q^*)|` and every
+  fixed point of V with its kind, and :math:`\chi_1` at every other stable fixed point
+  (:math:`\chi_1>1` there means exploding gradients: failure mode 1);
+- the basin of :math:`q^*`: the nearest repelling fixed points below and above it, and the
+  smallest margin :math:`(q-V(q))/(q-q^*)` over :math:`q^*<q<q_u` (:math:`q_u` the next
+  fixed point above, or the end of the searched range). Near :math:`q^*` the margin is
+  :math:`1-V'(q^*)`; a small margin means V nearly touches the identity above q*, so that
+  a perturbation of the variance decays slowly or not at all;
+- the correlation map: :math:`\rho(0)` (how correlated two unrelated inputs stay),
+  its fixed points and :math:`\xi_c` (:mod:`meanfield.correlation`);
+- the mean and variance of the squared singular values of the input-output Jacobian at
+  depth L (:mod:`meanfield.jacobian`).
+
+**Verdict**: one word, from the first rule that applies (each with its reason):
+
+1. ``unstable``: :math:`V'(q^*)>1`, q* repels.
+2. ``half-stable``: :math:`V'(q^*)=1` (ReLU_tau and ST_tau on the EoC): q* attracts from one
+   side only; above it the variance grows (Price et al. 2024, Lemma 1).
+3. ``exploding``: another stable fixed point with :math:`\chi_1>1` (failure mode 1; three
+   fixed points for large m), or the variance grows without bound past the basin.
+4. ``fragile``: another attracting fixed point (with :math:`\chi_1\le1`), or a margin below
+   :data:`MARGIN_MIN`: the basin is open but V nearly meets the identity above q*.
+5. ``too-sparse``: :math:`\rho(0)\ge` :data:`RHO0_MAX`: inputs stay strongly correlated
+   through depth, the paper's failure mode 2 candidate (training stalls even with small m).
+6. ``trainable``: none of the above (including V(q) = q for every q, the ReLU baseline with
+   :math:`\sigma_b^2=0`, where the variance is kept at any scale).
+
+The two thresholds are heuristics, not theorems. They were calibrated on the outcomes
+Price et al. (2024) report for MNIST at depth 100 (see ``docs/theory.md``), and they are
+module constants you can change.
+
+>>> from meanfield.eoc import eoc_parameters
+>>> d = diagnose(eoc_parameters("cst", sparsity="0.8", v_prime="0.9"), depth=100)
+>>> d.verdict, len(d.fixed_points.points), mpmath.nstr(d.other_stable[0].chi1, 4)
+('exploding', 3, '1.891')
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import mpmath
+import numpy as np
+
+from .correlation import CorrelationReport, _as_init, correlation_fixed_points, depth_scale
+from .errors import NoSolutionError, ParameterError
+from .fixed_points import FixedPoint, FixedPointReport, fixed_points
+from .jacobian import JacobianSpectrum, jacobian_spectrum
+from .maps import DEFAULT_DIGITS, check_digits, map_values, map_values_float64, to_mpf
+
+__all__ = ["Diagnosis", "diagnose", "MARGIN_MIN", "RHO0_MAX", "VERDICTS"]
+
+#: Below this margin (q - V(q)) / (q - q*) above q* the verdict is "fragile".
+MARGIN_MIN = 0.05
+#: From this rho(0) on the verdict is "too-sparse".
+RHO0_MAX = 0.65
+#: Every verdict, in the order the rules are tried.
+VERDICTS = ("unstable", "half-stable", "exploding", "fragile", "too-sparse", "trainable")
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    """The diagnostics of one initialisation at its fixed point q* (see the module docstring)."""
+
+    init: Any
+    q_star: Any
+    depth: int
+    q_star_point: FixedPoint
+    fixed_points: FixedPointReport
+    other_stable: tuple[FixedPoint, ...]
+    basin: tuple[Any, Any]  # nearest repelling fixed points below / above q* (None: none)
+    margin: Any
+    margin_at: Any
+    xi_q: Any
+    correlation: CorrelationReport
+    jacobian: JacobianSpectrum | None
+    verdict: str
+    reason: str
+
+    @property
+    def v_prime(self):
+        return self.q_star_point.v_prime
+
+    @property
+    def v_second(self):
+        return self.q_star_point.v_second
+
+    @property
+    def rho0(self):
+        return self.correlation.rho0
+
+    @property
+    def xi_c(self):
+        return self.correlation.xi_c
+
+
+def _margin(init, q_star, q_end, ctx):
+    """min over q* < q < q_end of (q - V(q)) / (q - q*) and where (float64 scan, then mpmath)."""
+    q0 = float(q_star)
+    gaps = np.geomspace(1e-4 * q0, max(float(q_end) - q0, 2e-4 * q0), 400)
+    qs = q0 + gaps
+    values = (qs - map_values_float64(init, qs).variance) / (qs - q0)
+    i = int(np.argmin(values))
+
+    def margin_at(log_gap):
+        q = q_star + ctx.exp(log_gap)
+        return (q - map_values(init, q, digits=20, ctx=ctx).variance) / (q - q_star)
+
+    lo = ctx.log(gaps[max(i - 1, 0)])
+    hi = ctx.log(gaps[min(i + 1, len(gaps) - 1)])
+    golden = (ctx.sqrt(5) - 1) / 2
+    a, b = lo + (1 - golden) * (hi - lo), lo + golden * (hi - lo)
+    fa, fb = margin_at(a), margin_at(b)
+    for _ in range(40):
+        if fa < fb:
+            hi, b, fb = b, a, fa
+            a = lo + (1 - golden) * (hi - lo)
+            fa = margin_at(a)
+        else:
+            lo, a, fa = a, b, fb
+            b = lo + golden * (hi - lo)
+            fb = margin_at(b)
+    best, where = (fa, a) if fa < fb else (fb, b)
+    return best, q_star + ctx.exp(where)
+
+
+def _verdict(point, report, others, basin, margin, correlation) -> tuple[str, str]:
+    n = mpmath.nstr
+    if point.kind == "unstable":
+        return "unstable", f"V'(q*) = {n(point.v_prime, 4)} > 1: q* repels"
+    if point.kind == "half-stable":
+        above = ("the variance grows without bound" if report.large_q == "diverges"
+                 else f"the variance drifts to q = {n(basin[1], 4)}" if basin[1] is not None
+                 else "the variance drifts away")
+        return ("half-stable", f"V'(q*) = 1 with V''(q*) = {n(point.v_second, 4)}: q* attracts only "
+                f"from {point.attracts_from}; {'above' if point.attracts_from == 'below' else 'below'} it {above}")
+    if point.kind == "neutral" and correlation.rho0 < RHO0_MAX:
+        return ("trainable", f"V(q) = q for every q: the variance is kept at any scale (V' = 1), "
+                f"rho(0) = {n(correlation.rho0, 3)}")
+    hot = [p for p in others if p.chi1 > 1]
+    if hot:
+        p = hot[0]
+        return ("exploding", f"{len(report.points)} fixed points: q = {n(p.q, 5)} is stable with "
+                f"chi_1 = {n(p.chi1, 4)} > 1 (exploding gradients); the basin of q* ends at "
+                f"q = {n(basin[1], 5) if basin[1] is not None else n(basin[0], 5)}")
+    if report.large_q == "diverges" and basin[1] is not None:
+        return "exploding", f"past q = {n(basin[1], 5)} the variance grows without bound"
+    if others:
+        p = others[0]
+        return ("fragile", f"a second attracting fixed point q = {n(p.q, 5)} (chi_1 = {n(p.chi1, 4)}); "
+                "perturbations past the basin of q* end there")
+    if point.kind == "stable" and margin < MARGIN_MIN:
+        return ("fragile", f"margin (q - V(q))/(q - q*) falls to {n(margin, 3)} < {MARGIN_MIN} above "
+                "q*: variance perturbations decay slowly, near failure mode 1")
+    if correlation.rho0 >= RHO0_MAX:
+        return ("too-sparse", f"rho(0) = {n(correlation.rho0, 3)} >= {RHO0_MAX}: unrelated inputs "
+                "stay correlated (failure mode 2 candidate)")
+    return "trainable", (f"q* stable (V'(q*) = {n(point.v_prime, 3)}, margin {n(margin, 3)}), "
+                         f"rho(0) = {n(correlation.rho0, 3)}")
+
+
+def diagnose(init, *, q_star=None, depth: int = 100, digits: int = DEFAULT_DIGITS,
+             ctx=mpmath.mp) -> Diagnosis:
+    """Every diagnostic of ``init`` (an Initialisation or an EoCSolution) at the fixed point
+    ``q_star`` (default: the EoCSolution's own, or the only stable fixed point)."""
+    digits = check_digits(digits)
+    solution = init
+    init, own = _as_init(init)
+    report = getattr(solution, "fixed_points", None) if own is not None else None
+    if not isinstance(report, FixedPointReport) or report.digits < digits:
+        report = fixed_points(init, digits=digits, ctx=ctx)
+    q_star = q_star if q_star is not None else own
+    if report.degenerate:  # V(q) = q for all q (e.g. ReLU with sigma_b2 = 0 on the EoC)
+        if q_star is None:
+            raise ParameterError("give q_star: every q is a fixed point of V")
+        v = map_values(init, q_star, digits=digits, ctx=ctx)
+        neutral = FixedPoint(v.q, v.v_prime, v.v_second, v.chi1, "neutral")
+        report = FixedPointReport(init, (neutral,), "degenerate", True, report.search_range,
+                                  report.certified, digits)
+    if q_star is None:
+        attracting = [p for p in report.points if p.kind != "unstable"]
+        if len(attracting) != 1:
+            where = ", ".join(mpmath.nstr(p.q, 6) for p in report.points) or "none"
+            raise ParameterError(f"give q_star: V has {len(attracting)} attracting fixed points "
+                                 f"(fixed points: {where})")
+        q_star = attracting[0].q
+    with ctx.workdps(digits + 10):
+        q = to_mpf(q_star, ctx)
+        if not report.points:
+            raise NoSolutionError("V has no fixed point: there is nothing to diagnose")
+        point = min(report.points, key=lambda p: abs(p.q - q))
+        if abs(point.q - q) > ctx.mpf(10) ** (-(digits // 2)) * max(1, q):
+            raise ParameterError(f"q_star = {q_star} is not a fixed point of V; its fixed points: "
+                                 + ", ".join(mpmath.nstr(p.q, 8) for p in report.points))
+        others = tuple(p for p in report.points if p is not point and p.kind != "unstable")
+        below = [p.q for p in report.points if p.q < point.q and p.kind != "stable"]
+        above = [p.q for p in report.points if p.q > point.q]
+        upper_repeller = next((p.q for p in report.points if p.q > point.q and p.kind != "stable"), None)
+        basin = (below[-1] if below else None, upper_repeller)
+        margin = margin_at = None
+        if point.kind == "neutral":
+            margin, margin_at = ctx.zero, None
+        elif point.kind == "stable":
+            if above:
+                margin, margin_at = ctx.zero, above[0]
+            else:
+                end = ctx.mpf(report.search_range[1])
+                margin, margin_at = _margin(init, point.q, end, ctx)
+                margin = min(margin, 1 - point.v_prime)
+        correlation = correlation_fixed_points(init, q_star=point.q, digits=digits, ctx=ctx)
+        try:
+            jacobian = jacobian_spectrum(init, q_star=point.q, depth=depth, digits=digits, ctx=ctx)
+        except ParameterError:
+            jacobian = None  # phi with jumps: the Jacobian's moments are infinite
+        verdict, reason = _verdict(point, report, others, basin, margin, correlation)
+    return Diagnosis(init=init, q_star=point.q, depth=depth, q_star_point=point, fixed_points=report,
+                     other_stable=others, basin=basin, margin=margin if margin is None else +margin,
+                     margin_at=margin_at, xi_q=depth_scale(point.v_prime), correlation=correlation,
+                     jacobian=jacobian, verdict=verdict, reason=reason)
