@@ -1,7 +1,8 @@
 r"""meanfield: mean-field (edge-of-chaos) theory of deep networks with sparsifying activations.
 
 The public API is this small facade; the modules below it follow the data flow
-``activations -> symbolic -> maps -> eoc / fixed_points -> tables -> cli``.
+``activations -> symbolic -> maps -> eoc / fixed_points / correlation / jacobian ->
+diagnose / tables -> cli``.
 
 >>> import meanfield as mf
 >>> sol = mf.eoc_parameters("crelu", sparsity="0.85", v_prime="0.9", digits=20)
@@ -16,9 +17,14 @@ from mpmath import nstr
 
 from .activations import (BUILTIN, CRELU, CST, HARD_TANH, LEAKY_RELU, RELU, RELU_TAU, ST,
                           Activation, Parameter, Piece, get_activation)
+from .correlation import (CorrelationFixedPoint, CorrelationReport, CorrelationValues, Divergent,
+                          KernelValues, correlation_fixed_points, correlation_map, depth_scale,
+                          kernel_map)
+from .diagnose import Diagnosis, diagnose
 from .eoc import EoCSolution, eoc_parameters, eoc_weights
 from .errors import NoSolutionError, ParameterError
 from .fixed_points import FixedPoint, FixedPointReport, fixed_points
+from .jacobian import JacobianSpectrum, jacobian_spectrum
 from .maps import Initialisation, MapValues, map_values, map_values_float64, variance_map
 from .symbolic import Formulas, derive
 
@@ -31,5 +37,8 @@ __all__ = [
     "Initialisation", "MapValues", "map_values", "map_values_float64", "variance_map",
     "FixedPoint", "FixedPointReport", "fixed_points",
     "EoCSolution", "eoc_parameters", "eoc_weights",
+    "KernelValues", "CorrelationValues", "CorrelationFixedPoint", "CorrelationReport", "Divergent",
+    "kernel_map", "correlation_map", "correlation_fixed_points", "depth_scale",
+    "JacobianSpectrum", "jacobian_spectrum", "Diagnosis", "diagnose",
     "ParameterError", "NoSolutionError", "nstr",
 ]

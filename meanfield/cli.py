@@ -1,4 +1,5 @@
-"""The ``meanfield`` command line: EoC parameters, fixed points, maps, formulas, tables.
+"""The ``meanfield`` command line: EoC parameters, fixed points, maps, correlation maps,
+diagnostics, formulas, tables.
 
 Numbers are read as decimal strings (so nothing is lost to float parsing) and written as
 decimal strings carrying the requested digits; ``--json`` gives machine-readable output.
@@ -24,6 +25,8 @@ import mpmath
 
 from . import __version__
 from .activations import BUILTIN, PAPER_ACTIVATIONS, get_activation
+from .correlation import Divergent, correlation_fixed_points, correlation_map
+from .diagnose import diagnose
 from .eoc import eoc_parameters
 from .errors import ParameterError
 from .fixed_points import FixedPointReport, fixed_points
@@ -78,6 +81,28 @@ def _build_parser() -> argparse.ArgumentParser:
             f.add_argument("--q", required=True, help="pre-activation variance q")
         _digits_arg(f)
         f.add_argument("--json", action="store_true")
+
+    for name, help_text in (("correlation", "the correlation map rho(c) at q*, its fixed points, xi_c"),
+                            ("diagnose", "every diagnostic and a verdict for one initialisation")):
+        c = sub.add_parser(name, help=help_text, description=_CONFIG_HELP)
+        c.add_argument("--activation", required=True, choices=sorted(BUILTIN))
+        c.add_argument("--sparsity", help="target sparsity s (relu, st, crelu, cst): EoC initialisation")
+        c.add_argument("--q-star", help="fixed point q* (default 1 on the EoC; else the only stable one)")
+        g = c.add_mutually_exclusive_group()
+        g.add_argument("--clip", help="clip level m (crelu, cst)")
+        g.add_argument("--v-prime", help="target V'(q*) in (0, 1) (crelu, cst, with --sparsity)")
+        c.add_argument("--tau", help="threshold tau (without --sparsity)")
+        c.add_argument("--alpha", help="negative slope (leaky_relu)")
+        c.add_argument("--sigma-w2", help="weight variance (with --sigma-b2: not on the EoC)")
+        c.add_argument("--sigma-b2", help="bias variance")
+        if name == "correlation":
+            c.add_argument("--points", type=int, default=11,
+                           help="number of c values, evenly spaced on [-1, 1] (default 11)")
+            c.add_argument("--c", help="comma-separated c values instead of --points")
+        else:
+            c.add_argument("--depth", type=int, default=100, help="depth L for the Jacobian (default 100)")
+        _digits_arg(c)
+        c.add_argument("--json", action="store_true")
 
     fo = sub.add_parser("formula", help="the derived closed forms")
     fo.add_argument("--activation", required=True, choices=sorted(BUILTIN))
@@ -172,6 +197,149 @@ def _cmd_map(a):
     _emit(data, [f"{k:<9} {_s(x, a.digits)}" for k, x in fields.items()], a.json)
 
 
+_CONFIG_HELP = """The initialisation: with --sparsity, the EoC initialisation of Price et al.
+(as `meanfield eoc`); with --sigma-w2 and --sigma-b2, that initialisation (q* its only
+stable fixed point unless --q-star is given); otherwise the EoC initialisation with the
+given --tau / --clip / --alpha at --q-star."""
+
+
+def _configuration(a):
+    """(Initialisation or EoCSolution, q*) from the shared arguments of correlation/diagnose."""
+    act = get_activation(a.activation)
+    if a.sparsity is not None:
+        for flag, v in (("--tau", a.tau), ("--alpha", a.alpha), ("--sigma-w2", a.sigma_w2),
+                        ("--sigma-b2", a.sigma_b2)):
+            if v is not None:
+                raise ParameterError(f"{flag} does not go with --sparsity (the EoC sets it)")
+        sol = eoc_parameters(act.name, a.sparsity, q_star=a.q_star or "1", clip=a.clip,
+                             v_prime=a.v_prime, digits=a.digits)
+        return sol, None
+    if a.v_prime is not None:
+        raise ParameterError("--v-prime goes with --sparsity")
+    if (a.sigma_w2 is None) != (a.sigma_b2 is None):
+        raise ParameterError("give both --sigma-w2 and --sigma-b2, or neither (EoC)")
+    if a.sigma_w2 is not None:
+        return _init_from(a), a.q_star
+    given = {"tau": a.tau, "m": a.clip, "alpha": a.alpha}
+    names = {p.name for p in act.parameters}
+    flags = {"tau": "--tau", "m": "--clip", "alpha": "--alpha"}
+    for k, v in given.items():
+        if v is not None and k not in names:
+            raise ParameterError(f"{flags[k]} does not apply to {act.name}")
+    sol = eoc_parameters(act.name, q_star=a.q_star or "1", digits=a.digits,
+                         **{k: v for k, v in given.items() if v is not None})
+    return sol, None
+
+
+def _v(value, digits):
+    """A number, Divergent or infinity as a decimal string ('+inf', '-inf')."""
+    if value is None:
+        return None
+    if isinstance(value, Divergent):
+        return str(value)
+    if mpmath.isinf(value):
+        return "+inf" if value > 0 else "-inf"
+    return _s(value, digits)
+
+
+def _stable_q_star(config):
+    """q* for an explicit initialisation without --q-star: its only attracting fixed point."""
+    report = fixed_points(config)
+    attracting = [p for p in report.points if p.kind != "unstable"]
+    if len(attracting) != 1:
+        where = ", ".join(mpmath.nstr(p.q, 8) for p in report.points) or "none"
+        raise ParameterError(f"give --q-star: V has {len(attracting)} attracting fixed points "
+                             f"(fixed points: {where})")
+    return attracting[0].q
+
+
+def _cmd_correlation(a):
+    config, q_star = _configuration(a)
+    if q_star is None and not hasattr(config, "q_star"):
+        q_star = _stable_q_star(config)
+    if a.c is not None:
+        cs = [v.strip() for v in a.c.split(",") if v.strip()]
+        if not cs:
+            raise ParameterError("--c needs at least one value in [-1, 1]")
+    else:
+        if not 2 <= a.points <= 10001:
+            raise ParameterError(f"--points = {a.points} is out of range: must be in [2, 10001]")
+        cs = [mpmath.mpf(-1) + 2 * mpmath.mpf(i) / (a.points - 1) for i in range(a.points)]
+    d = a.digits
+    values = correlation_map(config, cs, q_star=q_star, digits=d)
+    report = correlation_fixed_points(config, q_star=q_star, digits=d)
+    rows = [{"c": _v(v.c, d), "rho": _v(v.rho, d), "rho_prime": _v(v.rho_prime, d),
+             "rho_second": _v(v.rho_second, d)} for v in values]
+    points = [{"c": _v(p.c, d), "rho_prime": _v(p.rho_prime, d), "kind": p.kind,
+               "depth_scale": _v(p.depth_scale, d)} for p in report.points]
+    data = {"activation": a.activation, "q_star": _v(report.q_star, d), "phase": report.phase,
+            "chi1": _v(report.chi1, d), "rho0": _v(report.rho0, d), "xi_c": _v(report.xi_c, d),
+            "fixed_points": points, "degenerate": report.degenerate,
+            "unresolved": [[repr(x), repr(y)] for x, y in report.unresolved], "map": rows, "digits": d}
+    width = max(d + 8, 12)
+    lines = [f"correlation map of {a.activation} at q* = {_v(report.q_star, d)} ({report.phase}, "
+             f"chi_1 = {_v(report.chi1, d)})",
+             ("  " + "".join(f"{h:<{width}}" for h in ("c", "rho", "rho'", "rho''"))).rstrip()]
+    lines += ["  " + "".join(f"{r[k]:<{width}}" for k in ("c", "rho", "rho_prime", "rho_second")).rstrip()
+              for r in rows]
+    lines.append(f"rho(0) = {data['rho0']}")
+    if report.degenerate:
+        lines.append("fixed points: every c (rho(c) = c identically)")
+    else:
+        lines.append(f"fixed points: {len(points)}")
+        lines += [f"  c* = {p['c']}  rho'(c*) = {p['rho_prime']}  {p['kind']}"
+                  f"{'' if p['depth_scale'] is None else '  xi = ' + p['depth_scale']}" for p in points]
+    for x, y in report.unresolved:
+        lines.append(f"  unresolved: [{x:.6g}, {y:.6g}] (raise --digits)")
+    lines.append(f"xi_c = {data['xi_c']}")
+    _emit(data, lines, a.json)
+
+
+def _cmd_diagnose(a):
+    config, q_star = _configuration(a)
+    d = a.digits
+    diag = diagnose(config, q_star=q_star, depth=a.depth, digits=d)
+    p = diag.q_star_point
+    jac = diag.jacobian
+    data = {
+        "activation": a.activation, "verdict": diag.verdict, "reason": diag.reason,
+        "q_star": _v(diag.q_star, d), "sigma_w2": _v(mpmath.mpf(diag.init.sigma_w2), d),
+        "sigma_b2": _v(mpmath.mpf(diag.init.sigma_b2), d),
+        "parameters": {k: _v(mpmath.mpf(v), d) for k, v in diag.init.params},
+        "v_prime": _v(p.v_prime, d), "v_second": _v(p.v_second, d), "kind": p.kind,
+        "xi_q": _v(diag.xi_q, d), **_report_json(diag.fixed_points, d),
+        "other_stable": [{"q": _v(o.q, d), "chi1": _v(o.chi1, d)} for o in diag.other_stable],
+        "basin": [_v(b, d) for b in diag.basin], "margin": _v(diag.margin, d),
+        "margin_at": _v(diag.margin_at, d), "rho0": _v(diag.rho0, d), "xi_c": _v(diag.xi_c, d),
+        "correlation_fixed_points": [{"c": _v(c.c, d), "rho_prime": _v(c.rho_prime, d), "kind": c.kind}
+                                     for c in diag.correlation.points],
+        "depth": diag.depth,
+        "jacobian": None if jac is None else {"mean": _v(jac.mean, d), "variance": _v(jac.variance, d),
+                                              "relative_variance": _v(jac.relative_variance, d)},
+        "digits": d,
+    }
+    lines = [f"verdict: {diag.verdict}: {diag.reason}",
+             f"{a.activation}: q* = {data['q_star']} ({p.kind}), sigma_w2 = {data['sigma_w2']}, "
+             f"sigma_b2 = {data['sigma_b2']}"
+             + "".join(f", {k} = {v}" for k, v in data["parameters"].items()),
+             f"  V'(q*) = {data['v_prime']}  V''(q*) = {data['v_second']}  xi_q = {data['xi_q']}"]
+    lines += _report_text(diag.fixed_points, d)
+    for o in data["other_stable"]:
+        lines.append(f"  other stable fixed point q = {o['q']}: chi_1 = {o['chi1']}")
+    lines.append(f"basin of q*: ({data['basin'][0] or '0'}, {data['basin'][1] or 'inf'})")
+    if diag.margin is not None:
+        lines.append(f"smallest margin (q - V(q))/(q - q*) above q*: {data['margin']}"
+                     + (f" at q = {data['margin_at']}" if diag.margin_at is not None else ""))
+    lines.append(f"correlation map: rho(0) = {data['rho0']}, xi_c = {data['xi_c']}, fixed points "
+                 + ", ".join(f"{c['c']} ({c['kind']})" for c in data["correlation_fixed_points"]))
+    if jac is None:
+        lines.append("Jacobian: phi has jumps, its moments are infinite")
+    else:
+        lines.append(f"Jacobian at depth {diag.depth}: squared singular values have mean "
+                     f"{data['jacobian']['mean']} and variance {data['jacobian']['variance']}")
+    _emit(data, lines, a.json)
+
+
 def _cmd_formula(a):
     f = derive(a.activation)
     render = f.latex if a.latex else f.text
@@ -194,6 +362,7 @@ def _cmd_table(a):
 
 
 _COMMANDS = {"eoc": _cmd_eoc, "fixed-points": _cmd_fixed_points, "map": _cmd_map,
+             "correlation": _cmd_correlation, "diagnose": _cmd_diagnose,
              "formula": _cmd_formula, "table": _cmd_table}
 
 

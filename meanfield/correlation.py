@@ -461,10 +461,22 @@ def correlation_map(init, c, *, q_star=None, digits: int = DEFAULT_DIGITS, ctx=m
     out = []
     with ctx.workdps(_working_digits(init, digits, q_star)):
         cmap = _CorrelationMap(init, q_star, ctx)
+        # |rho| <= 1 and |rho'(c)| <= rho'(1) (Mehler): below 10^-digits of those scales a
+        # value is 0 to the digits asked for (rho'(-1) of CReLU came out as ~1e-30)
+        floor = ctx.mpf(10) ** (-digits)
+        slope = cmap.derivative(1, ctx.one)
         for value in cs:
             cm = to_mpf(value, ctx)
-            vals = [cmap.rho(cm), cmap.derivative(1, cm), cmap.derivative(2, cm)]
-            out.append(CorrelationValues(cm, *[v if isinstance(v, Divergent) else +v for v in vals]))
+            rho, rp, rs = cmap.rho(cm), cmap.derivative(1, cm), cmap.derivative(2, cm)
+            if abs(rho) < floor:
+                rho = ctx.zero
+            if not isinstance(slope, Divergent):
+                if not isinstance(rp, Divergent) and abs(rp) < floor * slope:
+                    rp = ctx.zero
+                if not isinstance(rs, Divergent) and abs(rs) < floor * slope:
+                    rs = ctx.zero  # e.g. rho''(0) of an odd activation
+            out.append(CorrelationValues(cm, +rho, rp if isinstance(rp, Divergent) else +rp,
+                                         rs if isinstance(rs, Divergent) else +rs))
     return out if many else out[0]
 
 
