@@ -98,7 +98,7 @@ def _build_parser() -> argparse.ArgumentParser:
         if name == "correlation":
             c.add_argument("--points", type=int, default=11,
                            help="number of c values, evenly spaced on [-1, 1] (default 11)")
-            c.add_argument("--c", help="comma-separated c values instead of --points")
+            c.add_argument("--c", help="comma-separated c values instead of --points (write --c=-1,0,1)")
         else:
             c.add_argument("--depth", type=int, default=100, help="depth L for the Jacobian (default 100)")
         _digits_arg(c)
@@ -262,8 +262,8 @@ def _cmd_correlation(a):
         if not cs:
             raise ParameterError("--c needs at least one value in [-1, 1]")
     else:
-        if not 2 <= a.points <= 10001:
-            raise ParameterError(f"--points = {a.points} is out of range: must be in [2, 10001]")
+        if not 2 <= a.points <= 1001:
+            raise ParameterError(f"--points = {a.points} is out of range: must be in [2, 1001]")
         cs = [mpmath.mpf(-1) + 2 * mpmath.mpf(i) / (a.points - 1) for i in range(a.points)]
     d = a.digits
     values = correlation_map(config, cs, q_star=q_star, digits=d)
@@ -380,6 +380,10 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("meanfield: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `meanfield correlation ... | head`: the reader left
+        import os
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     return 0
 
 

@@ -79,7 +79,11 @@ from .maps import (DEFAULT_DIGITS, GUARD_DIGITS, Initialisation, cancellation_di
 from .symbolic import (bivariate_density_derivative, bx, by, corr, degree, derivative_mean,
                        dirac_part, origin_remainder, q as q_symbol)
 
-__all__ = ["Divergent", "KernelValues", "CorrelationValues", "CorrelationFixedPoint",
+#: Most digits the quadrature is asked for (its cost grows about like digits^3: 200 digits
+#: take tens of seconds for one configuration).
+MAX_DIGITS = 200
+
+__all__ = ["MAX_DIGITS", "Divergent", "KernelValues", "CorrelationValues", "CorrelationFixedPoint",
            "CorrelationReport", "kernel_map", "correlation_map", "correlation_fixed_points",
            "depth_scale"]
 
@@ -254,6 +258,8 @@ class _Kernel:
         self.diracs = _diracs(init, self.d + 1, ctx)
         # every singular term a plain Dirac at 0: the remainder is elementary
         self.origin = all(b == 0 and order == 0 for b, order, _ in self.diracs)
+        self._node_cache: dict = {}
+        self._node_cache_top = None
 
     @functools.lru_cache(maxsize=None)
     def _pairs(self, r: int):
@@ -318,16 +324,36 @@ class _Kernel:
             return ctx.zero
         top = ctx.asin(c)
         fact = ctx.factorial(k)
+        if self._node_cache_top != (top, ctx.prec):  # keep only the current interval's nodes
+            self._node_cache_top, self._node_cache = (top, ctx.prec), {}
 
         def integrand(theta):
+            weight = self._singular_at(theta)
+            if k == 0 or weight == 0:
+                return weight
             s, co = ctx.sin(theta), ctx.cos(theta)
-            if co <= 0:
-                return ctx.zero
             gap = c - s if abs(c) != 1 else (co * co / (1 + s) if c > 0 else -co * co / (1 - s))
-            return gap**k / fact * self.singular(self.d + 1, s, co) * co
+            return gap**k / fact * weight
 
         value, err = ctx.quad(integrand, [0, top], error=True, maxdegree=10)
         return value
+
+    def _singular_at(self, theta):
+        """K^(d+1)(sin theta) cos theta, cached: rho and rho' at one c share the nodes."""
+        hit = self._node_cache.get(theta)
+        if hit is None:
+            co = self.ctx.cos(theta)
+            hit = self._node_cache[theta] = (self.singular(self.d + 1, self.ctx.sin(theta), co) * co
+                                           if co > 0 else self.ctx.zero)
+        return hit
+
+
+def _check_digits(digits) -> int:
+    digits = check_digits(digits)
+    if digits > MAX_DIGITS:
+        raise ParameterError(f"digits = {digits} is out of range for the correlation map: must be in "
+                             f"[8, {MAX_DIGITS}] (its quadrature cost grows like digits^3)")
+    return digits
 
 
 def _as_init(init) -> tuple[Initialisation, Any]:
@@ -353,7 +379,7 @@ def kernel_map(init, q1, q2, q12, *, digits: int = DEFAULT_DIGITS, ctx=mpmath.mp
     1.0 4.0 0.636619772367581
     """
     init, _ = _as_init(init)
-    digits = check_digits(digits)
+    digits = _check_digits(digits)
     check_q(q1, "q1")
     check_q(q2, "q2")
     _as_real("q12", q12, "with |q12| <= sqrt(q1 q2)")
@@ -454,7 +480,7 @@ def correlation_map(init, c, *, q_star=None, digits: int = DEFAULT_DIGITS, ctx=m
     0.6964206555 1.0 1.0 +inf
     """
     init, q_star = _resolve_q_star(init, q_star)
-    digits = check_digits(digits)
+    digits = _check_digits(digits)
     many = isinstance(c, (list, tuple)) or (hasattr(c, "__len__") and not isinstance(c, str))
     cs = [_check_c(v) for v in (c if many else [c])]
     _check_fixed_point(init, q_star, digits, ctx)
@@ -499,7 +525,7 @@ def correlation_fixed_points(init, *, q_star=None, digits: int = DEFAULT_DIGITS,
     ([(mpf('1.0'), 'marginal')], 'edge of chaos', mpf('+inf'))
     """
     init, q_star = _resolve_q_star(init, q_star)
-    digits = check_digits(digits)
+    digits = _check_digits(digits)
     _check_fixed_point(init, q_star, digits, ctx)
     with ctx.workdps(_working_digits(init, digits, q_star)):
         cmap = _CorrelationMap(init, q_star, ctx)
@@ -529,9 +555,9 @@ def correlation_fixed_points(init, *, q_star=None, digits: int = DEFAULT_DIGITS,
                 kind, side = ("stable" if value < 1 else "unstable"), None
             points.append(CorrelationFixedPoint(+c, rp if isinstance(rp, Divergent) else +rp, kind, side))
         attractor = _attractor(points)
-    return CorrelationReport(init, cmap.q, tuple(points), +rho0,
-                             chi1 if isinstance(chi1, Divergent) else +chi1, phase, attractor,
-                             False, tuple(unresolved), digits)
+        return CorrelationReport(init, cmap.q, tuple(points), +rho0,
+                                 chi1 if isinstance(chi1, Divergent) else +chi1, phase, attractor,
+                                 False, tuple(unresolved), digits)
 
 
 def _attractor(points):

@@ -23,7 +23,11 @@ gathers
 2. ``half-stable``: :math:`V'(q^*)=1` (ReLU_tau and ST_tau on the EoC): q* attracts from one
    side only; above it the variance grows (Price et al. 2024, Lemma 1).
 3. ``exploding``: another stable fixed point with :math:`\chi_1>1` (failure mode 1; three
-   fixed points for large m), or the variance grows without bound past the basin.
+   fixed points for large m), or the variance grows without bound past the basin, or the
+   chaotic phase (:math:`\chi_1(q^*)>1`) deeper than :math:`6\xi_c`.
+   ``vanishing``: the ordered phase (:math:`\chi_1(q^*)<1`) deeper than :math:`6\xi_c`:
+   gradients shrink like :math:`\chi_1^L` and all inputs look alike (Schoenholz et al.
+   2017 find networks trainable up to about :math:`6\xi_c` layers).
 4. ``fragile``: another attracting fixed point (with :math:`\chi_1\le1`), or a margin below
    :data:`MARGIN_MIN`: the basin is open but V nearly meets the identity above q*.
 5. ``too-sparse``: :math:`\rho(0)\ge` :data:`RHO0_MAX`: inputs stay strongly correlated
@@ -49,20 +53,25 @@ from typing import Any
 import mpmath
 import numpy as np
 
-from .correlation import CorrelationReport, _as_init, correlation_fixed_points, depth_scale
+from .correlation import (CorrelationReport, _as_init, _check_digits, correlation_fixed_points,
+                          depth_scale)
 from .errors import NoSolutionError, ParameterError
 from .fixed_points import FixedPoint, FixedPointReport, fixed_points
-from .jacobian import JacobianSpectrum, jacobian_spectrum
-from .maps import DEFAULT_DIGITS, check_digits, map_values, map_values_float64, to_mpf
+from .jacobian import JacobianSpectrum, _check_depth, jacobian_spectrum
+from .maps import DEFAULT_DIGITS, map_values, map_values_float64, to_mpf
+from .symbolic import dirac_part
 
-__all__ = ["Diagnosis", "diagnose", "MARGIN_MIN", "RHO0_MAX", "VERDICTS"]
+__all__ = ["Diagnosis", "diagnose", "MARGIN_MIN", "RHO0_MAX", "DEPTH_SCALES", "VERDICTS"]
 
 #: Below this margin (q - V(q)) / (q - q*) above q* the verdict is "fragile".
 MARGIN_MIN = 0.05
 #: From this rho(0) on the verdict is "too-sparse".
 RHO0_MAX = 0.65
 #: Every verdict, in the order the rules are tried.
-VERDICTS = ("unstable", "half-stable", "exploding", "fragile", "too-sparse", "trainable")
+VERDICTS = ("unstable", "half-stable", "exploding", "vanishing", "fragile", "too-sparse", "trainable")
+#: Off the EoC a network deeper than this many correlation depth scales is not trainable
+#: (Schoenholz et al. 2017, figure 5).
+DEPTH_SCALES = 6
 
 
 @dataclass(frozen=True)
@@ -131,7 +140,7 @@ def _margin(init, q_star, q_end, ctx):
     return best, q_star + ctx.exp(where)
 
 
-def _verdict(point, report, others, basin, margin, correlation) -> tuple[str, str]:
+def _verdict(point, report, others, basin, margin, correlation, depth) -> tuple[str, str]:
     n = mpmath.nstr
     if point.kind == "unstable":
         return "unstable", f"V'(q*) = {n(point.v_prime, 4)} > 1: q* repels"
@@ -152,6 +161,13 @@ def _verdict(point, report, others, basin, margin, correlation) -> tuple[str, st
                 f"q = {n(basin[1], 5) if basin[1] is not None else n(basin[0], 5)}")
     if report.large_q == "diverges" and basin[1] is not None:
         return "exploding", f"past q = {n(basin[1], 5)} the variance grows without bound"
+    xi_c = correlation.xi_c
+    if correlation.phase != "edge of chaos" and xi_c is not None and depth > DEPTH_SCALES * xi_c:
+        chi1 = correlation.chi1
+        word = "exploding" if correlation.phase == "chaotic" else "vanishing"
+        return (word, f"{correlation.phase} phase, chi_1(q*) = {n(chi1, 4)}: depth {depth} > "
+                f"{DEPTH_SCALES} xi_c = {n(DEPTH_SCALES * xi_c, 3)}; gradients scale like chi_1^L = "
+                f"{n(chi1 ** depth, 3)}")
     if others:
         p = others[0]
         return ("fragile", f"a second attracting fixed point q = {n(p.q, 5)} (chi_1 = {n(p.chi1, 4)}); "
@@ -170,7 +186,8 @@ def diagnose(init, *, q_star=None, depth: int = 100, digits: int = DEFAULT_DIGIT
              ctx=mpmath.mp) -> Diagnosis:
     """Every diagnostic of ``init`` (an Initialisation or an EoCSolution) at the fixed point
     ``q_star`` (default: the EoCSolution's own, or the only stable fixed point)."""
-    digits = check_digits(digits)
+    digits = _check_digits(digits)
+    depth = _check_depth(depth)
     solution = init
     init, own = _as_init(init)
     report = getattr(solution, "fixed_points", None) if own is not None else None
@@ -215,12 +232,13 @@ def diagnose(init, *, q_star=None, depth: int = 100, digits: int = DEFAULT_DIGIT
                 margin, margin_at = _margin(init, point.q, end, ctx)
                 margin = min(margin, 1 - point.v_prime)
         correlation = correlation_fixed_points(init, q_star=point.q, digits=digits, ctx=ctx)
-        try:
+        jacobian = None  # phi with jumps: phi' has Dirac masses, the moments are infinite
+        if not dirac_part(init.activation, 1):
             jacobian = jacobian_spectrum(init, q_star=point.q, depth=depth, digits=digits, ctx=ctx)
-        except ParameterError:
-            jacobian = None  # phi with jumps: the Jacobian's moments are infinite
-        verdict, reason = _verdict(point, report, others, basin, margin, correlation)
+        verdict, reason = _verdict(point, report, others, basin, margin, correlation, depth)
+        margin = margin if margin is None else +margin
+        xi_q = depth_scale(point.v_prime)
     return Diagnosis(init=init, q_star=point.q, depth=depth, q_star_point=point, fixed_points=report,
-                     other_stable=others, basin=basin, margin=margin if margin is None else +margin,
-                     margin_at=margin_at, xi_q=depth_scale(point.v_prime), correlation=correlation,
+                     other_stable=others, basin=basin, margin=margin,
+                     margin_at=margin_at, xi_q=xi_q, correlation=correlation,
                      jacobian=jacobian, verdict=verdict, reason=reason)

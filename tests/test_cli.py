@@ -11,6 +11,7 @@ import contextlib
 import io
 import json
 import math
+import re
 import subprocess
 import sys
 
@@ -120,6 +121,61 @@ def test_table_markdown_and_csv(tmp_path, capsys):
     assert all("half-stable" in r for r in unclipped)
 
 
+def test_correlation_relu_is_the_arc_cosine_kernel(capsys):
+    # ReLU, sigma_w2 = 2, sigma_b2 = 0: V(q) = q, and rho(c) = (sqrt(1 - c^2) + (pi - acos c) c) / pi
+    # (Cho & Saul 2009), rho'(c) = (pi - acos c) / pi, rho''(c) = 1 / (pi sqrt(1 - c^2)).
+    code, out, _ = run(["correlation", "--activation", "relu0", "--sigma-w2", "2", "--sigma-b2", "0",
+                        "--q-star", "1", "--c=-1,-0.3,0,0.7,1", "--digits", "25", "--json"], capsys)
+    assert code == 0
+    d = json.loads(out)
+    with mpmath.workdps(40):
+        for row in d["map"]:
+            c = mpmath.mpf(row["c"])
+            rho = (mpmath.sqrt(1 - c**2) + (mpmath.pi - mpmath.acos(c)) * c) / mpmath.pi
+            assert abs(mpmath.mpf(row["rho"]) - rho) < mpmath.mpf(10) ** -24
+            assert abs(mpmath.mpf(row["rho_prime"]) - (mpmath.pi - mpmath.acos(c)) / mpmath.pi) < 1e-24
+            if abs(c) < 1:
+                expected = 1 / (mpmath.pi * mpmath.sqrt(1 - c**2))
+                assert abs(mpmath.mpf(row["rho_second"]) - expected) < 1e-23
+            else:
+                assert row["rho_second"] == "+inf"  # diverges at both ends, reported as such
+    assert [(p["c"][:3], p["kind"]) for p in d["fixed_points"]] == [("1.0", "marginal")]
+    assert d["xi_c"] == "+inf" and d["phase"] == "edge of chaos"
+
+
+def test_correlation_text_lists_the_grid(capsys):
+    code, out, _ = run(["correlation", "--activation", "st", "--sparsity", "0.5", "--points", "5",
+                        "--digits", "10"], capsys)
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].startswith("correlation map of st at q* = 1.0")
+    assert [ln.split()[0] for ln in lines[2:7]] == ["-1.000000000", "-0.5000000000", "0.0",
+                                                     "0.5000000000", "1.000000000"]
+    assert "rho(0) = " in out and "xi_c = +inf" in out and "nan" not in out.lower()
+
+
+def test_diagnose_cst_three_fixed_points(capsys):
+    code, out, _ = run(["diagnose", "--activation", "cst", "--sparsity", "0.8", "--v-prime", "0.9",
+                        "--json"], capsys)
+    assert code == 0
+    d = json.loads(out)
+    assert d["verdict"] == "exploding"
+    assert [p["kind"] for p in d["fixed_points"]] == ["stable", "unstable", "stable"]
+    assert mpmath.mpf(d["other_stable"][0]["chi1"]) > 1
+    assert d["basin"][1] == d["fixed_points"][1]["q"]
+    assert float(d["margin"]) == 0 and d["xi_c"] == "+inf"
+
+
+def test_diagnose_text_verdicts(capsys):
+    for argv, verdict in ((["--activation", "relu", "--sparsity", "0.7"], "half-stable"),
+                          (["--activation", "relu", "--sparsity", "0.5"], "trainable"),
+                          (["--activation", "crelu", "--sparsity", "0.85", "--v-prime", "0.5"], "too-sparse")):
+        code, out, _ = run(["diagnose", *argv, "--digits", "12", "--depth", "30"], capsys)
+        assert code == 0
+        assert out.splitlines()[0].startswith(f"verdict: {verdict}: ")
+        assert "Jacobian at depth 30" in out
+
+
 def test_console_script_entry_point():
     proc = subprocess.run([sys.executable, "-m", "meanfield.cli", "eoc", "--activation", "st",
                            "--sparsity", "0.5", "--json"], capture_output=True, text=True, timeout=60)
@@ -152,6 +208,22 @@ def test_console_script_entry_point():
     ["fixed-points", "--activation", "relu", "--tau", "-1", "--sigma-w2", "2", "--sigma-b2", "0"],
     ["fixed-points", "--activation", "hard_tanh", "--tau", "1", "--sigma-w2", "2", "--sigma-b2", "0"],
     ["table", "-o", "/nonexistent-dir/x.md"],
+    ["correlation", "--activation", "relu", "--tau", "-1"],
+    ["correlation", "--activation", "relu", "--sparsity", "0.7", "--c", "1.5"],
+    ["correlation", "--activation", "relu", "--sparsity", "0.7", "--c", "nan"],
+    ["correlation", "--activation", "relu", "--sparsity", "0.7", "--c", ","],
+    ["correlation", "--activation", "relu", "--sparsity", "0.7", "--points", "1"],
+    ["correlation", "--activation", "relu", "--sparsity", "0.7", "--points", "100000"],
+    ["correlation", "--activation", "relu", "--sparsity", "0.7", "--digits", "500"],
+    ["correlation", "--activation", "relu", "--sparsity", "0.7", "--tau", "1"],
+    ["correlation", "--activation", "relu0", "--sigma-w2", "2", "--sigma-b2", "0.1", "--q-star", "1"],
+    ["correlation", "--activation", "relu0", "--sigma-w2", "2"],
+    ["correlation", "--activation", "hard_tanh", "--v-prime", "0.5"],
+    ["diagnose", "--activation", "cst", "--sparsity", "0.8"],
+    ["diagnose", "--activation", "relu", "--sparsity", "0.7", "--depth", "0"],
+    ["diagnose", "--activation", "relu", "--sparsity", "0.7", "--q-star", "-1"],
+    ["diagnose", "--activation", "relu0", "--sigma-w2", "2", "--sigma-b2", "1"],
+    ["diagnose", "--activation", "hard_tanh", "--tau", "1"],
 ])
 def test_bad_arguments(argv, capsys):
     assert_clean_failure(*run(argv, capsys))
@@ -164,11 +236,13 @@ _NUMBERS = st.one_of(
     st.text(max_size=8),
 )
 _FLAGS = ["--activation", "--sparsity", "--q-star", "--clip", "--v-prime", "--digits", "--tau",
-          "--alpha", "--sigma-w2", "--sigma-b2", "--q", "--json", "--latex", "--format"]
+          "--alpha", "--sigma-w2", "--sigma-b2", "--q", "--json", "--latex", "--format",
+          "--points", "--c", "--depth"]
 
 
 @settings(max_examples=150)
-@given(command=st.sampled_from(["eoc", "fixed-points", "map", "formula", "table", "nope"]),
+@given(command=st.sampled_from(["eoc", "fixed-points", "map", "correlation", "diagnose", "formula",
+                                 "table", "nope"]),
        pairs=st.lists(st.tuples(st.sampled_from(_FLAGS),
                                 st.one_of(_NUMBERS, st.sampled_from(
                                     ["relu", "st", "crelu", "cst", "relu0", "hard_tanh",
@@ -183,7 +257,9 @@ def test_fuzz_arguments(command, pairs):
     code, out, err = call(argv)
     if code == 0:
         assert err == ""
-        assert not any(t in out.lower().split('"') for t in ("nan", "inf", "-inf"))
+        assert not re.search(r"\bnan\b", out, re.IGNORECASE)
+        # infinities only where they are meaningful (divergent derivatives, depth scales), spelled out
+        assert not any(t in out.lower().split('"') for t in ("inf", "-inf", "infinity"))
     else:
         assert_clean_failure(code, out, err)
 
@@ -208,3 +284,20 @@ def test_fuzz_valid_eoc(act, s, target, clip, use_clip, q_star):
     if not d["degenerate"]:
         qs = [float(p["q"]) for p in d["fixed_points"]]
         assert any(math.isclose(q, q_star, rel_tol=1e-9) for q in qs)
+
+
+@settings(max_examples=8, deadline=None)
+@given(act=st.sampled_from(["relu", "st", "crelu", "cst"]), s=st.floats(0.5, 0.95),
+       target=st.floats(0.05, 0.95), q_star=st.floats(1e-2, 1e2))
+def test_fuzz_valid_diagnose(act, s, target, q_star):
+    """Valid requests: a verdict from the documented list, and no NaN anywhere."""
+    argv = ["diagnose", "--activation", act, "--sparsity", repr(s), "--q-star", repr(q_star),
+            "--digits", "12", "--depth", "20", "--json"]
+    if act in ("crelu", "cst"):
+        argv += ["--v-prime", repr(target)]
+    code, out, err = call(argv)
+    assert code == 0, err
+    d = json.loads(out)
+    assert d["verdict"] in ("unstable", "half-stable", "exploding", "fragile", "too-sparse", "trainable")
+    assert "nan" not in out.lower()
+    assert math.isclose(float(d["q_star"]), q_star, rel_tol=1e-9)
