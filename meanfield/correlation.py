@@ -583,7 +583,7 @@ def _chaotic_roots(cmap, rho0, tol, unresolved):
     roots = []
     g = functools.partial(_g, cmap)
     # [0, 1): g convex, g(1) = 0, g'(1) > 0: one root iff g(0) > 0, c = 0 itself if g(0) = 0
-    if rho0 == 0:
+    if rho0 <= tol:  # 0 to the digits asked for (an odd phi with sigma_b2 = 0)
         roots.append(ctx.zero)
     else:
         delta = ctx.mpf(1) / 2
@@ -602,8 +602,9 @@ def _chaotic_roots(cmap, rho0, tol, unresolved):
     min_width = ctx.mpf(10) ** (-(ctx.dps // 3))
     stack = [(-ctx.one, ctx.zero)]
     g_end = {-ctx.one: g(-ctx.one), ctx.zero: rho0}
-    if g_end[-ctx.one] == 0:
+    if abs(g_end[-ctx.one]) <= tol:  # rho(-1) = -1, e.g. an odd phi with sigma_b2 = 0
         roots.append(-ctx.one)
+        g_end[-ctx.one] = ctx.zero
     for _ in range(20000):
         if not stack:
             break
@@ -615,7 +616,10 @@ def _chaotic_roots(cmap, rho0, tol, unresolved):
             continue  # no root in [a, b]
         spread = rho_p(abs(a)) - rho_p(abs(b))  # >= |g'(c) - g'(mid)| on [a, b]
         if abs(g_p(mid)) > spread:  # g monotone on [a, b]
-            ga, gb = g_end.setdefault(a, g(a)), g_end.setdefault(b, g(b))
+            for end in (a, b):
+                if end not in g_end:
+                    g_end[end] = g(end)
+            ga, gb = g_end[a], g_end[b]
             if ga * gb < 0:
                 roots.append(bracketed_root(g, a, b, ga, gb, ctx))
             continue
