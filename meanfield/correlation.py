@@ -356,12 +356,17 @@ def _check_digits(digits) -> int:
     return digits
 
 
-def _as_init(init) -> tuple[Initialisation, Any]:
-    """(Initialisation, q* or None) from an Initialisation or an EoCSolution."""
+def _as_init(init, digits=None) -> tuple[Initialisation, Any]:
+    """(Initialisation, q* or None) from an Initialisation or an EoCSolution (solved again
+    if it carries fewer than ``digits``: an EoC known to 20 digits is chaotic or ordered
+    at 60)."""
     if isinstance(init, Initialisation):
         return init, None
     inner, q_star = getattr(init, "init", None), getattr(init, "q_star", None)
     if isinstance(inner, Initialisation):
+        if digits is not None and hasattr(init, "at_digits"):
+            init = init.at_digits(digits)
+            inner = init.init
         return inner, q_star
     raise ParameterError(f"expected an Initialisation or an EoCSolution, got {type(init).__name__}")
 
@@ -378,8 +383,8 @@ def kernel_map(init, q1, q2, q12, *, digits: int = DEFAULT_DIGITS, ctx=mpmath.mp
     >>> print(k.q1_next, k.q2_next, k.q12_next)      # 2 sqrt(1 * 4) / (2 pi)
     1.0 4.0 0.636619772367581
     """
-    init, _ = _as_init(init)
     digits = _check_digits(digits)
+    init, _ = _as_init(init, digits)
     check_q(q1, "q1")
     check_q(q2, "q2")
     _as_real("q12", q12, "with |q12| <= sqrt(q1 q2)")
@@ -459,8 +464,8 @@ def _check_fixed_point(init: Initialisation, q_star, digits, ctx):
                              f"{mpmath.nstr(v, 10)}): the correlation map is defined at a fixed point")
 
 
-def _resolve_q_star(init, q_star):
-    init, own = _as_init(init)
+def _resolve_q_star(init, q_star, digits=None):
+    init, own = _as_init(init, digits)
     if q_star is None:
         q_star = own
     if q_star is None:
@@ -479,8 +484,8 @@ def correlation_map(init, c, *, q_star=None, digits: int = DEFAULT_DIGITS, ctx=m
     >>> print(mpmath.nstr(v[0].rho, 10), v[1].rho, mpmath.nstr(v[1].rho_prime, 10), v[1].rho_second)
     0.6964206555 1.0 1.0 +inf
     """
-    init, q_star = _resolve_q_star(init, q_star)
     digits = _check_digits(digits)
+    init, q_star = _resolve_q_star(init, q_star, digits)
     many = isinstance(c, (list, tuple)) or (hasattr(c, "__len__") and not isinstance(c, str))
     cs = [_check_c(v) for v in (c if many else [c])]
     _check_fixed_point(init, q_star, digits, ctx)
@@ -524,8 +529,8 @@ def correlation_fixed_points(init, *, q_star=None, digits: int = DEFAULT_DIGITS,
     >>> [(p.c, p.kind) for p in r.points], r.phase, r.xi_c
     ([(mpf('1.0'), 'marginal')], 'edge of chaos', mpf('+inf'))
     """
-    init, q_star = _resolve_q_star(init, q_star)
     digits = _check_digits(digits)
+    init, q_star = _resolve_q_star(init, q_star, digits)
     _check_fixed_point(init, q_star, digits, ctx)
     with ctx.workdps(_working_digits(init, digits, q_star)):
         cmap = _CorrelationMap(init, q_star, ctx)
@@ -586,14 +591,19 @@ def _chaotic_roots(cmap, rho0, tol, unresolved):
     if rho0 <= tol:  # 0 to the digits asked for (an odd phi with sigma_b2 = 0)
         roots.append(ctx.zero)
     else:
-        delta = ctx.mpf(1) / 2
-        for _ in range(10 * ctx.prec):
+        # g < 0 just below 1; the root may sit very close to 1 when chi_1 - 1 is tiny
+        # (g(1 - d) ~ -(chi_1 - 1) d + O(d^1.5)), so try d = 2^-1, 2^-2, 2^-4, 2^-8, ...
+        bits = 1
+        while True:
+            delta = ctx.ldexp(1, -bits)
             g_hi = g(1 - delta)
             if g_hi < 0:
                 break
-            delta /= 2
-        else:
-            unresolved.append((0.0, 1.0))
+            if bits >= ctx.prec - 16:
+                unresolved.append((float(1 - delta), 1.0))  # closer to 1 than the precision
+                break
+            bits = min(2 * bits, ctx.prec - 16)
+        if g_hi >= 0:
             return roots
         roots.append(bracketed_root(g, ctx.zero, 1 - delta, rho0, g_hi, ctx))
     # [-1, 0): cells; |rho'(c)| <= rho'(|c|), and rho' is increasing on [0, 1]

@@ -58,7 +58,7 @@ from .correlation import (CorrelationReport, _as_init, _check_digits, correlatio
 from .errors import NoSolutionError, ParameterError
 from .fixed_points import FixedPoint, FixedPointReport, fixed_points
 from .jacobian import JacobianSpectrum, _check_depth, jacobian_spectrum
-from .maps import DEFAULT_DIGITS, map_values, map_values_float64, to_mpf
+from .maps import DEFAULT_DIGITS, check_q, map_values, map_values_float64, to_mpf
 from .symbolic import dirac_part
 
 __all__ = ["Diagnosis", "diagnose", "MARGIN_MIN", "RHO0_MAX", "DEPTH_SCALES", "VERDICTS"]
@@ -188,8 +188,10 @@ def diagnose(init, *, q_star=None, depth: int = 100, digits: int = DEFAULT_DIGIT
     ``q_star`` (default: the EoCSolution's own, or the only stable fixed point)."""
     digits = _check_digits(digits)
     depth = _check_depth(depth)
-    solution = init
-    init, own = _as_init(init)
+    if q_star is not None:
+        check_q(q_star, "q_star")
+    solution = init.at_digits(digits) if hasattr(init, "at_digits") else init
+    init, own = _as_init(solution)
     report = getattr(solution, "fixed_points", None) if own is not None else None
     if not isinstance(report, FixedPointReport) or report.digits < digits:
         report = fixed_points(init, digits=digits, ctx=ctx)

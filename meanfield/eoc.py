@@ -75,6 +75,14 @@ class EoCSolution:
             return None
         return min(self.fixed_points.points, key=lambda p: abs(p.q - self.q_star))
 
+    def at_digits(self, digits: int) -> "EoCSolution":
+        """This solution if it carries ``digits``, else the EoC solved again at ``digits`` with
+        the same activation parameters (so chi_1(q*) = 1 holds to the new digits)."""
+        if digits <= self.digits:
+            return self
+        return eoc_parameters(self.init.activation, q_star=self.q_star, digits=digits,
+                              **self.init.parameters)
+
 
 def _check_open_unit(name, value, lo, hi, lo_closed=False):
     rng = f"{'[' if lo_closed else '('}{lo:g}, {hi:g})"

@@ -75,9 +75,9 @@ def jacobian_spectrum(init, *, q_star=None, depth: int = 100, digits: int = DEFA
                       ctx=mpmath.mp) -> JacobianSpectrum:
     """Mean and variance of the Jacobian's squared singular values at depth ``depth``, every
     layer at ``q_star`` (taken from an EoCSolution when one is given)."""
-    init, q_star = _resolve_q_star(init, q_star)
     depth = _check_depth(depth)
     digits = check_digits(digits)
+    init, q_star = _resolve_q_star(init, q_star, digits)
     check_q(q_star, "q_star")
     act = init.activation
     if dirac_part(act, 1):

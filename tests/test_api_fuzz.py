@@ -137,3 +137,61 @@ def test_precision_does_not_leak_on_error():
     assert mpmath.mp.prec == before
     assert math.isclose(float(mf.eoc_parameters("crelu", "0.85", v_prime="0.9", digits=10).m),
                         1.7394908817, rel_tol=1e-9)
+
+
+# -- correlation map, Jacobian, diagnose ---------------------------------------------------
+
+RELU_EOC = mf.Initialisation("relu0", 2, 0)          # V(q) = q: every q* > 0 is a fixed point
+CST_EOC = mf.eoc_parameters("cst", "0.6", v_prime="0.7", digits=20)
+
+
+def finite_or_divergent(v) -> bool:
+    return isinstance(v, mf.Divergent) or finite(v)
+
+
+@settings(max_examples=120, deadline=None)
+@given(q1=st.one_of(HOSTILE, REASONABLE), q2=st.one_of(HOSTILE, REASONABLE),
+       q12=st.one_of(HOSTILE, REASONABLE), digits=st.one_of(st.integers(-5, 300), HOSTILE))
+def test_kernel_map_hostile(q1, q2, q12, digits):
+    t0 = time.perf_counter()
+    try:
+        k = mf.kernel_map(CST_EOC, q1, q2, q12, digits=digits if not isinstance(digits, int) else min(digits, 40))
+    except mf.ParameterError as exc:
+        check_error(exc, ["q1", "q2", "q12", "digits"])
+        return
+    assert time.perf_counter() - t0 < 30
+    assert all(finite(v) for v in (k.q1_next, k.q2_next, k.q12_next))
+    assert abs(k.q12_next) <= mpmath.sqrt(k.q1_next * k.q2_next) * (1 + 1e-15)  # a covariance
+
+
+@settings(max_examples=120, deadline=None)
+@given(c=st.one_of(HOSTILE, st.floats(-1.5, 1.5)), q_star=st.one_of(st.none(), HOSTILE, REASONABLE),
+       which=st.sampled_from(["relu", "cst", "object"]))
+def test_correlation_map_hostile(c, q_star, which):
+    target = {"relu": RELU_EOC, "cst": CST_EOC, "object": object()}[which]
+    try:
+        v = mf.correlation_map(target, c, q_star=q_star if which != "relu" or q_star is not None else 1,
+                               digits=15)
+    except mf.ParameterError as exc:
+        check_error(exc, ["c =", "q_star", "Initialisation"])
+        return
+    for v in v if isinstance(v, list) else [v]:  # a sequence of c gives a list
+        assert finite(v.rho) and -1 - 1e-12 <= v.rho <= 1 + 1e-12
+        assert finite_or_divergent(v.rho_prime) and finite_or_divergent(v.rho_second)
+
+
+@settings(max_examples=60, deadline=None)
+@given(depth=st.one_of(HOSTILE, st.integers(-3, 10**6)), q_star=st.one_of(st.none(), HOSTILE, REASONABLE),
+       digits=st.one_of(st.integers(-5, 300), HOSTILE))
+def test_jacobian_and_diagnose_hostile(depth, q_star, digits):
+    for call in (mf.jacobian_spectrum, mf.diagnose):
+        try:
+            out = call(CST_EOC, q_star=q_star, depth=depth,
+                       digits=digits if not isinstance(digits, int) else min(digits, 60))
+        except mf.ParameterError as exc:
+            check_error(exc, ["depth", "q_star", "digits", "fixed point"])
+            continue
+        spectrum = out if call is mf.jacobian_spectrum else out.jacobian
+        assert finite(spectrum.mean) and finite(spectrum.variance) and spectrum.variance >= 0
+        if call is mf.diagnose:
+            assert out.verdict in mf.diagnose.__globals__["VERDICTS"]
