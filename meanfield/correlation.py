@@ -145,13 +145,9 @@ class CorrelationFixedPoint:
     rho_prime: Any
     kind: str
     attracts_from: str | None = None
-
-    @property
-    def depth_scale(self):
-        """xi_c = -1 / log rho'(c*) for an attracting point (inf when rho'(c*) = 1), else None."""
-        if self.kind == "unstable":
-            return None
-        return depth_scale(self.rho_prime)
+    #: xi_c = -1 / log rho'(c*) for an attracting point (inf when rho'(c*) = 1 to the
+    #: digits of the report), None for a repelling one
+    depth_scale: Any = None
 
 
 @dataclass(frozen=True)
@@ -176,19 +172,24 @@ class CorrelationReport:
 
     @property
     def xi_c(self):
+        """Depth scale of the attractor of c = 0; inf when rho(c) = c for every c."""
+        if self.degenerate:
+            return mpmath.inf
         return None if self.attractor is None else self.attractor.depth_scale
 
 
-def depth_scale(factor):
-    """-1 / log|factor| (Schoenholz et al. 2017): inf when |factor| = 1, 0 when factor = 0."""
+def depth_scale(factor, tol=0, ctx=mpmath.mp):
+    """-1 / log|factor| (Schoenholz et al. 2017): inf when ||factor| - 1| <= tol, 0 when
+    factor = 0 or diverges. Evaluated at ``ctx``'s precision: call it inside the solver's
+    working precision, where ``tol`` is the noise level of ``factor``."""
     if isinstance(factor, Divergent):
-        return mpmath.mpf(0)
+        return ctx.zero
     f = abs(factor)
-    if f == 1:
-        return mpmath.inf
+    if abs(f - 1) <= tol:
+        return ctx.inf
     if f == 0:
-        return mpmath.mpf(0)
-    return -1 / mpmath.log(f)
+        return ctx.zero
+    return -1 / ctx.log(f)
 
 
 # --- compiled pieces -------------------------------------------------------------------
@@ -454,14 +455,15 @@ def _check_c(c):
     return c
 
 
-def _check_fixed_point(init: Initialisation, q_star, digits, ctx):
+def _check_fixed_point(init: Initialisation, q_star, digits, ctx,
+                       why="the correlation map is defined at a fixed point"):
     """q* must be a fixed point of V (to half the digits): rho is defined there."""
     check_q(q_star, "q_star")
     v = map_values(init, q_star, digits=digits, ctx=ctx).variance
     q = to_mpf(q_star, ctx)
-    if abs(v - q) > ctx.mpf(10) ** (-(digits // 2)) * max(1, q):
+    if abs(v - q) > ctx.mpf(10) ** (-(digits // 2)) * q:
         raise ParameterError(f"q_star = {q_star} is not a fixed point of V (V(q_star) = "
-                             f"{mpmath.nstr(v, 10)}): the correlation map is defined at a fixed point")
+                             f"{mpmath.nstr(v, 10)}): {why}")
 
 
 def _resolve_q_star(init, q_star, digits=None):
@@ -558,7 +560,8 @@ def correlation_fixed_points(init, *, q_star=None, digits: int = DEFAULT_DIGITS,
                 kind, side = ("marginal", "below") if c == 1 else ("half-stable", None)
             else:
                 kind, side = ("stable" if value < 1 else "unstable"), None
-            points.append(CorrelationFixedPoint(+c, rp if isinstance(rp, Divergent) else +rp, kind, side))
+            xi = None if kind == "unstable" else +depth_scale(rp, tol, ctx)
+            points.append(CorrelationFixedPoint(+c, rp if isinstance(rp, Divergent) else +rp, kind, side, xi))
         attractor = _attractor(points)
         return CorrelationReport(init, cmap.q, tuple(points), +rho0,
                                  chi1 if isinstance(chi1, Divergent) else +chi1, phase, attractor,

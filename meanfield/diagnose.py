@@ -215,7 +215,7 @@ def diagnose(init, *, q_star=None, depth: int = 100, digits: int = DEFAULT_DIGIT
         if not report.points:
             raise NoSolutionError("V has no fixed point: there is nothing to diagnose")
         point = min(report.points, key=lambda p: abs(p.q - q))
-        if abs(point.q - q) > ctx.mpf(10) ** (-(digits // 2)) * max(1, q):
+        if abs(point.q - q) > ctx.mpf(10) ** (-(digits // 2)) * q:
             raise ParameterError(f"q_star = {q_star} is not a fixed point of V; its fixed points: "
                                  + ", ".join(mpmath.nstr(p.q, 8) for p in report.points))
         others = tuple(p for p in report.points if p is not point and p.kind != "unstable")
@@ -239,7 +239,9 @@ def diagnose(init, *, q_star=None, depth: int = 100, digits: int = DEFAULT_DIGIT
             jacobian = jacobian_spectrum(init, q_star=point.q, depth=depth, digits=digits, ctx=ctx)
         verdict, reason = _verdict(point, report, others, basin, margin, correlation, depth)
         margin = margin if margin is None else +margin
-        xi_q = depth_scale(point.v_prime)
+        # V'(q*) = 1 exactly for half-stable and neutral points: xi_q is infinite there
+        xi_q = (ctx.inf if point.kind in ("half-stable", "neutral")
+                else +depth_scale(point.v_prime, ctx.mpf(10) ** (3 - digits), ctx))
     return Diagnosis(init=init, q_star=point.q, depth=depth, q_star_point=point, fixed_points=report,
                      other_stable=others, basin=basin, margin=margin,
                      margin_at=margin_at, xi_q=xi_q, correlation=correlation,

@@ -30,11 +30,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import mpmath
+import numpy as np
 import sympy as sp
 
-from .correlation import _resolve_q_star
+from .correlation import _check_fixed_point, _resolve_q_star
 from .errors import ParameterError
-from .maps import DEFAULT_DIGITS, GUARD_DIGITS, Initialisation, cancellation_digits, check_digits, check_q, to_mpf
+from .maps import DEFAULT_DIGITS, GUARD_DIGITS, Initialisation, cancellation_digits, check_digits, to_mpf
 from .symbolic import derivative_power_mean, dirac_part, q as q_symbol
 
 __all__ = ["JacobianSpectrum", "jacobian_spectrum", "MAX_DEPTH"]
@@ -66,9 +67,9 @@ def _power_mean(act, power):
 
 
 def _check_depth(depth) -> int:
-    if isinstance(depth, bool) or not isinstance(depth, int) or not 1 <= depth <= MAX_DEPTH:
+    if isinstance(depth, bool) or not isinstance(depth, (int, np.integer)) or not 1 <= depth <= MAX_DEPTH:
         raise ParameterError(f"depth must be an integer in [1, {MAX_DEPTH}], got {depth!r}")
-    return depth
+    return int(depth)
 
 
 def jacobian_spectrum(init, *, q_star=None, depth: int = 100, digits: int = DEFAULT_DIGITS,
@@ -78,11 +79,11 @@ def jacobian_spectrum(init, *, q_star=None, depth: int = 100, digits: int = DEFA
     depth = _check_depth(depth)
     digits = check_digits(digits)
     init, q_star = _resolve_q_star(init, q_star, digits)
-    check_q(q_star, "q_star")
     act = init.activation
     if dirac_part(act, 1):
         raise ParameterError(f"{act.name} has jumps: phi' has Dirac masses there and the "
                              "Jacobian's moments are infinite")
+    _check_fixed_point(init, q_star, digits, ctx, "the moments assume every layer at q*")
     with ctx.workdps(digits + GUARD_DIGITS + cancellation_digits(init, float(q_star))):
         q = to_mpf(q_star, ctx)
         params = [to_mpf(v, ctx) for _, v in init.params]
