@@ -460,8 +460,10 @@ def _check_fixed_point(init: Initialisation, q_star, digits, ctx,
     """q* must be a fixed point of V (to half the digits): rho is defined there."""
     check_q(q_star, "q_star")
     v = map_values(init, q_star, digits=digits, ctx=ctx).variance
-    q = to_mpf(q_star, ctx)
-    if abs(v - q) > ctx.mpf(10) ** (-(digits // 2)) * q:
+    with ctx.workdps(digits + GUARD_DIGITS):  # q* read to the digits asked for, not to 15
+        q = to_mpf(q_star, ctx)
+        off = abs(v - q) > ctx.mpf(10) ** (-(digits // 2)) * q
+    if off:
         raise ParameterError(f"q_star = {q_star} is not a fixed point of V (V(q_star) = "
                              f"{mpmath.nstr(v, 10)}): {why}")
 
@@ -490,6 +492,10 @@ def correlation_map(init, c, *, q_star=None, digits: int = DEFAULT_DIGITS, ctx=m
     init, q_star = _resolve_q_star(init, q_star, digits)
     many = isinstance(c, (list, tuple)) or (hasattr(c, "__len__") and not isinstance(c, str))
     cs = [_check_c(v) for v in (c if many else [c])]
+    with ctx.workdps(digits + GUARD_DIGITS):  # 1 + 1e-22 as a string passes float(c) <= 1
+        for v in cs:
+            if abs(to_mpf(v, ctx)) > 1:
+                raise ParameterError(f"c = {v} is out of range: must be in [-1, 1] (a correlation)")
     _check_fixed_point(init, q_star, digits, ctx)
     out = []
     with ctx.workdps(_working_digits(init, digits, q_star)):
