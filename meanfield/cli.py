@@ -170,15 +170,21 @@ def _cmd_eoc(a):
     _emit(data, lines + _report_text(sol.fixed_points, d), a.json)
 
 
-def _init_from(a) -> Initialisation:
-    act = get_activation(a.activation)
+def _activation_params(a, act) -> dict:
+    """The activation parameters given by --tau, --clip, --alpha (an error for one that
+    does not apply to ``act``)."""
     given = {"tau": a.tau, "m": a.clip, "alpha": a.alpha}
     names = {p.name for p in act.parameters}
     flags = {"tau": "--tau", "m": "--clip", "alpha": "--alpha"}
     for k, v in given.items():
         if v is not None and k not in names:
             raise ParameterError(f"{flags[k]} does not apply to {act.name}")
-    return Initialisation(act, a.sigma_w2, a.sigma_b2, {k: v for k, v in given.items() if k in names})
+    return {k: v for k, v in given.items() if v is not None}
+
+
+def _init_from(a) -> Initialisation:
+    act = get_activation(a.activation)
+    return Initialisation(act, a.sigma_w2, a.sigma_b2, _activation_params(a, act))
 
 
 def _cmd_fixed_points(a):
@@ -220,14 +226,7 @@ def _configuration(a):
         raise ParameterError("give both --sigma-w2 and --sigma-b2, or neither (EoC)")
     if a.sigma_w2 is not None:
         return _init_from(a), a.q_star
-    given = {"tau": a.tau, "m": a.clip, "alpha": a.alpha}
-    names = {p.name for p in act.parameters}
-    flags = {"tau": "--tau", "m": "--clip", "alpha": "--alpha"}
-    for k, v in given.items():
-        if v is not None and k not in names:
-            raise ParameterError(f"{flags[k]} does not apply to {act.name}")
-    sol = eoc_parameters(act.name, q_star=a.q_star or "1", digits=a.digits,
-                         **{k: v for k, v in given.items() if v is not None})
+    sol = eoc_parameters(act.name, q_star=a.q_star or "1", digits=a.digits, **_activation_params(a, act))
     return sol, None
 
 

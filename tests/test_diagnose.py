@@ -27,7 +27,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import os
 from typing import NamedTuple
 
 import mpmath
@@ -41,22 +40,7 @@ from meanfield.diagnose import DEPTH_SCALES, MARGIN_MIN, RHO0_MAX, VERDICTS, Dia
 from meanfield.eoc import eoc_parameters
 from meanfield.errors import NoSolutionError, ParameterError
 from meanfield.maps import Initialisation
-
-#: Scale every hypothesis test's example count, e.g. MEANFIELD_TEST_SCALE=20 for a long hunt.
-SCALE = float(os.environ.get("MEANFIELD_TEST_SCALE", "1"))
-
-
-def examples(n):
-    return max(1, round(n * SCALE))
-
-
-def log_uniform(lo, hi):
-    return st.floats(math.log10(lo), math.log10(hi)).map(lambda e: 10.0 ** e)
-
-
-def tidy(v):
-    return 0.0 if abs(v) < 1e-90 else v
-
+from _strategies import SCALE, examples, log_uniform, tidy
 
 DPS = 40  # working digits of the reference quadratures
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import functools
 import math
-import os
 
 import mpmath
 import pytest
@@ -36,20 +35,9 @@ import _reference as R
 from meanfield.activations import Activation, Piece, x
 from meanfield.eoc import eoc_parameters
 from meanfield.errors import NoSolutionError, ParameterError
-
-#: Scale every hypothesis test's example count, e.g. MEANFIELD_TEST_SCALE=20 for a long hunt.
-SCALE = float(os.environ.get("MEANFIELD_TEST_SCALE", "1"))
-
-
-def examples(n):
-    return max(1, round(n * SCALE))
-
+from _strategies import examples, log_uniform
 
 S_MIN = {"relu": 0.5, "crelu": 0.5, "st": 0.0, "cst": 0.0}
-
-
-def log_uniform(lo, hi):
-    return st.floats(math.log10(lo), math.log10(hi)).map(lambda e: 10.0 ** e)
 
 
 def tol(digits, scale=1):

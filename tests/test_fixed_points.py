@@ -44,21 +44,10 @@ import _reference as R
 from meanfield.errors import ParameterError
 from meanfield.fixed_points import fixed_points
 from meanfield.maps import Initialisation
-
-#: Scale every hypothesis test's example count, e.g. MEANFIELD_TEST_SCALE=20 for a long hunt.
-SCALE = float(os.environ.get("MEANFIELD_TEST_SCALE", "1"))
-
-
-def examples(n):
-    return max(1, round(n * SCALE))
-
+from _strategies import examples, log_uniform
 
 ROOT = Path(__file__).resolve().parents[1]
 ACTIVATIONS = ["relu0", "relu", "st", "crelu", "cst", "hard_tanh", "leaky_relu"]
-
-
-def log_uniform(lo, hi):
-    return st.floats(math.log10(lo), math.log10(hi)).map(lambda e: 10.0 ** e)
 
 
 def supported(strategy):

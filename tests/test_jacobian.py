@@ -45,7 +45,6 @@ but triples the standard error).
 from __future__ import annotations
 
 import math
-import os
 
 import mpmath
 import numpy as np
@@ -59,23 +58,7 @@ from meanfield.eoc import eoc_parameters
 from meanfield.errors import NoSolutionError, ParameterError
 from meanfield.jacobian import MAX_DEPTH, JacobianSpectrum, jacobian_spectrum
 from meanfield.maps import Initialisation
-
-#: Scale every hypothesis test's example count, e.g. MEANFIELD_TEST_SCALE=20 for a long hunt.
-SCALE = float(os.environ.get("MEANFIELD_TEST_SCALE", "1"))
-
-
-def examples(n):
-    return max(1, round(n * SCALE))
-
-
-def log_uniform(lo, hi):
-    return st.floats(math.log10(lo), math.log10(hi)).map(lambda e: 10.0 ** e)
-
-
-def tidy(v):
-    """0 for magnitudes below 1e-90 (meanfield takes 0 or |v| in [1e-100, 1e30])."""
-    return 0.0 if abs(v) < 1e-90 else v
-
+from _strategies import examples, log_uniform, tidy
 
 def rel_close(got, want, rel):
     return abs(got - want) <= rel * abs(want)
