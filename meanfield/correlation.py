@@ -642,7 +642,9 @@ def _chaotic_roots(cmap, rho0, tol, unresolved):
             if ga * gb < 0:
                 roots.append(bracketed_root(g, a, b, ga, gb, ctx))
             continue
-        if abs(g_mid) <= tol * 10 and (b - a) < min_width:
+        if abs(g_mid) <= tol * 10 and abs(g_p(mid)) <= ctx.sqrt(tol):
+            # rho(c) - c and its slope at the noise level (a nearly linear c-map): finer
+            # cells cannot decide anything, so say so instead of halving to the floor
             unresolved.append((float(a), float(b)))
             continue
         if b - a < min_width:
@@ -651,6 +653,13 @@ def _chaotic_roots(cmap, rho0, tol, unresolved):
         stack += [(a, mid), (mid, b)]
     else:
         unresolved.append((-1.0, 0.0))
+    merged = []  # adjacent unresolved cells as one range
+    for lo, hi in sorted(unresolved):
+        if merged and lo <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(hi, merged[-1][1]))
+        else:
+            merged.append((lo, hi))
+    unresolved[:] = merged
     return [r for r in roots if r < 1]
 
 

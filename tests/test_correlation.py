@@ -35,6 +35,10 @@ q* = V(q*), rho(c) = (sigma_b2 + sigma_w2 K(c)) / q* (Poole et al. 2016). The re
    follow sign(rho'(c*) - 1), rho(0), the attractor and xi_c = -1/log rho'(c*) are checked;
 9. bad input raises ParameterError naming the parameter; never NaN, never a hang.
 
+Library defects found here are pinned by plain (not xfail) tests at the end of sections 8
+and 9: q* and c read at 15 digits before their checks (fixed since), and a fixed-point
+search that takes minutes when rho(c) - c is below the digits asked for.
+
 Fixed points q* are made here, not found by the library: for a target q and f in (0, 1],
 sigma_w2 = f q / E[phi(sqrt(q) z)^2] (quadrature) and sigma_b2 = (1 - f) q give V(q) = q.
 Run with ``-s`` to see the largest errors measured; MEANFIELD_TEST_SCALE scales every
@@ -87,8 +91,10 @@ DIFF_DPS = 40          # the conditional reference under mpmath.diff: ~1e-41
 #: Truncation ~h^2 rho'''' / 12 ~ 1e-23, noise ~1e-41 / h^2 ~ 1e-20 for rho''.
 DIFF_H = mpf(2) ** -36
 DERIV1_DIGITS, DERIV2_DIGITS = 20, 17
-#: xi_c = -1/log rho'(c*) with rho' from mpmath.diff (~1e-22): 18 digits unless rho' ~ 1.
-XI_DIGITS = 18
+#: xi_c = -1/log rho'(c*): rho'(c*) by central differences at 50 digits with h = 2^-50
+#: (truncation ~h^2/6 times the third derivative: < 1e-27 even for c* near 1, where that is
+#: large); the relative error of xi is that of rho' times 1 / |log rho'|.
+XI_DPS, XI_H, XI_DIGITS = 50, mpf(2) ** -50, 20
 
 ACTIVATIONS = ("relu0", "relu", "st", "crelu", "cst", "hard_tanh", "leaky_relu")
 ODD = ("st", "cst", "hard_tanh")
@@ -217,22 +223,22 @@ def configs(draw, names=ACTIVATIONS, q=log_uniform(0.1, 10), f=FRACTION, alpha=A
 
 
 class ReferenceRho:
-    """The reference rho at DIFF_DPS, memoised, and its derivatives by mpmath.diff."""
+    """The reference rho at ``dps``, memoised, and its derivatives by mpmath.diff."""
 
-    def __init__(self, cfg: Config):
-        self.cfg, self.memo = cfg, {}
+    def __init__(self, cfg: Config, dps=DIFF_DPS, h=DIFF_H):
+        self.cfg, self.dps, self.h, self.memo = cfg, dps, h, {}
 
     def __call__(self, c):
-        with mpmath.workdps(DIFF_DPS):
+        with mpmath.workdps(self.dps):
             key = +mpf(c)
         if key not in self.memo:
-            self.memo[key] = self.cfg.rho(key)
+            self.memo[key] = self.cfg.rho(key, self.dps)
         return self.memo[key]
 
     def diff(self, c, n):
         """n = 1: (rho(c+h) - rho(c-h)) / 2h; n = 2: with step h/2, the points c, c +- h."""
-        with mpmath.workdps(DIFF_DPS):
-            return mpmath.diff(self, mpf(c), n, h=DIFF_H if n == 1 else DIFF_H / 2)
+        with mpmath.workdps(self.dps):
+            return mpmath.diff(self, mpf(c), n, h=self.h if n == 1 else self.h / 2)
 
 
 # -- 1. the kernel map against a two-dimensional quadrature ------------------------------------
@@ -570,7 +576,13 @@ def check_fixed_point_report(cfg: Config, report):
         # phi(x) = x with sigma_w2 = 1, sigma_b2 = 0: rho(c) = c, every c is fixed
         assert report.degenerate and report.points == () and report.attractor is None
         return report
-    assert not report.degenerate and not report.unresolved
+    assert not report.degenerate
+    # nothing may be left unresolved where the reference resolves rho(c) - c at the digits
+    for a, b in report.unresolved:
+        with mpmath.workdps(REF_DPS):
+            mid = (mpf(a) + mpf(b)) / 2
+            g_mid = cfg.rho(mid) - mid
+        assert abs(g_mid) < mpf(10) ** (5 - DIGITS), f"unresolved ({a}, {b}) but rho - c = {g_mid}"
     points = list(report.points)
     cs = [float(p.c) for p in points]
     assert cs == sorted(cs) and len(set(cs)) == len(cs)
@@ -619,7 +631,7 @@ def check_fixed_point_report(cfg: Config, report):
     if attractor.c == 1:
         slope = chi1
     else:
-        slope = ReferenceRho(cfg).diff(attractor.c, 1)
+        slope = ReferenceRho(cfg, XI_DPS, XI_H).diff(attractor.c, 1)
     with mpmath.workdps(REF_DPS):
         xi = -1 / mpmath.log(slope)
     assert_within(report.xi_c, xi, xi, XI_DIGITS, "xi_c", name)
@@ -632,13 +644,15 @@ def chaotic_prone(draw):
     > 1 is common (hard tanh: chi_1 ~ 0.8 f sqrt(q*)); sigma_b2 = 0 makes odd phi symmetric,
     with fixed points -1 < 0 < 1."""
     name = draw(st.sampled_from(["hard_tanh", "cst", "st", "crelu"]))
-    p = draw(params(name))
+    # tau = 0 or >= 0.01: a tiny tau > 0 makes st the identity to beyond the digits, a case
+    # of its own (test_near_identity_fixed_points_in_bounded_time)
+    p = draw(params(name).map(lambda p: {**p, "tau": 0.0} if 0 < p.get("tau", 1) < 0.01 else p))
     q = draw(log_uniform(0.3, 20))
     f = draw(st.one_of(st.just(1.0), st.floats(0.6, 1)))
     return at_fixed_point(name, p, q, f)
 
 
-@settings(max_examples=examples(6), **SLOW)
+@settings(max_examples=examples(5), **SLOW)
 @given(cfg=chaotic_prone())
 def test_correlation_fixed_points_against_scan(cfg):
     report = correlation_fixed_points(cfg.init, q_star=cfg.q, digits=DIGITS)
@@ -673,6 +687,22 @@ def test_ordered_phase_has_only_c_equal_one():
     with mpmath.workdps(REF_DPS):
         xi = -1 / mpmath.log(mpf("0.75"))
     assert_within(report.xi_c, xi, xi, XI_DIGITS, "xi_c ReLU", "relu0")
+
+
+def test_near_identity_fixed_points_in_bounded_time():
+    """st with tau = 2.66e-17 at its own fixed point (sigma_w2 = 1 + 2.4e-17, sigma_b2 = 0,
+    q* = sqrt(10)): chi_1 - 1 = 1.2e-17, so the phase is chaotic, but rho(c) - c ~ 1e-35 is
+    below the 30 digits everywhere. The fixed points -1, 0, 1 are exact (odd phi, sigma_b2 =
+    0) and the rest is unresolvable at 30 digits, which the report may say (``unresolved``).
+    It must say so in bounded time: the [-1, 0) cell search bisected cells it can never
+    decide down to 1e-15 until its 20000-cell cap, ~125 s for this one call."""
+    cfg = at_fixed_point("st", {"tau": 2.6622589175477125e-17}, 10 ** 0.5, 1.0)
+    with within(15):  # a decidable configuration takes 1-6 s
+        report = correlation_fixed_points(cfg.init, q_star=cfg.q, digits=DIGITS)
+    assert report.phase == "chaotic"
+    assert [float(p.c) for p in report.points] == [-1.0, 0.0, 1.0]
+    for p in report.points:
+        assert abs(cfg.rho(p.c) - p.c) < 1e-30
 
 
 @pytest.mark.parametrize("sigma_w2, digits", [("1.5", 30), ("1.9", 40), ("0.5", 25)])
