@@ -1,14 +1,29 @@
-"""Tables of edge-of-chaos initialisations and their fixed points.
+r"""Stability tables: the theory's verdict for every configuration of a grid.
 
-One row per configuration (activation, sparsity s, q*, clip m or target V'(q*)): the EoC
-parameters of :func:`meanfield.eoc.eoc_parameters` and the fixed points of the variance
-map with their kinds. The default grid is the one of Price et al. (2024, section 4): the
-ReLU baseline; ReLU_tau and ST_tau at s = 0.6 ... 0.85; CReLU and CST at s = 0.5 ... 0.85
-with V'(q*) in {0.5, 0.7, 0.9}; q* = 1.
+A configuration is one edge-of-chaos initialisation of Price et al. (2024, section 4):
+an activation (``relu`` = ReLU_tau, ``st`` = ST_tau, ``crelu``, ``cst``), a target
+sparsity s (which sets tau), the fixed point q*, and for the clipped activations either
+the clip level m or a target :math:`V'(q^*)`. Each row holds the EoC parameters
+(:func:`meanfield.eoc.eoc_parameters`), :math:`V'(q^*)`, :math:`V''(q^*)`, every fixed
+point of V with its kind, :math:`\chi_1` at the other stable fixed points,
+:math:`\rho(0)`, :math:`\xi_c`, the margin, and the verdict with its reason
+(:func:`meanfield.diagnose.diagnose`), all computed with mpmath and reported to
+``digits`` significant digits. A configuration without an EoC initialisation
+(:math:`\sigma_b^2<0`, or no m reaching the V' target) gets the verdict ``infeasible``
+with the reason, so that one corner of a sweep does not stop the rest.
 
->>> rows = eoc_table([Configuration("crelu", "0.85", v_prime="0.5")], digits=10)
->>> rows[0]["m"], rows[0]["fixed_points"]
-('0.8095281637', '1.0(stable)')
+The default grid is the paper's MNIST grid: the ReLU baseline; ReLU_tau and ST_tau at
+s = 0.6 ... 0.85; CReLU and CST at s = 0.5 ... 0.85 with :math:`V'(q^*)\in\{0.5,0.7,0.9\}`;
+q* = 1.
+
+>>> table = stability_table([Configuration("crelu", "0.85", v_prime="0.5")], digits=6)
+>>> row = table.records()[0]
+>>> row["m"], row["fixed_points"], row["verdict"]
+('0.809528', '1.0(stable)', 'too-sparse')
+>>> print(table.format("markdown", columns=("activation", "sparsity", "m", "rho0")), end="")
+| activation | sparsity | m | rho0 |
+|---|---|---|---|
+| crelu | 0.85 | 0.809528 | 0.696421 |
 """
 
 from __future__ import annotations
@@ -16,19 +31,56 @@ from __future__ import annotations
 import csv
 import io
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Any, Iterable, Sequence
 
 import mpmath
 
-from .eoc import eoc_parameters
-from .errors import ParameterError
+from ._jobs import run_tasks
+from .activations import _as_real
+from .diagnose import diagnose
+from .eoc import _SPARSITY, _check_open_unit, eoc_parameters
+from .errors import NoSolutionError, ParameterError
+from .fixed_points import FixedPoint
+from .maps import check_q
 
-__all__ = ["Configuration", "paper_grid", "eoc_table", "COLUMNS", "format_table"]
+__all__ = ["Configuration", "configuration_grid", "paper_grid", "parse_values", "StabilityRow",
+           "StabilityTable", "stability_table", "COLUMNS", "FORMATS"]
+
+#: Every column of a table, in order.
+COLUMNS = ("activation", "sparsity", "q_star", "v_prime_target", "tau", "m", "sigma_w2", "sigma_b2",
+           "v_prime", "v_second", "n_fixed_points", "fixed_points", "chi1_other_stable", "rho0",
+           "xi_c", "margin", "verdict", "reason")
+#: Output formats of :meth:`StabilityTable.format`.
+FORMATS = ("csv", "markdown", "latex", "json")
+_NUMERIC = ("tau", "m", "sigma_w2", "sigma_b2", "v_prime", "v_second", "rho0", "xi_c", "margin")
+_LATEX_HEADERS = {
+    "activation": "activation", "sparsity": "$s$", "q_star": "$q^*$",
+    "v_prime_target": "target $V'$", "tau": r"$\tau$", "m": "$m$", "sigma_w2": r"$\sigma_w^2$",
+    "sigma_b2": r"$\sigma_b^2$", "v_prime": "$V'(q^*)$", "v_second": "$V''(q^*)$",
+    "n_fixed_points": "\\#f.p.", "fixed_points": "fixed points (kind)",
+    "chi1_other_stable": r"$\chi_1$ other stable", "rho0": r"$\rho(0)$", "xi_c": r"$\xi_c$",
+    "margin": "margin", "verdict": "verdict", "reason": "reason"}
+_MAX_VALUES = 100_000
+
+
+def _decimal_text(name: str, value) -> str:
+    _as_real(name, value, "")
+    return value.strip() if isinstance(value, str) else str(value)
 
 
 @dataclass(frozen=True)
 class Configuration:
-    """One EoC configuration: activation, sparsity, q*, and clip or V' target (clipped only)."""
+    """One EoC configuration (numbers kept as the decimal strings given).
+
+    >>> Configuration("cst", "0.8", v_prime="0.9").key
+    "cst s=0.8 q*=1 V'=0.9"
+    >>> Configuration("crelu", "0.85")
+    Traceback (most recent call last):
+    ...
+    meanfield.errors.ParameterError: crelu needs exactly one of clip (m > 0) or v_prime (in (0, 1))
+    """
 
     activation: str
     sparsity: str
@@ -36,66 +88,308 @@ class Configuration:
     clip: str | None = None
     v_prime: str | None = None
 
+    def __post_init__(self):
+        if self.activation not in _SPARSITY:
+            raise ParameterError(f"activation = {self.activation!r} is not one of "
+                                 f"{', '.join(_SPARSITY)} (tables are over target sparsities)")
+        s_min, clipped, _ = _SPARSITY[self.activation]
+        _check_open_unit("sparsity", self.sparsity, s_min, 1.0, lo_closed=True)
+        check_q(self.q_star, "q_star")
+        object.__setattr__(self, "sparsity", _decimal_text("sparsity", self.sparsity))
+        object.__setattr__(self, "q_star", _decimal_text("q_star", self.q_star))
+        if not clipped:
+            if self.clip is not None or self.v_prime is not None:
+                raise ParameterError(f"{self.activation} is not clipped: clip and v_prime apply to crelu and cst")
+            return
+        if (self.clip is None) == (self.v_prime is None):
+            raise ParameterError(f"{self.activation} needs exactly one of clip (m > 0) or v_prime (in (0, 1))")
+        if self.clip is not None:
+            check_q(self.clip, "clip")
+            object.__setattr__(self, "clip", _decimal_text("clip", self.clip))
+        else:
+            _check_open_unit("v_prime", self.v_prime, 0.0, 1.0)
+            object.__setattr__(self, "v_prime", _decimal_text("v_prime", self.v_prime))
+
+    @property
+    def key(self) -> str:
+        """A short unique name, e.g. ``"cst s=0.8 q*=1 V'=0.9"``."""
+        tail = f" m={self.clip}" if self.clip is not None else f" V'={self.v_prime}" if self.v_prime else ""
+        return f"{self.activation} s={self.sparsity} q*={self.q_star}{tail}"
+
+
+def parse_values(text: str, name: str) -> list[str]:
+    """Decimal values from ``"a:b:step"`` (from a to b inclusive), ``"a,b,c"`` or ``"a"``.
+
+    >>> parse_values("0.5:0.7:0.05", "sparsity")
+    ['0.50', '0.55', '0.60', '0.65', '0.70']
+    >>> parse_values("1,2.5", "q_star")
+    ['1', '2.5']
+    """
+    if not isinstance(text, str) or not text.strip():
+        raise ParameterError(f"{name} = {text!r}: give a value, a list a,b,c or a range start:stop:step")
+
+    def number(t):
+        try:
+            d = Decimal(t.strip())
+        except InvalidOperation:
+            d = None
+        if d is None or not d.is_finite():
+            raise ParameterError(f"{name} = {text!r}: {t.strip()!r} is not a finite decimal number")
+        return d
+
+    if ":" in text:
+        parts = text.split(":")
+        if len(parts) != 3:
+            raise ParameterError(f"{name} = {text!r}: a range is start:stop:step")
+        start, stop, step = (number(p) for p in parts)
+        if not step > 0 or stop < start:
+            raise ParameterError(f"{name} = {text!r}: a range needs step > 0 and stop >= start")
+        count = int((stop - start) / step + Decimal("1e-9")) + 1
+        if count > _MAX_VALUES:
+            raise ParameterError(f"{name} = {text!r}: {count} values; at most {_MAX_VALUES}")
+        return [str(start + i * step) for i in range(count)]
+    values = [number(p) for p in text.split(",")]
+    if len(values) > _MAX_VALUES:
+        raise ParameterError(f"{name} = {text!r}: at most {_MAX_VALUES} values")
+    return [str(v) for v in values]
+
+
+def configuration_grid(activations: Iterable[str], sparsities: Iterable, *, q_stars: Iterable = ("1",),
+                       clips: Iterable | None = None, v_primes: Iterable | None = None) -> list[Configuration]:
+    """Every combination; the clipped activations take each clip level (or each V' target),
+    the unclipped ones appear once per (s, q*). Give ``clips`` or ``v_primes``, not both,
+    when the grid has a clipped activation.
+
+    >>> [c.key for c in configuration_grid(["relu", "crelu"], ["0.6"], v_primes=["0.5", "0.9"])]
+    ['relu s=0.6 q*=1', "crelu s=0.6 q*=1 V'=0.5", "crelu s=0.6 q*=1 V'=0.9"]
+    """
+    activations, sparsities, q_stars = list(activations), list(sparsities), list(q_stars)
+    if clips is not None and v_primes is not None:
+        raise ParameterError("give clip levels or V' targets, not both")
+    grid = []
+    for act in activations:
+        clipped = act in _SPARSITY and _SPARSITY[act][1]
+        if clipped and clips is None and v_primes is None:
+            raise ParameterError(f"{act} is clipped: give clip levels (--clip) or V'(q*) targets (--v-prime)")
+        for s in sparsities:
+            for q in q_stars:
+                if not clipped:
+                    grid.append(Configuration(act, s, q))
+                elif clips is not None:
+                    grid += [Configuration(act, s, q, clip=m) for m in clips]
+                else:
+                    grid += [Configuration(act, s, q, v_prime=t) for t in v_primes]
+    if not grid:
+        raise ParameterError("the grid is empty")
+    return grid
+
 
 def paper_grid() -> list[Configuration]:
     """The configurations of the paper's MNIST grid (q* = 1)."""
     grid = [Configuration("relu", "0.5")]
-    for act in ("relu", "st"):
-        grid += [Configuration(act, s) for s in ("0.6", "0.7", "0.8", "0.85")]
-    for act in ("crelu", "cst"):
-        grid += [Configuration(act, s, v_prime=t)
-                 for s in ("0.5", "0.6", "0.7", "0.8", "0.85") for t in ("0.5", "0.7", "0.9")]
+    grid += configuration_grid(["relu", "st"], ["0.6", "0.7", "0.8", "0.85"])
+    grid += configuration_grid(["crelu", "cst"], ["0.5", "0.6", "0.7", "0.8", "0.85"],
+                               v_primes=["0.5", "0.7", "0.9"])
     return grid
 
 
-COLUMNS = ("activation", "sparsity", "q_star", "v_prime_target", "tau", "m", "sigma_w2",
-           "sigma_b2", "v_prime", "v_second", "n_fixed_points", "fixed_points", "large_q")
+@dataclass(frozen=True)
+class StabilityRow:
+    """The theory's account of one configuration (mpf values; None where not defined).
 
-
-def _num(v, digits):
-    return "" if v is None else mpmath.nstr(v, digits)
-
-
-def eoc_table(configurations, *, digits: int = 8) -> list[dict]:
-    """Rows (dicts of strings keyed by :data:`COLUMNS`), values shown to ``digits`` digits.
-
-    Each solve runs at ``max(digits, 30)`` digits; fixed points are listed as
-    ``q(kind)`` separated by ``; `` (``all q`` when every q is a fixed point).
+    ``fixed_points`` is empty and ``degenerate`` True when every q is a fixed point.
     """
-    if isinstance(digits, bool) or not isinstance(digits, int) or not 1 <= digits <= 100:
-        raise ParameterError(f"digits = {digits!r} is out of range: must be an integer in [1, 100]")
-    rows = []
-    for c in configurations:
-        sol = eoc_parameters(c.activation, c.sparsity, q_star=c.q_star, clip=c.clip,
-                             v_prime=c.v_prime, digits=max(digits, 30))
-        fp = sol.fixed_points
-        points = "all q" if fp.degenerate else "; ".join(
-            f"{mpmath.nstr(p.q, digits)}({p.kind}{'-' + p.attracts_from if p.attracts_from else ''})"
-            for p in fp.points)
-        rows.append({
-            "activation": c.activation, "sparsity": c.sparsity, "q_star": c.q_star,
-            "v_prime_target": c.v_prime or "",
-            "tau": _num(sol.tau, digits), "m": _num(sol.m, digits),
-            "sigma_w2": _num(sol.sigma_w2, digits), "sigma_b2": _num(sol.sigma_b2, digits),
-            "v_prime": _num(sol.v_prime, digits), "v_second": _num(sol.v_second, digits),
-            "n_fixed_points": "inf" if fp.degenerate else str(len(fp.points)),
-            "fixed_points": points, "large_q": fp.large_q,
-        })
-    return rows
+
+    configuration: Configuration
+    verdict: str
+    reason: str
+    tau: Any = None
+    m: Any = None
+    sigma_w2: Any = None
+    sigma_b2: Any = None
+    v_prime: Any = None
+    v_second: Any = None
+    fixed_points: tuple[FixedPoint, ...] = ()
+    degenerate: bool = False
+    large_q: str = ""
+    other_stable_chi1: tuple = ()
+    rho0: Any = None
+    xi_c: Any = None
+    margin: Any = None
+
+    @property
+    def n_fixed_points(self):
+        return mpmath.inf if self.degenerate else len(self.fixed_points)
 
 
-def format_table(rows: list[dict], fmt: str) -> str:
-    """Render rows as ``markdown``, ``csv`` or ``json``."""
-    if fmt == "json":
-        return json.dumps(rows, indent=2)
-    if fmt == "csv":
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-        return buf.getvalue()
-    if fmt == "markdown":
-        lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-        lines += ["| " + " | ".join(r[c] for c in COLUMNS) + " |" for r in rows]
-        return "\n".join(lines) + "\n"
-    raise ValueError(f"format must be markdown, csv or json; got {fmt!r}")
+def _text(v, digits) -> str:
+    if v is None:
+        return ""
+    if mpmath.isinf(v):
+        return "+inf" if v > 0 else "-inf"
+    return mpmath.nstr(v, digits)
+
+
+def _record(row: StabilityRow, digits: int) -> dict[str, str]:
+    c = row.configuration
+    rec = {"activation": c.activation, "sparsity": c.sparsity, "q_star": c.q_star,
+           "v_prime_target": c.v_prime or ""}
+    rec.update({k: _text(getattr(row, k), digits) for k in _NUMERIC})
+    if row.verdict == "infeasible":
+        rec["n_fixed_points"] = rec["fixed_points"] = ""
+    elif row.degenerate:
+        rec["n_fixed_points"], rec["fixed_points"] = "inf", "all q"
+    else:
+        rec["n_fixed_points"] = str(len(row.fixed_points))
+        rec["fixed_points"] = "; ".join(
+            f"{_text(p.q, digits)}({p.kind}{'-' + p.attracts_from if p.attracts_from else ''})"
+            for p in row.fixed_points)
+    rec["chi1_other_stable"] = "; ".join(_text(v, digits) for v in row.other_stable_chi1)
+    rec["verdict"], rec["reason"] = row.verdict, row.reason
+    return {k: rec[k] for k in COLUMNS}
+
+
+def _latex_escape(text: str) -> str:
+    out = []
+    for ch in text:
+        out.append({"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
+                    "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
+                    "^": r"\textasciicircum{}", "<": r"\textless{}", ">": r"\textgreater{}"}.get(ch, ch))
+    return "".join(out)
+
+
+@dataclass(frozen=True)
+class StabilityTable:
+    """Rows of a sweep, in the order of its configurations; ``digits``: digits reported."""
+
+    rows: tuple[StabilityRow, ...]
+    digits: int
+    depth: int
+    columns: tuple[str, ...] = field(default=COLUMNS)
+
+    def __len__(self):
+        return len(self.rows)
+
+    def __iter__(self):
+        return iter(self.rows)
+
+    def records(self, digits: int | None = None) -> list[dict[str, str]]:
+        """One dict of decimal strings per row, keyed by :data:`COLUMNS`."""
+        return [_record(r, digits or self.digits) for r in self.rows]
+
+    def format(self, fmt: str = "markdown", *, columns: Sequence[str] | None = None,
+               digits: int | None = None) -> str:
+        """The table as ``csv``, ``markdown``, ``latex`` (booktabs) or ``json`` text."""
+        columns = tuple(columns) if columns is not None else self.columns
+        bad = [c for c in columns if c not in COLUMNS]
+        if bad or not columns:
+            raise ParameterError(f"columns {bad or '(none)'} unknown: choose from {', '.join(COLUMNS)}")
+        rows = [{c: r[c] for c in columns} for r in self.records(digits)]
+        if fmt == "json":
+            return json.dumps(rows, indent=2) + "\n"
+        if fmt == "csv":
+            buf = io.StringIO()
+            writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+            writer.writeheader()
+            writer.writerows(rows)
+            return buf.getvalue()
+        if fmt == "markdown":
+            cell = lambda t: t.replace("|", "\\|")  # noqa: E731
+            lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+            lines += ["| " + " | ".join(cell(r[c]) for c in columns) + " |" for r in rows]
+            return "\n".join(lines) + "\n"
+        if fmt == "latex":
+            lines = [r"\begin{tabular}{" + "l" * len(columns) + "}", r"\toprule",
+                     " & ".join(_LATEX_HEADERS[c] for c in columns) + r" \\", r"\midrule"]
+            lines += [" & ".join(_latex_escape(r[c]) for c in columns) + r" \\" for r in rows]
+            lines += [r"\bottomrule", r"\end{tabular}"]
+            return "\n".join(lines) + "\n"
+        raise ParameterError(f"format = {fmt!r}: choose one of {', '.join(FORMATS)}")
+
+    def to_dataframe(self):
+        """A pandas DataFrame (numbers as float64, infinities as inf; needs pandas)."""
+        try:
+            import pandas as pd
+        except ImportError:
+            raise ImportError("to_dataframe needs pandas: pip install 'meanfield[pandas]'") from None
+        recs = self.records(max(self.digits, 17))
+        frame = pd.DataFrame(recs, columns=list(COLUMNS))
+        for col in _NUMERIC + ("sparsity", "q_star", "v_prime_target"):
+            frame[col] = pd.to_numeric(frame[col].replace({"": None, "+inf": "inf"}), errors="coerce")
+        frame["n_fixed_points"] = pd.to_numeric(frame["n_fixed_points"].replace({"": None}), errors="coerce")
+        return frame
+
+
+# --- computing rows ------------------------------------------------------------------------
+
+def _row(config: Configuration, digits: int, depth: int) -> StabilityRow:
+    work = max(digits + 5, 20)
+    try:
+        sol = eoc_parameters(config.activation, config.sparsity, q_star=config.q_star,
+                             clip=config.clip, v_prime=config.v_prime, digits=work)
+    except NoSolutionError as exc:
+        return StabilityRow(config, "infeasible", str(exc))
+    d = diagnose(sol, depth=depth, digits=work)
+    point = d.q_star_point
+    return StabilityRow(
+        config, d.verdict, d.reason, tau=sol.tau, m=sol.m, sigma_w2=sol.sigma_w2,
+        sigma_b2=sol.sigma_b2, v_prime=point.v_prime, v_second=point.v_second,
+        fixed_points=() if sol.fixed_points.degenerate else sol.fixed_points.points,
+        degenerate=sol.fixed_points.degenerate, large_q=sol.fixed_points.large_q,
+        other_stable_chi1=tuple(p.chi1 for p in d.other_stable), rho0=d.rho0, xi_c=d.xi_c,
+        margin=d.margin)
+
+
+def _encode(row: StabilityRow) -> dict:
+    """JSON data for the journal: numbers as decimal strings with every working digit."""
+    num = lambda v: None if v is None else mpmath.nstr(v, 40, strip_zeros=False)  # noqa: E731
+    data = {k: num(getattr(row, k)) for k in _NUMERIC}
+    data.update(verdict=row.verdict, reason=row.reason, degenerate=row.degenerate, large_q=row.large_q,
+                other_stable_chi1=[num(v) for v in row.other_stable_chi1],
+                fixed_points=[[num(p.q), num(p.v_prime), num(p.v_second), num(p.chi1), p.kind,
+                               p.attracts_from] for p in row.fixed_points])
+    return data
+
+
+def _decode(config: Configuration, data: dict) -> StabilityRow:
+    with mpmath.workdps(45):
+        num = lambda v: None if v is None else +mpmath.mpf(v)  # noqa: E731
+        return StabilityRow(
+            config, str(data["verdict"]), str(data["reason"]),
+            **{k: num(data[k]) for k in _NUMERIC},
+            degenerate=bool(data["degenerate"]), large_q=str(data["large_q"]),
+            other_stable_chi1=tuple(num(v) for v in data["other_stable_chi1"]),
+            fixed_points=tuple(FixedPoint(num(q), num(vp), num(vs), num(c), str(kind), af)
+                               for q, vp, vs, c, kind, af in data["fixed_points"]))
+
+
+def _check_table_digits(digits):
+    if isinstance(digits, bool) or not isinstance(digits, int) or not 1 <= digits <= 30:
+        raise ParameterError(f"digits = {digits!r} is out of range: must be an integer in [1, 30]")
+    return digits
+
+
+def stability_table(configurations: Sequence[Configuration], *, digits: int = 8, depth: int = 100,
+                    jobs: int | None = None, progress: bool | None = None,
+                    journal=None) -> StabilityTable:
+    """The stability table of ``configurations``, values to ``digits`` significant digits.
+
+    Rows are computed at ``max(digits + 5, 20)`` digits, in parallel on ``jobs`` joblib
+    workers (None: joblib's default, which a ``joblib.parallel_config`` block may set),
+    with a progress bar (``progress``: True, False, or None for a terminal only). With a
+    ``journal`` file each finished row is saved at once, and a rerun with the same
+    arguments resumes from it (:mod:`meanfield._jobs`).
+    """
+    from .jacobian import _check_depth
+    digits = _check_table_digits(digits)
+    depth = _check_depth(depth)
+    configs = list(configurations)
+    if not configs or not all(isinstance(c, Configuration) for c in configs):
+        raise ParameterError("configurations must be a non-empty list of Configuration")
+    by_key = {c.key: c for c in configs}
+    job = {"kind": "stability_table", "digits": digits, "depth": depth}
+    tasks = [(c.key, (c, digits, depth)) for c in configs]
+    results = run_tasks(_row, tasks, job=job, jobs=jobs, progress=progress, journal=journal,
+                        desc="stability table", encode=_encode,
+                        decode=lambda key, data: _decode(by_key[key], data))
+    return StabilityTable(tuple(results[c.key] for c in configs), digits, depth)
