@@ -51,7 +51,7 @@ from .jacobian import _check_depth
 from .maps import _MODULES, check_q, compiled
 from .symbolic import derivative_mean, q as q_symbol
 
-__all__ = ["PhaseDiagram", "phase_diagram", "phase_point", "FIELDS"]
+__all__ = ["PhaseDiagram", "phase_diagram", "phase_point", "eoc_curve", "FIELDS"]
 
 #: The per-point fields of a :class:`PhaseDiagram`.
 FIELDS = ("verdict", "n_fixed_points", "tau", "sigma_w2", "sigma_b2", "v_prime", "v_second",
@@ -387,3 +387,27 @@ def _decode_row(key, data):
     if not isinstance(data, dict) or set(data) != set(FIELDS) | {"reason"}:
         raise ValueError("not a row")
     return data
+
+
+def eoc_curve(activation, q_stars: Sequence, **params) -> tuple[np.ndarray, np.ndarray]:
+    r"""The edge of chaos in the :math:`(\sigma_w^2, \sigma_b^2)` plane for fixed activation
+    parameters, parametrised by the fixed point q* (float64; Poole et al. 2016, figure 1):
+    :math:`\sigma_w^2=1/E[\phi'^2]`, :math:`\sigma_b^2=q^*-\sigma_w^2E[\phi^2]`, NaN where
+    :math:`\sigma_b^2<0` (no EoC initialisation with that q*).
+
+    >>> w, b = eoc_curve("relu", [1.0, 4.0], tau=0)   # ReLU: the single point (2, 0)
+    >>> w.tolist(), b.tolist()
+    ([2.0, 2.0], [0.0, 0.0])
+    """
+    from .activations import get_activation
+    act = get_activation(activation)
+    values = act.parameter_values(**params)
+    q = _check_axis(q_stars, "q_stars", 1e-100, 1e30, False)
+    args = [float(values[sym.name]) for sym in act.symbols]
+    fns = compiled(act).np
+    with np.errstate(all="ignore"):
+        sigma_w2 = 1.0 / (fns["e_dphi2"](q, 1.0, 0.0, *args) * np.ones_like(q))
+        sigma_b2 = q - sigma_w2 * fns["e_phi2"](q, 1.0, 0.0, *args)
+    sigma_b2 = np.where(np.abs(sigma_b2) <= 1e-12 * q, 0.0, sigma_b2)
+    bad = ~np.isfinite(sigma_w2) | (sigma_b2 < 0)
+    return np.where(bad, np.nan, sigma_w2), np.where(bad, np.nan, sigma_b2)
