@@ -17,6 +17,7 @@ mathematical core never imports it.
 from __future__ import annotations
 
 import json
+import numbers
 import os
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -33,6 +34,8 @@ def check_jobs(jobs):
     a positive integer, or -1 (every core)."""
     if jobs is None:
         return None
+    if isinstance(jobs, numbers.Integral) and not isinstance(jobs, bool):
+        jobs = int(jobs)
     if isinstance(jobs, bool) or not isinstance(jobs, int) or not (jobs >= 1 or jobs == -1):
         raise ParameterError(f"jobs = {jobs!r} is out of range: must be a positive integer or -1 (all cores)")
     if jobs > 1024:
@@ -98,9 +101,10 @@ def run_tasks(func: Callable, tasks: Sequence[tuple[str, tuple]], *, job: dict, 
         path.parent.mkdir(parents=True, exist_ok=True)
         if path.exists():
             wanted = set(keys)
+            stored = _read_journal(path, job)  # its own errors say what is wrong
             try:
-                results = {k: decode(k, v) for k, v in _read_journal(path, job).items() if k in wanted}
-            except (KeyError, TypeError, ValueError, AttributeError):
+                results = {k: decode(k, v) for k, v in stored.items() if k in wanted}
+            except (KeyError, TypeError, ValueError, AttributeError, ArithmeticError):
                 raise ParameterError(f"journal {path} is corrupt: delete it to start afresh") from None
         fh = open(path, "a", encoding="utf-8")
         if fh.tell() == 0:

@@ -1,5 +1,5 @@
 """The ``meanfield`` command line: EoC parameters, fixed points, maps, correlation maps,
-diagnostics, formulas, tables.
+diagnostics, formulas, stability tables, phase diagrams, figures and the demo.
 
 Numbers are read as decimal strings (so nothing is lost to float parsing) and written as
 decimal strings carrying the requested digits; ``--json`` gives machine-readable output.
@@ -32,7 +32,8 @@ from .errors import ParameterError
 from .fixed_points import FixedPointReport, fixed_points
 from .maps import DEFAULT_DIGITS, Initialisation, map_values
 from .symbolic import FORMULA_NAMES, Formulas, derive
-from .tables import eoc_table, format_table, paper_grid
+from .tables import (COLUMNS, FORMATS, configuration_grid, paper_grid, parse_values,
+                     stability_table)
 
 __all__ = ["main"]
 
@@ -46,6 +47,30 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message):
         raise _UsageError(message)
+
+
+_TABLE_HELP = """One row per configuration: EoC parameters, V'(q*), V''(q*), every fixed point
+and its kind, chi_1 at the other stable fixed points, rho(0), xi_c, the margin and the
+verdict with its reason. Values are read as START:STOP:STEP (inclusive), S1,S2,... or S.
+With -o FILE, each finished row is also kept in FILE.partial.jsonl, so that an interrupted
+run resumes when the same command is given again; the journal is removed once FILE is
+written."""
+
+_PHASE_HELP = """The verdict of every EoC configuration on a grid of sparsity s and clip ratio
+m/sqrt(q*), on the float64 fast path (points that float64 cannot decide are recomputed with
+mpmath). With -o FILE, finished rows are kept in FILE.partial.jsonl until FILE is written,
+so an interrupted run resumes."""
+
+
+def _figure_names():
+    from .plots import FIGURES
+    return list(FIGURES)
+
+
+def _jobs_args(parser):
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="parallel workers (joblib; -1: all cores; default 1)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def _digits_arg(parser):
@@ -109,10 +134,43 @@ def _build_parser() -> argparse.ArgumentParser:
     fo.add_argument("--latex", action="store_true", help="LaTeX instead of plain text")
     fo.add_argument("--json", action="store_true")
 
-    t = sub.add_parser("table", help="EoC table of the paper's grid")
-    t.add_argument("--format", choices=("markdown", "csv", "json"), default="markdown")
+    t = sub.add_parser("table", help="stability table over a grid (default: the paper's grid)",
+                       description=_TABLE_HELP)
+    t.add_argument("--activation", help="comma-separated activations among relu, st, crelu, cst "
+                   "(default: the paper's grid)")
+    t.add_argument("--sparsity", help="sparsities: S, S1,S2,... or START:STOP:STEP")
+    t.add_argument("--q-star", default="1", help="fixed points q* (same forms; default 1)")
+    g = t.add_mutually_exclusive_group()
+    g.add_argument("--clip", help="clip levels m of crelu/cst (same forms)")
+    g.add_argument("--v-prime", help="target V'(q*) values of crelu/cst (same forms)")
+    t.add_argument("--depth", type=int, default=100, help="network depth for the verdict (default 100)")
+    t.add_argument("--format", choices=FORMATS, default="markdown")
+    t.add_argument("--columns", help=f"comma-separated columns (default all: {','.join(COLUMNS)})")
     t.add_argument("--digits", type=int, default=6, help="digits shown (default 6)")
-    t.add_argument("-o", "--output", help="write to this file instead of stdout")
+    _jobs_args(t)
+    t.add_argument("-o", "--output", help="write to this file (resumable: see below)")
+
+    d = sub.add_parser("phase-diagram", help="verdict over a grid of (s, m/sqrt(q*)) for crelu or cst",
+                       description=_PHASE_HELP)
+    d.add_argument("--activation", required=True, choices=("crelu", "cst"))
+    d.add_argument("--sparsity", help="sparsities (default 100 values over [0.5 (crelu) or 0, 0.95])")
+    d.add_argument("--clip-ratio", help="clip ratios m/sqrt(q*) (default 100 values over [0.05, 4])")
+    d.add_argument("--q-star", default="1", help="fixed point q* (default 1)")
+    d.add_argument("--depth", type=int, default=100, help="network depth for the verdict (default 100)")
+    d.add_argument("--format", choices=("csv", "json"), default="csv")
+    _jobs_args(d)
+    d.add_argument("-o", "--output", help="write the points to this file (resumable)")
+    d.add_argument("--figure", help="also draw the diagram: FILE.png or FILE.pdf")
+
+    pl = sub.add_parser("plot", help="draw a figure: " + ", ".join(_figure_names()) + " or all")
+    pl.add_argument("name", help="figure name, or all")
+    pl.add_argument("-o", "--output-dir", default="out", help="directory (default out)")
+    pl.add_argument("--formats", default="png,pdf", help="comma-separated: png, pdf, svg (default png,pdf)")
+    _jobs_args(pl)
+
+    de = sub.add_parser("demo", help="the paper-grid table, phase diagrams and every figure into a directory")
+    de.add_argument("-o", "--output-dir", default="out", help="directory (default out)")
+    _jobs_args(de)
     return p
 
 
@@ -347,22 +405,171 @@ def _cmd_formula(a):
     _emit({"activation": a.activation, **data}, lines, a.json)
 
 
-def _cmd_table(a):
-    text = format_table(eoc_table(paper_grid(), digits=a.digits), a.format)
-    if a.output:
+def _write(path, text):
+    from pathlib import Path
+    try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(f"{path}.tmp")
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)  # never leave a half-written result
+    except OSError as exc:
+        raise ParameterError(f"--output {path}: {exc.strerror}") from None
+
+
+def _journal(output):
+    return None if output is None else f"{output}.partial.jsonl"
+
+
+def _done(journal):
+    if journal is not None:
+        import os
         try:
-            with open(a.output, "w", encoding="utf-8") as fh:
-                fh.write(text)
-        except OSError as exc:
-            raise ParameterError(f"--output {a.output}: {exc.strerror}") from None
-        print(f"wrote {a.output}")
+            os.remove(journal)
+        except FileNotFoundError:
+            pass
+
+
+def _values(text, name):
+    return parse_values(text, name) if text is not None else None
+
+
+def _cmd_table(a):
+    if a.activation is None:
+        if any(v is not None for v in (a.sparsity, a.clip, a.v_prime)) or a.q_star != "1":
+            raise ParameterError("--sparsity, --q-star, --clip and --v-prime need --activation "
+                                 "(without it the table is the paper's grid)")
+        grid = paper_grid()
+    else:
+        if a.sparsity is None:
+            raise ParameterError("--activation needs --sparsity (e.g. --sparsity 0.5:0.95:0.05)")
+        grid = configuration_grid(a.activation.split(","), parse_values(a.sparsity, "sparsity"),
+                                  q_stars=parse_values(a.q_star, "q_star"),
+                                  clips=_values(a.clip, "clip"), v_primes=_values(a.v_prime, "v_prime"))
+    columns = None if a.columns is None else [c.strip() for c in a.columns.split(",")]
+    if columns is not None and [c for c in columns if c not in COLUMNS]:
+        raise ParameterError(f"--columns: unknown {[c for c in columns if c not in COLUMNS]}; "
+                             f"choose from {', '.join(COLUMNS)}")
+    journal = _journal(a.output)
+    table = stability_table(grid, digits=a.digits, depth=a.depth, jobs=a.jobs,
+                            progress=False if a.no_progress else None, journal=journal)
+    text = table.format(a.format, columns=columns)
+    if a.output:
+        _write(a.output, text)
+        _done(journal)
+        print(f"wrote {a.output} ({len(table)} rows)")
     else:
         print(text, end="")
 
 
+def _axis(text, name, default):
+    if text is None:
+        return default
+    return [float(v) for v in parse_values(text, name)]
+
+
+def _cmd_phase_diagram(a):
+    import numpy as np
+    from .scan import phase_diagram
+    s_lo = 0.5 if a.activation == "crelu" else 0.0
+    s = _axis(a.sparsity, "sparsity", np.linspace(s_lo, 0.95, 100))
+    r = _axis(a.clip_ratio, "clip_ratio", np.linspace(0.05, 4.0, 100))
+    journal = _journal(a.output)
+    d = phase_diagram(a.activation, s, r, q_star=a.q_star, depth=a.depth, jobs=a.jobs,
+                      progress=False if a.no_progress else None, journal=journal)
+    if a.figure:
+        from .plots import phase_diagram_figure
+        fig = phase_diagram_figure([d])
+        try:
+            fig.savefig(a.figure, dpi=150)
+        except (OSError, ValueError) as exc:
+            raise ParameterError(f"--figure {a.figure}: {exc}") from None
+    text = d.to_csv() if a.format == "csv" else d.to_json()
+    if a.output:
+        _write(a.output, text)
+        _done(journal)
+    elif not a.figure:
+        print(text, end="")
+        return
+    counts = ", ".join(f"{k} {v}" for k, v in sorted(d.counts().items()))
+    print(f"{a.activation}: {len(s)} x {len(r)} points: {counts}; {int(d.refined.sum())} decided by mpmath")
+    for path in (a.output, a.figure):
+        if path:
+            print(f"wrote {path}")
+
+
+def _formats(text):
+    formats = [f.strip() for f in text.split(",") if f.strip()]
+    bad = [f for f in formats if f not in ("png", "pdf", "svg")]
+    if bad or not formats:
+        raise ParameterError(f"--formats {text!r}: choose from png, pdf, svg")
+    return formats
+
+
+def _cmd_plot(a):
+    from pathlib import Path
+    from .plots import FIGURES, figure, save_figure
+    names = list(FIGURES) if a.name == "all" else [a.name]
+    if names[0] not in FIGURES:
+        raise ParameterError(f"figure {a.name!r} unknown: choose from {', '.join(FIGURES)} or all")
+    formats = _formats(a.formats)
+    for name in names:
+        kwargs = {"jobs": a.jobs, "progress": False if a.no_progress else None} if name == "phase-diagram" else {}
+        try:
+            paths = save_figure(figure(name, **kwargs), Path(a.output_dir) / name, formats)
+        except OSError as exc:
+            raise ParameterError(f"--output-dir {a.output_dir}: {exc.strerror}") from None
+        print("wrote " + ", ".join(str(p) for p in paths))
+
+
+def _cmd_demo(a):
+    """The main job: the paper-grid table in four formats, both phase diagrams, every figure."""
+    import time
+    from pathlib import Path
+
+    import numpy as np
+    from .plots import FIGURES, figure, phase_diagram_figure, save_figure
+    from .scan import phase_diagram
+
+    out = Path(a.output_dir)
+    progress = False if a.no_progress else None
+    start = time.perf_counter()
+    table = stability_table(paper_grid(), digits=6, depth=100, jobs=a.jobs, progress=progress,
+                            journal=out / "table.partial.jsonl")
+    written = []
+    for fmt, ext in (("markdown", "md"), ("csv", "csv"), ("latex", "tex"), ("json", "json")):
+        _write(out / f"table.{ext}", table.format(fmt))
+        written.append(out / f"table.{ext}")
+    _done(out / "table.partial.jsonl")
+    counts = {}
+    for row in table:
+        counts[row.verdict] = counts.get(row.verdict, 0) + 1
+    print(f"paper grid: {len(table)} configurations: "
+          + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    diagrams = []
+    r = np.linspace(0.05, 4.0, 100)
+    for act, s_lo in (("crelu", 0.5), ("cst", 0.0)):
+        journal = out / f"phase-diagram-{act}.partial.jsonl"
+        d = phase_diagram(act, np.linspace(s_lo, 0.95, 100), r, jobs=a.jobs, progress=progress,
+                          journal=journal)
+        _write(out / f"phase-diagram-{act}.csv", d.to_csv())
+        _done(journal)
+        written.append(out / f"phase-diagram-{act}.csv")
+        diagrams.append(d)
+    for name in FIGURES:
+        fig = phase_diagram_figure(diagrams) if name == "phase-diagram" else figure(name)
+        try:
+            written += save_figure(fig, out / name, ("png", "pdf"))
+        except OSError as exc:
+            raise ParameterError(f"--output-dir {out}: {exc.strerror}") from None
+    print(f"wrote {len(written)} files to {out}/ in {time.perf_counter() - start:.0f} s:")
+    for path in written:
+        print(f"  {path}")
+
+
 _COMMANDS = {"eoc": _cmd_eoc, "fixed-points": _cmd_fixed_points, "map": _cmd_map,
              "correlation": _cmd_correlation, "diagnose": _cmd_diagnose,
-             "formula": _cmd_formula, "table": _cmd_table}
+             "formula": _cmd_formula, "table": _cmd_table, "phase-diagram": _cmd_phase_diagram,
+             "plot": _cmd_plot, "demo": _cmd_demo}
 
 
 def main(argv=None) -> int:
@@ -377,7 +584,10 @@ def main(argv=None) -> int:
     except SystemExit as exc:  # --help and --version
         return int(exc.code or 0)
     except KeyboardInterrupt:
-        print("meanfield: interrupted", file=sys.stderr)
+        resumable = args.command in ("table", "phase-diagram", "demo") if "args" in locals() else False
+        print("meanfield: interrupted" + ("; finished work is kept in the *.partial.jsonl journal: "
+                                          "rerun the same command to resume" if resumable else ""),
+              file=sys.stderr)
         return 130
     except BrokenPipeError:  # e.g. `meanfield correlation ... | head`: the reader left
         import os

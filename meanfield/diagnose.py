@@ -61,7 +61,7 @@ from .jacobian import JacobianSpectrum, _check_depth, jacobian_spectrum
 from .maps import DEFAULT_DIGITS, check_q, map_values, map_values_float64, to_mpf
 from .symbolic import dirac_part
 
-__all__ = ["Diagnosis", "diagnose", "MARGIN_MIN", "RHO0_MAX", "DEPTH_SCALES", "VERDICTS"]
+__all__ = ["Diagnosis", "diagnose", "diagnose_eoc", "MARGIN_MIN", "RHO0_MAX", "DEPTH_SCALES", "VERDICTS"]
 
 #: Below this margin (q - V(q)) / (q - q*) above q* the verdict is "fragile".
 MARGIN_MIN = 0.05
@@ -246,3 +246,24 @@ def diagnose(init, *, q_star=None, depth: int = 100, digits: int = DEFAULT_DIGIT
                      other_stable=others, basin=basin, margin=margin,
                      margin_at=margin_at, xi_q=xi_q, correlation=correlation,
                      jacobian=jacobian, verdict=verdict, reason=reason)
+
+
+def diagnose_eoc(solution, *, depth: int = 100, digits: int = DEFAULT_DIGITS, ctx=mpmath.mp) -> Diagnosis:
+    """:func:`diagnose` of an EoCSolution at its own q*, raising the digits (by 10, then 30)
+    when they do not resolve q* from a fixed point next to it: at D digits two fixed points
+    closer than about 10^((3-D)/2) q* merge into one half-stable point (docs/theory.md), and
+    a q* with sigma_b^2 below 10^-D q* cannot be told from sigma_b^2 = 0.
+
+    >>> from meanfield.eoc import eoc_parameters
+    >>> sol = eoc_parameters("cst", sparsity="0.8", clip="5.6", digits=20)
+    >>> d = diagnose_eoc(sol, digits=20)
+    >>> d.verdict, [p.kind for p in d.fixed_points.points]
+    ('exploding', ['stable', 'unstable', 'stable'])
+    """
+    for extra in (0, 10, 30):
+        try:
+            return diagnose(solution, depth=depth, digits=min(digits + extra, 200), ctx=ctx)
+        except ParameterError:
+            if extra == 30 or digits + extra >= 200:
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover

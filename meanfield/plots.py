@@ -45,8 +45,9 @@ __all__ = ["FIGURES", "figure", "save_figure", "activations_figure", "variance_m
 #: Colour of each verdict in the phase diagrams (and "infeasible": no EoC initialisation).
 VERDICT_COLOURS = {
     "trainable": "#4daf4a", "too-sparse": "#80b1d3", "fragile": "#ffd92f", "exploding": "#e41a1c",
-    "vanishing": "#984ea3", "half-stable": "#ff7f00", "unstable": "#7f0000", "infeasible": "#d9d9d9"}
-_ORDER = tuple(VERDICTS) + ("infeasible",)
+    "vanishing": "#984ea3", "half-stable": "#ff7f00", "unstable": "#7f0000", "infeasible": "#d9d9d9",
+    "unresolved": "#525252"}
+_ORDER = tuple(VERDICTS) + ("infeasible", "unresolved")
 _STYLE = {"relu": "ReLU$_\\tau$", "st": "ST$_\\tau$", "crelu": "CReLU$_{\\tau,m}$", "cst": "CST$_{\\tau,m}$"}
 
 

@@ -22,7 +22,9 @@ identity, :math:`V'` within 1e-7 of 1 at a fixed point, the margin or :math:`\rh
 1e-9 of a threshold, or an expected cancellation past 8 digits), the point is recomputed
 with mpmath by :func:`~meanfield.diagnose.diagnose` at 20 digits and marked ``refined``.
 So every verdict is the one the high-precision path gives; the reported numbers are
-float64 (relative error about 1e-12).
+float64: relative error about 1e-12, except that :math:`\sigma_b^2` and :math:`\rho(0)`
+carry an absolute error of about :math:`10^{-16}q^*` (relative 1e-9 where
+:math:`\sigma_b^2\approx10^{-7}q^*`).
 
 >>> d = phase_diagram("cst", [0.8], [1.6105503, 0.7217])
 >>> d.verdict.tolist(), d.n_fixed_points.tolist()
@@ -43,7 +45,7 @@ from scipy.special import ndtri
 
 from ._jobs import run_tasks
 from .correlation import CorrelationReport
-from .diagnose import MARGIN_MIN, RHO0_MAX, _verdict, diagnose
+from .diagnose import MARGIN_MIN, RHO0_MAX, _verdict, diagnose_eoc
 from .eoc import _SPARSITY, eoc_parameters
 from .errors import NoSolutionError, ParameterError
 from .fixed_points import FixedPoint, FixedPointReport
@@ -238,7 +240,10 @@ def phase_point(activation: str, sparsity, clip_ratio, *, q_star=1.0, depth: int
                              clip=repr(m), digits=digits)
     except NoSolutionError as exc:
         return {"verdict": "infeasible", "reason": str(exc), "n_fixed_points": -1}
-    d = diagnose(sol, depth=depth, digits=digits)
+    try:
+        d = diagnose_eoc(sol, depth=depth, digits=digits)
+    except ParameterError as exc:  # q* unresolved even at digits + 30 (a nearly linear map)
+        return {"verdict": "unresolved", "reason": str(exc), "n_fixed_points": -1}
     f = lambda v: float("nan") if v is None else float(v)  # noqa: E731
     return {"verdict": d.verdict, "reason": d.reason, "n_fixed_points": len(d.fixed_points.points),
             "tau": f(sol.tau), "sigma_w2": f(sol.sigma_w2), "sigma_b2": f(sol.sigma_b2),
@@ -269,7 +274,9 @@ class PhaseDiagram:
     """Per-point results over ``sparsities`` x ``clip_ratios`` (arrays of shape (n_s, n_r)).
 
     ``verdict`` holds the verdict words (``infeasible`` where no EoC initialisation
-    exists), ``n_fixed_points`` the number of fixed points of V (-1: infeasible),
+    exists; ``unresolved`` where even 50 digits cannot tell q* from a fixed point next to
+    it, which happens only where V(q) - q is below 1e-40, e.g. CST at s = 0 with
+    m > 10 sqrt(q*): a nearly linear network), ``n_fixed_points`` the number of fixed points of V (-1: infeasible),
     ``refined`` where the point was decided by mpmath; numbers are NaN where undefined.
     """
 
@@ -337,6 +344,9 @@ def _check_axis(values, name, lo, hi, lo_closed):
         bad = arr[~ok][0]
         raise ParameterError(f"{name} holds {bad!r}: every value must be in "
                              f"{'[' if lo_closed else '('}{lo:g}, {hi:g})")
+    tiny = (arr != 0) & (np.abs(arr) < 1e-100)
+    if tiny.any():
+        raise ParameterError(f"{name} holds {arr[tiny][0]!r}: nonzero values must be at least 1e-100")
     return arr
 
 

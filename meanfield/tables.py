@@ -10,7 +10,8 @@ point of V with its kind, :math:`\chi_1` at the other stable fixed points,
 (:func:`meanfield.diagnose.diagnose`), all computed with mpmath and reported to
 ``digits`` significant digits. A configuration without an EoC initialisation
 (:math:`\sigma_b^2<0`, or no m reaching the V' target) gets the verdict ``infeasible``
-with the reason, so that one corner of a sweep does not stop the rest.
+with the reason, so that one corner of a sweep does not stop the rest; one whose q* cannot
+be told from a neighbouring fixed point even at 30 more digits gets ``unresolved``.
 
 The default grid is the paper's MNIST grid: the ReLU baseline; ReLU_tau and ST_tau at
 s = 0.6 ... 0.85; CReLU and CST at s = 0.5 ... 0.85 with :math:`V'(q^*)\in\{0.5,0.7,0.9\}`;
@@ -32,14 +33,13 @@ import csv
 import io
 import json
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_FLOOR, Decimal, DecimalException, Inexact, InvalidOperation, localcontext
 from typing import Any, Iterable, Sequence
 
 import mpmath
 
 from ._jobs import run_tasks
-from .activations import _as_real
-from .diagnose import diagnose
+from .diagnose import diagnose_eoc
 from .eoc import _SPARSITY, _check_open_unit, eoc_parameters
 from .errors import NoSolutionError, ParameterError
 from .fixed_points import FixedPoint
@@ -66,7 +66,8 @@ _MAX_VALUES = 100_000
 
 
 def _decimal_text(name: str, value) -> str:
-    _as_real(name, value, "")
+    if isinstance(value, bool) or not isinstance(value, (str, int, float, Decimal)):
+        raise ParameterError(f"{name} = {value!r} is not a number: give a decimal string, int or float")
     return value.strip() if isinstance(value, str) else str(value)
 
 
@@ -89,14 +90,14 @@ class Configuration:
     v_prime: str | None = None
 
     def __post_init__(self):
-        if self.activation not in _SPARSITY:
+        if not isinstance(self.activation, str) or self.activation not in _SPARSITY:
             raise ParameterError(f"activation = {self.activation!r} is not one of "
                                  f"{', '.join(_SPARSITY)} (tables are over target sparsities)")
         s_min, clipped, _ = _SPARSITY[self.activation]
-        _check_open_unit("sparsity", self.sparsity, s_min, 1.0, lo_closed=True)
-        check_q(self.q_star, "q_star")
         object.__setattr__(self, "sparsity", _decimal_text("sparsity", self.sparsity))
+        _check_open_unit("sparsity", self.sparsity, s_min, 1.0, lo_closed=True)
         object.__setattr__(self, "q_star", _decimal_text("q_star", self.q_star))
+        check_q(self.q_star, "q_star")
         if not clipped:
             if self.clip is not None or self.v_prime is not None:
                 raise ParameterError(f"{self.activation} is not clipped: clip and v_prime apply to crelu and cst")
@@ -104,11 +105,11 @@ class Configuration:
         if (self.clip is None) == (self.v_prime is None):
             raise ParameterError(f"{self.activation} needs exactly one of clip (m > 0) or v_prime (in (0, 1))")
         if self.clip is not None:
-            check_q(self.clip, "clip")
             object.__setattr__(self, "clip", _decimal_text("clip", self.clip))
+            check_q(self.clip, "clip")
         else:
-            _check_open_unit("v_prime", self.v_prime, 0.0, 1.0)
             object.__setattr__(self, "v_prime", _decimal_text("v_prime", self.v_prime))
+            _check_open_unit("v_prime", self.v_prime, 0.0, 1.0)
 
     @property
     def key(self) -> str:
@@ -144,10 +145,16 @@ def parse_values(text: str, name: str) -> list[str]:
         start, stop, step = (number(p) for p in parts)
         if not step > 0 or stop < start:
             raise ParameterError(f"{name} = {text!r}: a range needs step > 0 and stop >= start")
-        count = int((stop - start) / step + Decimal("1e-9")) + 1
-        if count > _MAX_VALUES:
-            raise ParameterError(f"{name} = {text!r}: {count} values; at most {_MAX_VALUES}")
-        return [str(start + i * step) for i in range(count)]
+        try:  # decimal arithmetic is exact here: 0.5:0.95:0.05 has exactly 10 values
+            with localcontext() as dc:
+                dc.prec = 60
+                dc.traps[Inexact] = False
+                count = int(((stop - start) / step).to_integral_value(rounding=ROUND_FLOOR)) + 1
+                if count > _MAX_VALUES:
+                    raise ParameterError(f"{name} = {text!r}: {count} values; at most {_MAX_VALUES}")
+                return [str(start + i * step) for i in range(count)]
+        except DecimalException:
+            raise ParameterError(f"{name} = {text!r}: the range is out of the supported magnitudes") from None
     values = [number(p) for p in text.split(",")]
     if len(values) > _MAX_VALUES:
         raise ParameterError(f"{name} = {text!r}: at most {_MAX_VALUES} values")
@@ -163,12 +170,23 @@ def configuration_grid(activations: Iterable[str], sparsities: Iterable, *, q_st
     >>> [c.key for c in configuration_grid(["relu", "crelu"], ["0.6"], v_primes=["0.5", "0.9"])]
     ['relu s=0.6 q*=1', "crelu s=0.6 q*=1 V'=0.5", "crelu s=0.6 q*=1 V'=0.9"]
     """
-    activations, sparsities, q_stars = list(activations), list(sparsities), list(q_stars)
+    def as_list(values, name):
+        if isinstance(values, (str, bytes)) or values is None:
+            raise ParameterError(f"{name} must be a list of values, got {values!r}")
+        try:
+            return list(values)
+        except TypeError:
+            raise ParameterError(f"{name} must be a list of values, got {values!r}") from None
+
+    activations, sparsities = as_list(activations, "activations"), as_list(sparsities, "sparsities")
+    q_stars = as_list(q_stars, "q_stars")
+    clips = None if clips is None else as_list(clips, "clips")
+    v_primes = None if v_primes is None else as_list(v_primes, "v_primes")
     if clips is not None and v_primes is not None:
         raise ParameterError("give clip levels or V' targets, not both")
     grid = []
     for act in activations:
-        clipped = act in _SPARSITY and _SPARSITY[act][1]
+        clipped = isinstance(act, str) and act in _SPARSITY and _SPARSITY[act][1]
         if clipped and clips is None and v_primes is None:
             raise ParameterError(f"{act} is clipped: give clip levels (--clip) or V'(q*) targets (--v-prime)")
         for s in sparsities:
@@ -235,7 +253,7 @@ def _record(row: StabilityRow, digits: int) -> dict[str, str]:
     rec = {"activation": c.activation, "sparsity": c.sparsity, "q_star": c.q_star,
            "v_prime_target": c.v_prime or ""}
     rec.update({k: _text(getattr(row, k), digits) for k in _NUMERIC})
-    if row.verdict == "infeasible":
+    if row.verdict in ("infeasible", "unresolved"):
         rec["n_fixed_points"] = rec["fixed_points"] = ""
     elif row.degenerate:
         rec["n_fixed_points"], rec["fixed_points"] = "inf", "all q"
@@ -275,7 +293,8 @@ class StabilityTable:
 
     def records(self, digits: int | None = None) -> list[dict[str, str]]:
         """One dict of decimal strings per row, keyed by :data:`COLUMNS`."""
-        return [_record(r, digits or self.digits) for r in self.rows]
+        digits = self.digits if digits is None else min(_check_table_digits(digits), self.digits + 5)
+        return [_record(r, digits) for r in self.rows]
 
     def format(self, fmt: str = "markdown", *, columns: Sequence[str] | None = None,
                digits: int | None = None) -> str:
@@ -312,11 +331,11 @@ class StabilityTable:
             import pandas as pd
         except ImportError:
             raise ImportError("to_dataframe needs pandas: pip install 'meanfield[pandas]'") from None
-        recs = self.records(max(self.digits, 17))
+        recs = self.records(min(self.digits + 5, 17))
         frame = pd.DataFrame(recs, columns=list(COLUMNS))
-        for col in _NUMERIC + ("sparsity", "q_star", "v_prime_target"):
-            frame[col] = pd.to_numeric(frame[col].replace({"": None, "+inf": "inf"}), errors="coerce")
-        frame["n_fixed_points"] = pd.to_numeric(frame["n_fixed_points"].replace({"": None}), errors="coerce")
+        for col in _NUMERIC + ("sparsity", "q_star", "v_prime_target", "n_fixed_points"):
+            frame[col] = pd.to_numeric(frame[col].replace({"": "nan", "+inf": "inf"}),
+                                       errors="coerce").astype("float64")
         return frame
 
 
@@ -329,7 +348,10 @@ def _row(config: Configuration, digits: int, depth: int) -> StabilityRow:
                              clip=config.clip, v_prime=config.v_prime, digits=work)
     except NoSolutionError as exc:
         return StabilityRow(config, "infeasible", str(exc))
-    d = diagnose(sol, depth=depth, digits=work)
+    try:
+        d = diagnose_eoc(sol, depth=depth, digits=work)
+    except ParameterError as exc:  # q* not resolved from a neighbour even at work + 30 digits
+        return StabilityRow(config, "unresolved", str(exc))
     point = d.q_star_point
     return StabilityRow(
         config, d.verdict, d.reason, tau=sol.tau, m=sol.m, sigma_w2=sol.sigma_w2,
