@@ -14,13 +14,14 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/meanfield table
+	$(BIN)/meanfield demo --output-dir out --jobs 2
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_maps.py
+	$(BIN)/python benchmarks/bench_sweeps.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis out

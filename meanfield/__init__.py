@@ -2,7 +2,8 @@ r"""meanfield: mean-field (edge-of-chaos) theory of deep networks with sparsifyi
 
 The public API is this small facade; the modules below it follow the data flow
 ``activations -> symbolic -> maps -> eoc / fixed_points / correlation / jacobian ->
-diagnose / tables -> cli``.
+diagnose -> tables / scan -> plots -> cli``. ``meanfield.plots`` (matplotlib) is imported
+on first use.
 
 >>> import meanfield as mf
 >>> sol = mf.eoc_parameters("crelu", sparsity="0.85", v_prime="0.9", digits=20)
@@ -26,7 +27,10 @@ from .errors import NoSolutionError, ParameterError
 from .fixed_points import FixedPoint, FixedPointReport, fixed_points
 from .jacobian import JacobianSpectrum, jacobian_spectrum
 from .maps import Initialisation, MapValues, map_values, map_values_float64, variance_map
+from .scan import PhaseDiagram, eoc_curve, phase_diagram
 from .symbolic import Formulas, derive
+from .tables import (Configuration, StabilityRow, StabilityTable, configuration_grid, paper_grid,
+                     parse_values, stability_table)
 
 __version__ = "0.1.0"
 
@@ -40,5 +44,14 @@ __all__ = [
     "KernelValues", "CorrelationValues", "CorrelationFixedPoint", "CorrelationReport", "Divergent",
     "kernel_map", "correlation_map", "correlation_fixed_points", "depth_scale",
     "JacobianSpectrum", "jacobian_spectrum", "Diagnosis", "diagnose",
+    "Configuration", "configuration_grid", "paper_grid", "parse_values", "StabilityRow",
+    "StabilityTable", "stability_table", "PhaseDiagram", "phase_diagram", "eoc_curve",
     "ParameterError", "NoSolutionError", "nstr",
 ]
+
+
+def __getattr__(name):
+    if name == "plots":  # matplotlib only when figures are asked for
+        import importlib
+        return importlib.import_module(".plots", __name__)
+    raise AttributeError(f"module 'meanfield' has no attribute {name!r}")

@@ -407,8 +407,9 @@ def _cmd_formula(a):
 
 def _write(path, text):
     from pathlib import Path
+    if not Path(path).parent.is_dir():
+        raise ParameterError(f"--output {path}: the directory {Path(path).parent} does not exist")
     try:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(f"{path}.tmp")
         tmp.write_text(text, encoding="utf-8")
         tmp.replace(path)  # never leave a half-written result
@@ -531,6 +532,10 @@ def _cmd_demo(a):
     from .scan import phase_diagram
 
     out = Path(a.output_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ParameterError(f"--output-dir {out}: {exc.strerror}") from None
     progress = False if a.no_progress else None
     start = time.perf_counter()
     table = stability_table(paper_grid(), digits=6, depth=100, jobs=a.jobs, progress=progress,

@@ -71,10 +71,10 @@ def activations_figure(tau: float = 0.5, m: float = 1.0) -> Figure:
         ax.set_title(f"{_STYLE[name]}: " + ", ".join(f"{k} = {v:g}" for k, v in params.items()).replace(
             "tau", r"$\tau$").replace("m =", "$m$ ="))
         ax.set_xlabel("pre-activation $x$")
+        ax.set_ylabel(r"$\phi(x)$")
         ax.set_ylim(-3, 3)
         ax.set_xlim(-3, 3)
         ax.grid(alpha=0.3)
-    axes[0, 0].set_ylabel(r"$\phi(x)$")
     axes[0, 0].legend(loc="upper left", fontsize=8)
     return fig
 
@@ -138,8 +138,8 @@ def v_derivatives_figure(sparsities: Sequence[float] = (0.5, 0.6, 0.7, 0.8, 0.85
             ax.set_xlabel(r"clip level $m/\sqrt{q^*}$")
             ax.grid(alpha=0.3)
         axes[row, 0].legend(fontsize=8, loc="lower right")
-    axes[0, 0].set_title("$V'(q^*)$ on the EoC (dotted: the targets 0.5, 0.7, 0.9)")
-    axes[0, 1].set_title("$V''(q^*)$ on the EoC")
+        axes[row, 0].set_title(f"{_STYLE[name]}: $V'(q^*)$ on the EoC (dotted: targets 0.5, 0.7, 0.9)")
+        axes[row, 1].set_title(f"{_STYLE[name]}: $V''(q^*)$ on the EoC")
     return fig
 
 

@@ -1,0 +1,53 @@
+"""Every result table printed in README.md and docs/*.md is what the code produces.
+
+A result table (a markdown table whose header starts with ``| activation |``) must be
+preceded by an HTML comment ``<!-- meanfield table ARGS -->``; the test runs
+``meanfield table ARGS --no-progress`` and compares its output with the table, line by line.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+
+from meanfield.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+MARKER = re.compile(r"<!-- meanfield (table[^>]*?) -->")
+
+
+def _tables(path: Path):
+    """(marker arguments or None, table text, line number) for every result table."""
+    lines = path.read_text(encoding="utf-8").split("\n")
+    out, i = [], 0
+    while i < len(lines):
+        if lines[i].startswith("| activation |"):
+            start = i
+            while i < len(lines) and lines[i].startswith("|"):
+                i += 1
+            prev = next((lines[k] for k in range(start - 1, -1, -1) if lines[k].strip()), "")
+            m = MARKER.fullmatch(prev.strip())
+            out.append((m.group(1) if m else None, "\n".join(lines[start:i]) + "\n", start + 1))
+        i += 1
+    return out
+
+
+CASES = [(p, args, table, line) for p in DOCUMENTS for args, table, line in _tables(p)]
+
+
+def test_the_documents_hold_result_tables():
+    assert any(p.name == "tables.md" for p, *_ in CASES)
+    assert any(p.name == "README.md" for p, *_ in CASES)
+
+
+@pytest.mark.parametrize("path, args, table, line", CASES,
+                         ids=[f"{p.name}:{line}" for p, _, _, line in CASES])
+def test_table_is_what_the_code_prints(path, args, table, line, capsys):
+    assert args is not None, f"{path.name}:{line}: a result table without a <!-- meanfield table ... --> marker"
+    assert main(shlex.split(args) + ["--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert printed == table, f"{path.name}:{line} differs from `meanfield {args}`"

@@ -1,0 +1,205 @@
+"""The figures, and the sweep commands of the command line: table over grids,
+phase-diagram, plot, demo (issue 4).
+
+- Every figure renders to PNG and PDF with labelled axes, a legend, and no text outside
+  the canvas (clipped text).
+- ``phase-diagram`` and ``table -o`` write their files, resume from a journal, and remove
+  it when done; an interrupt exits 130 and says how to resume.
+- ``demo`` writes everything it lists.
+- Random and hostile arguments to the new commands: exit 0 or a one-line error, never a
+  traceback or NaN.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from meanfield import cli
+from meanfield.cli import main
+from meanfield.plots import FIGURES, figure, save_figure
+from meanfield.scan import phase_diagram
+
+
+def call(argv, capsys):
+    code = main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def clean_failure(code, out, err):
+    assert code == 2, (code, out, err)
+    assert err.startswith("meanfield: error: ") and err.count("\n") == 1, err
+    assert "Traceback" not in err
+
+
+# --- figures ---------------------------------------------------------------------------
+
+_SMALL = {"phase-diagram": {"n": 12, "progress": False}, "correlation-maps": {"points": 21, "depth": 30},
+          "v-derivatives": {"ratios": np.linspace(0.1, 4, 30)}}
+
+
+@pytest.fixture(scope="module")
+def figures():
+    return {name: figure(name, **_SMALL.get(name, {})) for name in FIGURES}
+
+
+@pytest.mark.parametrize("name", list(FIGURES))
+def test_figure_is_labelled_and_nothing_is_clipped(name, figures, tmp_path):
+    fig = figures[name]
+    paths = save_figure(fig, tmp_path / name, ("png", "pdf"))
+    assert paths[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert paths[1].read_bytes()[:5] == b"%PDF-"
+    axes = fig.get_axes()
+    assert axes
+    for ax in axes:
+        assert ax.get_xlabel().strip() and ax.get_ylabel().strip(), (name, ax.get_title())
+        assert ax.get_title().strip()
+    assert fig.legends or any(ax.get_legend() is not None for ax in axes), name
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()  # lays out the figure as savefig does
+    renderer = canvas.get_renderer()
+    width, height = canvas.get_width_height()
+    # what is drawn: each axes with its tick labels, axis labels and title; the legends
+    boxes = [(ax.get_title(), ax.get_tightbbox(renderer)) for ax in axes]
+    boxes += [("figure legend", leg.get_window_extent(renderer)) for leg in fig.legends]
+    for what, box in boxes:
+        assert box.x0 >= -1 and box.y0 >= -1 and box.x1 <= width + 1 and box.y1 <= height + 1, \
+            (name, what, box, (width, height))
+
+
+def test_unknown_figure_and_format_are_refused():
+    from meanfield.errors import ParameterError
+    with pytest.raises(ParameterError, match="figure"):
+        figure("nope")
+    with pytest.raises(ParameterError, match="format"):
+        save_figure(figure("activations"), "/tmp/x", ("gif",))
+
+
+def test_plot_command_writes_png_and_pdf(tmp_path, capsys):
+    code, out, err = call(["plot", "activations", "-o", str(tmp_path), "--formats", "png,pdf"], capsys)
+    assert code == 0, err
+    for ext in ("png", "pdf"):
+        assert (tmp_path / f"activations.{ext}").stat().st_size > 1000
+        assert str(tmp_path / f"activations.{ext}") in out
+
+
+# --- phase-diagram and table on the command line -------------------------------------------
+
+def test_phase_diagram_command_resumes_from_its_journal(tmp_path, capsys):
+    s, r = [0.6, 0.7, 0.8], [0.5, 1.0, 1.6105503]
+    out_file = tmp_path / "cst.csv"
+    journal = Path(f"{out_file}.partial.jsonl")
+    phase_diagram("cst", s[:2], r, journal=journal, progress=False)   # an "interrupted" run
+    assert journal.exists()
+    code, out, err = call(["phase-diagram", "--activation", "cst", "--sparsity", "0.6,0.7,0.8",
+                           "--clip-ratio", "0.5,1.0,1.6105503", "-o", str(out_file),
+                           "--figure", str(tmp_path / "cst.png"), "--no-progress"], capsys)
+    assert code == 0, err
+    assert not journal.exists()
+    assert (tmp_path / "cst.png").stat().st_size > 1000
+    rows = list(csv.DictReader(io.StringIO(out_file.read_text())))
+    fresh = phase_diagram("cst", s, r, progress=False).records()
+    assert [(float(x["sparsity"]), float(x["clip_ratio"]), x["verdict"]) for x in rows] == \
+        [(f["sparsity"], f["clip_ratio"], f["verdict"]) for f in fresh]
+    assert "exploding 1" in out
+
+
+def test_table_command_over_a_grid(tmp_path, capsys):
+    out_file = tmp_path / "t.csv"
+    code, out, err = call(["table", "--activation", "crelu,relu", "--sparsity", "0.6:0.7:0.1",
+                           "--v-prime", "0.5", "--format", "csv", "-o", str(out_file), "--jobs", "2",
+                           "--no-progress"], capsys)
+    assert code == 0, err
+    rows = list(csv.DictReader(io.StringIO(out_file.read_text())))
+    assert [(r["activation"], r["sparsity"]) for r in rows] == [
+        ("crelu", "0.6"), ("crelu", "0.7"), ("relu", "0.6"), ("relu", "0.7")]
+    assert all(r["verdict"] == "half-stable" for r in rows if r["activation"] == "relu")
+    assert not Path(f"{out_file}.partial.jsonl").exists()
+    code, out, err = call(["table", "--activation", "cst", "--sparsity", "0.8", "--v-prime", "0.9",
+                           "--format", "latex", "--columns", "activation,fixed_points,verdict"], capsys)
+    assert code == 0, err
+    assert r"\toprule" in out and "exploding" in out and out.count(r"\\") == 2
+
+
+def test_interrupt_says_how_to_resume(monkeypatch, capsys):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(cli, "stability_table", interrupted)
+    code, out, err = call(["table"], capsys)
+    assert code == 130 and "rerun the same command to resume" in err
+
+
+@pytest.mark.parametrize("argv, word", [
+    (["table", "--sparsity", "0.6"], "--activation"),
+    (["table", "--activation", "crelu"], "--sparsity"),
+    (["table", "--activation", "crelu", "--sparsity", "0.6"], "clip"),
+    (["table", "--activation", "relu", "--sparsity", "0.6", "--columns", "nope"], "columns"),
+    (["table", "--activation", "relu", "--sparsity", "1:0:0.1"], "sparsity"),
+    (["table", "--activation", "relu", "--sparsity", "0.6", "--jobs", "0"], "jobs"),
+    (["table", "--activation", "relu", "--sparsity", "0.6", "-o", "/nonexistent-dir/x.md"], "nonexistent"),
+    (["phase-diagram", "--activation", "cst", "--sparsity", "1.2", "--clip-ratio", "1"], "sparsit"),
+    (["phase-diagram", "--activation", "cst", "--sparsity", "0.5", "--clip-ratio", "0"], "clip_ratio"),
+    (["phase-diagram", "--activation", "relu", "--sparsity", "0.5", "--clip-ratio", "1"], "activation"),
+    (["plot", "nope"], "nope"),
+    (["plot", "activations", "--formats", "gif"], "formats"),
+])
+def test_bad_sweep_arguments(argv, word, capsys):
+    code, out, err = call(argv, capsys)
+    clean_failure(code, out, err)
+    assert word in err
+
+
+_VALUES = st.one_of(st.floats(allow_nan=True, allow_infinity=True).map(repr),
+                    st.sampled_from(["", "0", "-1", "nan", "inf", "1:0:1", "0.5:0.6:0", "a,b", "0.6,0.6",
+                                     "1e400", "é", "crelu", "cst", "relu", "2", "0.7"]),
+                    st.text(max_size=6))
+
+
+@settings(max_examples=60, deadline=None)
+@given(command=st.sampled_from(["table", "phase-diagram", "plot"]),
+       pairs=st.lists(st.tuples(st.sampled_from(["--activation", "--sparsity", "--clip-ratio", "--q-star",
+                                                 "--clip", "--v-prime", "--depth", "--format",
+                                                 "--columns", "--jobs", "--digits", "--formats"]),
+                                _VALUES), min_size=1, max_size=5))
+def test_fuzz_sweep_commands(command, pairs, tmp_path_factory):
+    """Hostile arguments, on small grids (the defaults below are overridden by later flags)."""
+    tmp = tmp_path_factory.mktemp("fuzz")
+    base = {"table": ["table", "--activation", "relu", "--sparsity", "0.6"],
+            "phase-diagram": ["phase-diagram", "--activation", "cst", "--sparsity", "0.6",
+                              "--clip-ratio", "1"],
+            "plot": ["plot", "activations", "-o", str(tmp), "--formats", "png"]}[command]
+    argv = base + [x for pair in pairs for x in pair] + ["--no-progress"]
+    import contextlib
+    out_buf, err_buf = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out_buf), contextlib.redirect_stderr(err_buf):
+        code = main(argv)
+    out, err = out_buf.getvalue(), err_buf.getvalue()
+    if code == 0:
+        assert not re.search(r"\bnan\b", out, re.IGNORECASE)
+    else:
+        clean_failure(code, out, err)
+
+
+# --- the main job ------------------------------------------------------------------------------
+
+def test_demo_writes_everything_it_lists(tmp_path, capsys):
+    code, out, err = call(["demo", "-o", str(tmp_path), "--jobs", "2", "--no-progress"], capsys)
+    assert code == 0, err
+    listed = [Path(line.strip()) for line in out.splitlines() if line.startswith("  ")]
+    names = {p.name for p in listed}
+    assert {"table.md", "table.csv", "table.tex", "table.json", "phase-diagram-crelu.csv",
+            "phase-diagram-cst.csv"} <= names
+    assert {f"{n}.{e}" for n in FIGURES for e in ("png", "pdf")} <= names
+    assert all(p.stat().st_size > 0 for p in listed)
+    assert not list(tmp_path.glob("*.partial.jsonl"))
+    assert "paper grid: 39 configurations" in out
+    code, table_out, _ = call(["table", "--no-progress"], capsys)
+    assert (tmp_path / "table.md").read_text() == table_out
