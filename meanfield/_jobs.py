@@ -98,8 +98,10 @@ def run_tasks(func: Callable, tasks: Sequence[tuple[str, tuple]], *, job: dict, 
     fh = None
     if journal is not None:
         path = Path(journal)
-        if not path.parent.is_dir():
-            raise ParameterError(f"journal {path}: the directory {path.parent} does not exist")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ParameterError(f"journal {path}: {exc.strerror}") from None
         if path.exists():
             wanted = set(keys)
             stored = _read_journal(path, job)  # its own errors say what is wrong

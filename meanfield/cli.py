@@ -418,7 +418,13 @@ def _write(path, text):
 
 
 def _journal(output):
-    return None if output is None else f"{output}.partial.jsonl"
+    """The journal beside ``output``; the output's directory must exist before any work."""
+    from pathlib import Path
+    if output is None:
+        return None
+    if not Path(output).parent.is_dir():
+        raise ParameterError(f"--output {output}: the directory {Path(output).parent} does not exist")
+    return f"{output}.partial.jsonl"
 
 
 def _done(journal):
