@@ -269,6 +269,8 @@ def map_values_float64(init: Initialisation, q) -> MapValues:
     >>> init = Initialisation("relu", sigma_w2=2, sigma_b2=0)
     >>> map_values_float64(init, np.array([1.0, 4.0])).variance
     array([1., 4.])
+    >>> float(map_values_float64(init, 3.0).variance)     # a scalar q gives 0-d arrays
+    3.0
     """
     try:
         q = np.asarray(q, dtype=float)
@@ -288,7 +290,8 @@ def map_values_float64(init: Initialisation, q) -> MapValues:
     for name, value in out.items():
         redo |= ~np.isfinite(value)
     redo |= cancellation_digits(init, q, tails=False) > _FLOAT64_MAX_LOSS
-    for i in zip(*np.nonzero(redo)):
+    for i in zip(*np.nonzero(np.atleast_1d(redo))):
+        i = i if q.ndim else ()
         exact = map_values(init, float(q[i]), digits=MIN_DIGITS)
         for name, value in out.items():
             value[i] = float(getattr(exact, name))

@@ -1,0 +1,15 @@
+r"""Finite networks that check the mean-field theory: a numpy MLP with sparse passes.
+
+- :class:`MLP`: a fully connected network initialised on the edge of chaos (or from any
+  :class:`~meanfield.maps.Initialisation`), forward and backward passes that skip inactive
+  units, in float32 or float64, seeded;
+- :func:`simulate`: wide random networks layer by layer next to the theory's maps.
+
+This package uses the analytic core and is never imported by it.
+"""
+
+from .mlp import (BACKENDS, MLP, Gradients, available_backends, cross_entropy, default_backend,
+                  normalise_inputs)
+
+__all__ = ["MLP", "Gradients", "BACKENDS", "available_backends", "default_backend",
+           "normalise_inputs", "cross_entropy"]

@@ -1,0 +1,331 @@
+r"""A fully connected network initialised from the mean-field theory.
+
+Hidden layers :math:`h^{l+1}=\phi(h^l)W^l+b^l` of widths :math:`n_1..n_L`, a linear
+read-out to the logits, softmax cross-entropy. The initialisation is the one the theory
+describes (Poole et al. 2016; Schoenholz et al. 2017):
+
+.. math::
+
+    W^l_{ij}\sim N(0,\sigma_w^2/n_l),\qquad b^l_j\sim N(0,\sigma_b^2),
+
+and the first layer is scaled so that its pre-activations have variance exactly the
+fixed point :math:`q^*` for inputs of mean square ``input_mean_square``:
+:math:`\sigma_{w,1}^2=(q^*-\sigma_b^2)/\overline{x^2}` (so that :math:`q^1=q^*`), which
+is what "initialising on the edge of chaos" means for the first layer.
+
+>>> import meanfield as mf
+>>> from meanfield.nn import MLP
+>>> sol = mf.eoc_parameters("cst", sparsity="0.85", v_prime="0.7", digits=15)
+>>> net = MLP.initialise(sol, width=300, depth=20, input_dim=784, seed=0)
+>>> net.widths[:3], net.widths[-2:], net.dtype
+((784, 300, 300), (300, 10), dtype('float32'))
+>>> x = normalise_inputs(np.random.default_rng(1).standard_normal((4, 784)))
+>>> logits = net.forward(x)
+>>> logits.shape
+(4, 10)
+>>> bool(np.allclose(logits, net.forward(x, backend="dense"), rtol=1e-4, atol=1e-5))
+True
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import os
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..activations import Activation
+from ..errors import ParameterError
+from ..maps import Initialisation
+from . import _kernels as K
+
+__all__ = ["MLP", "Gradients", "BACKENDS", "available_backends", "default_backend",
+           "normalise_inputs", "cross_entropy"]
+
+#: ``dense``: numpy matrix products (the reference); ``numpy``: the vectorized sparse
+#: pass; ``numba``: the compiled sparse pass; ``auto``: ``numba`` where it is installed,
+#: else ``numpy`` (the environment variable ``MEANFIELD_NN_BACKEND`` overrides ``auto``).
+BACKENDS = ("auto", "dense", "numpy", "numba")
+
+_FORWARD = {"dense": K.dense_forward, "numpy": K.numpy_forward, "numba": K.numba_forward}
+_BACKWARD = {"dense": K.dense_backward, "numpy": K.numpy_backward, "numba": K.numba_backward}
+
+#: Largest total number of parameters (1e9: 4 GB in float32).
+MAX_PARAMETERS = 10**9
+
+
+def available_backends() -> tuple[str, ...]:
+    """The backends usable here (``numba`` only where numba is installed)."""
+    return ("dense", "numpy") + (("numba",) if K.HAVE_NUMBA else ())
+
+
+def default_backend() -> str:
+    """What ``backend="auto"`` means here."""
+    wanted = os.environ.get("MEANFIELD_NN_BACKEND", "auto")
+    if wanted != "auto":
+        return _check_backend(wanted, "MEANFIELD_NN_BACKEND")
+    return "numba" if K.HAVE_NUMBA else "numpy"
+
+
+def _check_backend(backend, name="backend") -> str:
+    if backend not in BACKENDS:
+        raise ParameterError(f"{name} = {backend!r} is not one of {', '.join(BACKENDS)}")
+    if backend == "auto":
+        return default_backend()
+    if backend == "numba" and not K.HAVE_NUMBA:
+        raise ParameterError("backend 'numba' needs numba: pip install 'meanfield[fast]'")
+    return backend
+
+
+def _check_int(value, name, lo, hi) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not lo <= value <= hi:
+        raise ParameterError(f"{name} must be an integer in [{lo}, {hi}], got {value!r}")
+    return int(value)
+
+
+def _check_positive(value, name) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError, OverflowError):
+        v = math.nan
+    if isinstance(value, bool) or not (math.isfinite(v) and 0 < v <= 1e30):
+        raise ParameterError(f"{name} = {value!r} is out of range: must be a finite number in (0, 1e30]")
+    return v
+
+
+def _check_dtype(dtype) -> np.dtype:
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        dt = None
+    if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise ParameterError(f"dtype = {dtype!r} is not supported: must be float32 or float64")
+    return dt
+
+
+def normalise_inputs(x) -> np.ndarray:
+    """Scale each row of ``x`` to mean square 1 (``|x|^2 = dim``), the inputs for which the
+    first layer's pre-activation variance is q*.
+
+    >>> normalise_inputs([[3.0, 4.0]])
+    array([[0.84852814, 1.13137085]])
+    """
+    x = np.array(x, dtype=float, ndmin=2)
+    if x.ndim != 2 or x.shape[1] == 0 or not np.all(np.isfinite(x)):
+        raise ParameterError("inputs must be a finite (batch, dim) array")
+    ms = np.mean(x * x, axis=1, keepdims=True)
+    if np.any(ms == 0):
+        raise ParameterError("inputs: a row is all zeros and cannot be normalised")
+    return x / np.sqrt(ms)
+
+
+def cross_entropy(logits, labels) -> tuple[float, np.ndarray]:
+    """Mean softmax cross-entropy and its gradient with respect to the logits."""
+    z = logits.astype(np.float64)
+    z = z - z.max(axis=1, keepdims=True)
+    logsum = np.log(np.exp(z).sum(axis=1))
+    batch = z.shape[0]
+    loss = float(np.mean(logsum - z[np.arange(batch), labels]))
+    p = np.exp(z - logsum[:, None])
+    p[np.arange(batch), labels] -= 1.0
+    return loss, (p / batch).astype(logits.dtype)
+
+
+@dataclass(frozen=True, eq=False)
+class Gradients:
+    """dL/dparameters in the network's flat layout; ``weights``/``biases`` are views."""
+
+    loss: float
+    buffer: np.ndarray
+    weights: tuple
+    biases: tuple
+
+
+@dataclass(frozen=True, eq=False)
+class MLP:
+    """A fully connected network: ``widths = (input, hidden..., outputs)``, parameters in
+    one flat buffer (``weights[l]`` is the (n_l, n_{l+1}) view, ``biases[l]`` the n_{l+1}
+    view), and the activation with its parameters. Build one with :meth:`initialise`."""
+
+    activation: Activation
+    params: tuple
+    widths: tuple
+    buffer: np.ndarray
+    weights: tuple
+    biases: tuple
+    sigma_w2: float
+    sigma_b2: float
+    first_sigma_w2: float
+    seed: int | None
+
+    # -- construction ----------------------------------------------------------------
+    @classmethod
+    def initialise(cls, init, *, width, depth: int | None = None, input_dim: int,
+                   outputs: int = 10, q_star=None, input_mean_square=1.0,
+                   dtype="float32", seed: int = 0) -> "MLP":
+        """A network drawn from an initialisation.
+
+        ``init``: an :class:`~meanfield.eoc.EoCSolution` (its q* sets the first layer) or
+        an :class:`~meanfield.maps.Initialisation` (explicit sigma_w^2, sigma_b^2; give
+        ``q_star`` to match the first layer to it, else the first layer uses sigma_w^2 too).
+        ``width``: the hidden width, or one width per hidden layer; ``depth``: the number
+        of hidden layers. ``seed`` makes the draw reproducible: the same seed gives the same
+        parameters in float32 and float64 (drawn in float64, then rounded).
+        """
+        if hasattr(init, "init") and hasattr(init, "q_star"):  # an EoCSolution
+            q_star = init.q_star if q_star is None else q_star
+            init = init.init
+        if not isinstance(init, Initialisation):
+            raise ParameterError("init must be an EoCSolution or an Initialisation, "
+                                 f"got {type(init).__name__}")
+        if isinstance(width, numbers.Integral) and not isinstance(width, bool):
+            depth = _check_int(depth, "depth", 1, 100_000)
+            hidden = (_check_int(width, "width", 1, 1_000_000),) * depth
+        else:
+            try:
+                hidden = tuple(width)
+            except TypeError:
+                raise ParameterError(f"width must be an integer or a sequence of integers, got {width!r}") from None
+            hidden = tuple(_check_int(w, "width", 1, 1_000_000) for w in hidden)
+            if not hidden or (depth is not None and depth != len(hidden)):
+                raise ParameterError(f"depth = {depth!r} does not match the {len(hidden)} widths given")
+        input_dim = _check_int(input_dim, "input_dim", 1, 10_000_000)
+        outputs = _check_int(outputs, "outputs", 1, 1_000_000)
+        if seed is not None:
+            seed = _check_int(seed, "seed", 0, 2**63 - 1)
+        dt = _check_dtype(dtype)
+        widths = (input_dim,) + hidden + (outputs,)
+        _, _, size = K.offsets(widths)
+        if size > MAX_PARAMETERS:
+            raise ParameterError(f"the network has {size} parameters: at most {MAX_PARAMETERS} are supported")
+        sw2, sb2 = float(init.sigma_w2), float(init.sigma_b2)
+        first = sw2
+        if q_star is not None:
+            q = _check_positive(q_star, "q_star")
+            ms = _check_positive(input_mean_square, "input_mean_square")
+            if not q > sb2:
+                raise ParameterError(f"q_star = {q} must exceed sigma_b2 = {sb2} to match the first layer")
+            first = (q - sb2) / ms
+        rng = np.random.default_rng(seed)
+        buffer = np.empty(size, dtype=dt)
+        net = cls._from_buffer(init, widths, buffer, sw2, sb2, first, seed)
+        for i, (w, b) in enumerate(zip(net.weights, net.biases)):
+            var = (first if i == 0 else sw2) / w.shape[0]
+            w[...] = rng.standard_normal(w.shape) * math.sqrt(var)
+            b[...] = rng.standard_normal(b.shape) * math.sqrt(sb2)
+        return net
+
+    @classmethod
+    def _from_buffer(cls, init, widths, buffer, sw2, sb2, first, seed):
+        views = K._views(buffer, widths)
+        return cls(init.activation, init.params, tuple(widths), buffer,
+                   tuple(w for w, _ in views), tuple(b for _, b in views), sw2, sb2, first, seed)
+
+    def copy(self) -> "MLP":
+        """An independent copy (its own parameter buffer)."""
+        init = Initialisation(self.activation, self.sigma_w2, self.sigma_b2, self.params)
+        return self._from_buffer(init, self.widths, self.buffer.copy(), self.sigma_w2,
+                                 self.sigma_b2, self.first_sigma_w2, self.seed)
+
+    def astype(self, dtype) -> "MLP":
+        """The same network with parameters in ``dtype`` (float32 or float64)."""
+        init = Initialisation(self.activation, self.sigma_w2, self.sigma_b2, self.params)
+        return self._from_buffer(init, self.widths, self.buffer.astype(_check_dtype(dtype)),
+                                 self.sigma_w2, self.sigma_b2, self.first_sigma_w2, self.seed)
+
+    # -- properties ------------------------------------------------------------------
+    @property
+    def dtype(self) -> np.dtype:
+        return self.buffer.dtype
+
+    @property
+    def depth(self) -> int:
+        """The number of hidden layers."""
+        return len(self.widths) - 2
+
+    @property
+    def parameters(self) -> dict[str, Any]:
+        return dict(self.params)
+
+    def table(self) -> K.ActivationTable:
+        return _table(self.activation, self.params, self.dtype.str)
+
+    # -- passes ----------------------------------------------------------------------
+    def _inputs(self, x) -> np.ndarray:
+        try:
+            arr = np.asarray(x)
+        except (TypeError, ValueError):
+            raise ParameterError("inputs must be a numeric array") from None
+        if arr.dtype.kind not in "biuf":
+            raise ParameterError(f"inputs must be a real numeric array, got dtype {arr.dtype}")
+        if arr.ndim == 1:
+            arr = arr[None, :]
+        if arr.ndim != 2 or arr.shape[1] != self.widths[0] or arr.shape[0] == 0:
+            raise ParameterError(f"inputs must have shape (batch, {self.widths[0]}) with batch >= 1, "
+                                 f"got {np.shape(x)}")
+        arr = np.ascontiguousarray(arr, dtype=self.dtype)
+        if not np.all(np.isfinite(arr)):
+            raise ParameterError("inputs contain NaN or infinity (after conversion to "
+                                 f"{self.dtype}): they must be finite")
+        return arr
+
+    def _labels(self, labels, batch) -> np.ndarray:
+        arr = np.asarray(labels)
+        if arr.ndim == 0:
+            arr = arr[None]
+        if arr.dtype.kind not in "iu" or arr.shape != (batch,):
+            raise ParameterError(f"labels must be {batch} integers in [0, {self.widths[-1] - 1}]")
+        if arr.size and (arr.min() < 0 or arr.max() >= self.widths[-1]):
+            raise ParameterError(f"labels must lie in [0, {self.widths[-1] - 1}]")
+        return arr.astype(np.intp)
+
+    def forward(self, x, *, backend: str = "auto") -> np.ndarray:
+        """The logits, (batch, outputs), for inputs (batch, input_dim) or (input_dim,)."""
+        x = self._inputs(x)
+        logits, _ = _FORWARD[_check_backend(backend)](x, self.buffer, self.widths, self.table(), False)
+        return logits
+
+    def trace(self, x, *, backend: str = "auto") -> tuple[np.ndarray, K.Trace]:
+        """The logits and, per hidden layer, the pre-activations and activations."""
+        x = self._inputs(x)
+        return _FORWARD[_check_backend(backend)](x, self.buffer, self.widths, self.table(), True)
+
+    def gradients(self, x, labels, *, backend: str = "auto", out: np.ndarray | None = None) -> Gradients:
+        """Mean cross-entropy of the batch and its gradient with respect to every
+        parameter (backpropagation through the sparse pass of ``backend``); ``out``: a
+        buffer to write the gradient into (same shape and dtype as ``buffer``)."""
+        backend = _check_backend(backend)
+        x = self._inputs(x)
+        labels = self._labels(labels, x.shape[0])
+        table = self.table()
+        logits, trace = _FORWARD[backend](x, self.buffer, self.widths, table, True)
+        loss, g = cross_entropy(logits, labels)
+        if out is None:
+            out = np.empty_like(self.buffer)
+        elif out.shape != self.buffer.shape or out.dtype != self.dtype:
+            raise ParameterError(f"out must be a {self.dtype} array of shape {self.buffer.shape}")
+        _BACKWARD[backend](x, self.buffer, self.widths, table, trace, g, out)
+        views = K._views(out, self.widths)
+        return Gradients(loss, out, tuple(w for w, _ in views), tuple(b for _, b in views))
+
+    def sgd_step(self, x, labels, learning_rate, *, backend: str = "auto",
+                 scratch: np.ndarray | None = None) -> float:
+        """One step of plain SGD in place; returns the batch loss before the step."""
+        lr = _check_positive(learning_rate, "learning_rate")
+        grads = self.gradients(x, labels, backend=backend, out=scratch)
+        np.multiply(grads.buffer, -lr, out=grads.buffer)
+        np.add(self.buffer, grads.buffer, out=self.buffer)
+        return grads.loss
+
+
+_TABLES: dict = {}
+
+
+def _table(activation, params, dtype) -> K.ActivationTable:
+    key = (activation, params, dtype)
+    if key not in _TABLES:
+        _TABLES[key] = K.ActivationTable(activation, dict(params), np.dtype(dtype))
+    return _TABLES[key]
