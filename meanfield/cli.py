@@ -22,6 +22,7 @@ import json
 import sys
 
 import mpmath
+import numpy as np
 
 from . import __version__
 from .activations import BUILTIN, PAPER_ACTIVATIONS, get_activation
@@ -73,6 +74,24 @@ def _jobs_args(parser):
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+#: meanfield.nn.BACKENDS, not imported here: it would import numba for every command
+_NN_BACKENDS = ("auto", "dense", "numpy", "numba")
+
+
+def _config_args(c):
+    """The initialisation of correlation, diagnose and simulate (see _CONFIG_HELP)."""
+    c.add_argument("--activation", required=True, choices=sorted(BUILTIN))
+    c.add_argument("--sparsity", help="target sparsity s (relu, st, crelu, cst): EoC initialisation")
+    c.add_argument("--q-star", help="fixed point q* (default 1 on the EoC; else the only stable one)")
+    g = c.add_mutually_exclusive_group()
+    g.add_argument("--clip", help="clip level m (crelu, cst)")
+    g.add_argument("--v-prime", help="target V'(q*) in (0, 1) (crelu, cst, with --sparsity)")
+    c.add_argument("--tau", help="threshold tau (without --sparsity)")
+    c.add_argument("--alpha", help="negative slope (leaky_relu)")
+    c.add_argument("--sigma-w2", help="weight variance (with --sigma-b2: not on the EoC)")
+    c.add_argument("--sigma-b2", help="bias variance")
+
+
 def _digits_arg(parser):
     parser.add_argument("--digits", type=int, default=DEFAULT_DIGITS,
                         help=f"significant decimal digits (default {DEFAULT_DIGITS})")
@@ -110,16 +129,7 @@ def _build_parser() -> argparse.ArgumentParser:
     for name, help_text in (("correlation", "the correlation map rho(c) at q*, its fixed points, xi_c"),
                             ("diagnose", "every diagnostic and a verdict for one initialisation")):
         c = sub.add_parser(name, help=help_text, description=_CONFIG_HELP)
-        c.add_argument("--activation", required=True, choices=sorted(BUILTIN))
-        c.add_argument("--sparsity", help="target sparsity s (relu, st, crelu, cst): EoC initialisation")
-        c.add_argument("--q-star", help="fixed point q* (default 1 on the EoC; else the only stable one)")
-        g = c.add_mutually_exclusive_group()
-        g.add_argument("--clip", help="clip level m (crelu, cst)")
-        g.add_argument("--v-prime", help="target V'(q*) in (0, 1) (crelu, cst, with --sparsity)")
-        c.add_argument("--tau", help="threshold tau (without --sparsity)")
-        c.add_argument("--alpha", help="negative slope (leaky_relu)")
-        c.add_argument("--sigma-w2", help="weight variance (with --sigma-b2: not on the EoC)")
-        c.add_argument("--sigma-b2", help="bias variance")
+        _config_args(c)
         if name == "correlation":
             c.add_argument("--points", type=int, default=11,
                            help="number of c values, evenly spaced on [-1, 1] (default 11)")
@@ -128,6 +138,28 @@ def _build_parser() -> argparse.ArgumentParser:
             c.add_argument("--depth", type=int, default=100, help="depth L for the Jacobian (default 100)")
         _digits_arg(c)
         c.add_argument("--json", action="store_true")
+
+    si = sub.add_parser("simulate", help="finite random networks layer by layer against the theory",
+                        description=_SIMULATE_HELP)
+    _config_args(si)
+    si.add_argument("--width", type=int, required=True, help="hidden width N")
+    si.add_argument("--depth", type=int, required=True, help="number of hidden layers L")
+    si.add_argument("--inputs", type=int, default=4, help="inputs K per network (default 4)")
+    si.add_argument("--seeds", type=int, default=10, help="networks R (default 10)")
+    si.add_argument("--first-seed", type=int, default=0, help="seed of the first network (default 0)")
+    si.add_argument("--q-first", help="pre-activation variance of the first hidden layer (default q*)")
+    si.add_argument("--dtype", choices=("float64", "float32"), default="float64")
+    si.add_argument("--backend", choices=_NN_BACKENDS, default="auto",
+                    help="forward pass: auto (numba where installed), dense, numpy, numba")
+    si.add_argument("--no-jacobian", action="store_true", help="skip the Jacobian (depth N^3 flops per network)")
+    si.add_argument("--no-correlations", action="store_true", help="skip the theory's kernel map")
+    si.add_argument("--paths", type=int, default=20000, help="paths of the finite-width model (default 20000)")
+    si.add_argument("--every", type=int, help="print every k-th layer (default: about 12 rows)")
+    _jobs_args(si)
+    si.add_argument("-o", "--output", help="write the results as JSON to this file (resumable)")
+    si.add_argument("--figure", help="draw the figure: FILE.png, FILE.pdf or FILE.svg")
+    si.add_argument("--json", action="store_true", help="print the JSON instead of the summary")
+    si.set_defaults(digits=20)
 
     fo = sub.add_parser("formula", help="the derived closed forms")
     fo.add_argument("--activation", required=True, choices=sorted(BUILTIN))
@@ -397,6 +429,91 @@ def _cmd_diagnose(a):
     _emit(data, lines, a.json)
 
 
+_SIMULATE_HELP = """Draw --seeds networks of --width and --depth from the initialisation (as for
+correlation/diagnose), feed --inputs inputs on a great circle, and print per layer the
+mean square pre-activation q^l, the realised sparsity and the correlation of input pairs
+(mean +- standard error over the networks) next to the theory's maps, the fraction of
+networks that run away (q^L > 10 q*) next to the finite-width model's prediction, and the
+Jacobian's spectrum. With -o FILE.json, finished networks are kept in
+FILE.json.partial.jsonl until FILE.json is written, so an interrupted run resumes."""
+
+
+def _cmd_simulate(a):
+    from .nn.simulate import RUNAWAY_FACTOR, simulate
+    config, q_star = _configuration(a)
+    if q_star is None and not hasattr(config, "q_star"):
+        q_star = _stable_q_star(config)
+    journal = _journal(a.output)
+    if a.figure and not a.figure.lower().endswith((".png", ".pdf", ".svg")):
+        raise ParameterError(f"--figure {a.figure}: the file name must end in .png, .pdf or .svg")
+    if a.every is not None and not 1 <= a.every <= 10**6:
+        raise ParameterError(f"--every = {a.every} is out of range: must be in [1, 1000000]")
+    sim = simulate(config, q_star=q_star, width=a.width, depth=a.depth, inputs=a.inputs,
+                   seeds=a.seeds, first_seed=a.first_seed, q_first=a.q_first, dtype=a.dtype,
+                   backend=a.backend, jacobian=not a.no_jacobian,
+                   correlations=not a.no_correlations, paths=a.paths, jobs=a.jobs,
+                   progress=False if a.no_progress else None, journal=journal)
+    if a.figure:
+        fig = sim.figure()
+        try:
+            fig.savefig(a.figure, dpi=150)
+        except (OSError, ValueError) as exc:
+            raise ParameterError(f"--figure {a.figure}: {exc}") from None
+    text = sim.to_json()
+    if a.output:
+        _write(a.output, text)
+        _done(journal)
+    if a.json:
+        print(text, end="")
+        return
+    print("\n".join(_simulation_lines(sim, a.every, RUNAWAY_FACTOR)))
+    for path in (a.output, a.figure):
+        if path:
+            print(f"wrote {path}")
+
+
+def _simulation_lines(sim, every, factor) -> list[str]:
+    t = sim.theory
+    params = ", ".join(f"{k} = {v:.6g}" for k, v in sim.params.items())
+    lines = [f"{sim.activation} ({params}), sigma_w2 = {sim.sigma_w2:.6g}, sigma_b2 = {sim.sigma_b2:.6g}: "
+             f"q* = {sim.q_star:.6g} ({t.kind}), q^1 = {sim.q_first:.6g}",
+             f"width {sim.width}, depth {sim.depth}, {sim.inputs} inputs, {len(sim.seeds)} networks "
+             f"(seeds {sim.seeds[0]}..{sim.seeds[-1]}), {sim.dtype}, backend {sim.backend}"]
+    qm, qs = sim.mean_and_se("q")
+    sm, ss = sim.mean_and_se("sparsity")
+    cm, cs = sim.mean_and_se("c")
+    every = every or max(1, sim.depth // 12)
+    rows = sorted(set(range(0, sim.depth, every)) | {sim.depth - 1})
+    pair = f"   c (c0 = {sim.c0[0]:.3g}): sim +- se / theory" if len(sim.c0) else ""
+    qmed = np.median(sim.q, axis=0)
+    lines.append(f"{'layer':>6}  {'q: sim +- se':>24} {'median':>10} {'theory':>10} {'finite-N median':>15}"
+                 f"  {'sparsity: sim +- se':>22} {'theory':>8}{pair}")
+    for l in rows:
+        row = (f"{l + 1:>6}  {_pm(qm[l], qs[l]):>24} {qmed[l]:>10.5g} {t.q[l]:>10.5g} {t.q_band[1, l]:>15.5g}"
+               f"  {_pm(sm[l], ss[l]):>22} {t.sparsity[l]:>8.4f}")
+        if len(sim.c0):
+            theory = f"{t.c[l, 0]:.4f}" if np.isfinite(t.c[l, 0]) else "-"  # --no-correlations
+            row += f"   {_pm(cm[l, 0], cs[l, 0])} / {theory}"
+        lines.append(row)
+    lines.append(f"run away (q^L > {factor} q*): {int(sim.runaway.sum())} of {len(sim.seeds)} networks "
+                 f"({sim.runaway_fraction:.2f}); finite-width model: {t.runaway_probability:.3f} "
+                 f"+- {t.runaway_se:.3f} ({t.paths} paths); infinite width: q^L = {t.q[-1]:.6g}")
+    if sim.jacobian_mean is not None:
+        jm = sim.jacobian_mean
+        se = float(np.std(jm, ddof=1) / np.sqrt(len(jm))) if len(jm) > 1 else np.nan
+        lines.append(f"Jacobian dh^L/dh^1 (depth {sim.depth - 1}), squared singular values: mean "
+                     f"{_pm(float(np.mean(jm)), se)} over networks (theory {t.jacobian_mean:.4g}); "
+                     f"variance {float(np.median(sim.jacobian_variance)):.4g}, the median over "
+                     f"networks (theory {t.jacobian_variance:.4g})")
+    return lines
+
+
+def _pm(mean, se):
+    if not np.isfinite(mean):
+        return "inf" if mean > 0 else "nan"
+    return f"{mean:.5g} +- {se:.2g}" if np.isfinite(se) else f"{mean:.5g}"
+
+
 def _cmd_formula(a):
     f = derive(a.activation)
     render = f.latex if a.latex else f.text
@@ -580,7 +697,7 @@ def _cmd_demo(a):
 _COMMANDS = {"eoc": _cmd_eoc, "fixed-points": _cmd_fixed_points, "map": _cmd_map,
              "correlation": _cmd_correlation, "diagnose": _cmd_diagnose,
              "formula": _cmd_formula, "table": _cmd_table, "phase-diagram": _cmd_phase_diagram,
-             "plot": _cmd_plot, "demo": _cmd_demo}
+             "plot": _cmd_plot, "demo": _cmd_demo, "simulate": _cmd_simulate}
 
 
 def main(argv=None) -> int:
@@ -595,7 +712,7 @@ def main(argv=None) -> int:
     except SystemExit as exc:  # --help and --version
         return int(exc.code or 0)
     except KeyboardInterrupt:
-        resumable = args.command in ("table", "phase-diagram", "demo") if "args" in locals() else False
+        resumable = args.command in ("table", "phase-diagram", "demo", "simulate") if "args" in locals() else False
         print("meanfield: interrupted" + ("; finished work is kept in the *.partial.jsonl journal: "
                                           "rerun the same command to resume" if resumable else ""),
               file=sys.stderr)

@@ -46,7 +46,8 @@ from .activations import Activation, get_activation, x
 
 __all__ = ["Phi", "phi", "q", "sigma_w2", "sigma_b2", "Formulas", "derive", "truncated_moment",
            "FORMULA_NAMES", "DiracTerm", "degree", "dirac_part", "derivative_mean",
-           "derivative_power_mean", "bivariate_density_derivative", "origin_remainder"]
+           "derivative_power_mean", "power_mean", "bivariate_density_derivative",
+           "origin_remainder"]
 
 q = sp.Symbol("q", positive=True)
 sigma_w2 = sp.Symbol("sigma_w2", positive=True)
@@ -356,6 +357,27 @@ def derivative_power_mean(activation, power: int) -> sp.Expr:
     Phi(-tau/sqrt(q))
     """
     return _derivative_power_mean(get_activation(activation), int(power))
+
+
+@functools.lru_cache(maxsize=None)
+def _power_mean(activation: Activation, power: int) -> sp.Expr:
+    return _tidy(_gaussian_expectation([(p.lower, p.upper, p.poly ** power) for p in activation.pieces]))
+
+
+def power_mean(activation, power: int) -> sp.Expr:
+    r""":math:`E[\phi(\sqrt q z)^{k}]`, piece by piece like :math:`E[\phi^2]`; ``power=4``
+    gives the variance :math:`E[\phi^4]-E[\phi^2]^2` of one unit's :math:`\phi^2`, the size of
+    the finite-width fluctuation of the variance map (the central limit theorem over a
+    layer's units).
+
+    >>> from meanfield.activations import RELU
+    >>> power_mean(RELU, 4)           # E[z^4; z > 0] = 3/2 q^2
+    3*q**2/2
+    """
+    power = int(power)
+    if power < 1:
+        raise ValueError(f"power must be a positive integer, got {power}")
+    return _power_mean(get_activation(activation), power)
 
 
 @functools.lru_cache(maxsize=None)

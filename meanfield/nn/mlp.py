@@ -98,10 +98,10 @@ def _check_positive(value, name) -> float:
 
 def _check_dtype(dtype) -> np.dtype:
     try:
-        dt = np.dtype(dtype)
+        dt = None if dtype is None else np.dtype(dtype)  # np.dtype(None) would be float64
     except TypeError:
         dt = None
-    if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
+    if dt is None or dt not in (np.dtype(np.float32), np.dtype(np.float64)):  # dtype == None is float64
         raise ParameterError(f"dtype = {dtype!r} is not supported: must be float32 or float64")
     return dt
 
