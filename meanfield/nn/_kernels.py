@@ -22,10 +22,17 @@ order of floating-point summation:
 - ``numpy``: the same products restricted, layer by layer, to the units that are active
   in some row of the batch (portable; it wins when the batch is small);
 - ``numba``: the whole network in one compiled call. Per sample the active units are
-  compacted with a branchless index write (``idx[n] = k; n += a[k] != 0``) and each adds
-  its weight row with one axpy (the approach measured fastest in
-  ``shared/reference/perf-notes.md``); layers are processed one after the other with the
-  samples in parallel, so a layer's weights stay in cache across the batch.
+  compacted with a branchless index write (``idx[n] = k; n += a[k] != 0``) and their
+  weight rows are added four at a time (one pass over the accumulator per four rows,
+  summed in the order of k); a piecewise-linear phi with at most four breakpoints is
+  evaluated with selects only (vectorised). Batches of 16 or more run on all numba
+  threads in one parallel region without barriers: each thread takes its own samples
+  through the whole depth (forward and deltas) or every n-th row of the gradient, so a
+  busy second core slows a call down instead of stalling it at every layer. In large
+  batches a layer whose inputs are less than 65% zeros is left to a BLAS product (dense
+  wins there on 2 threads). Backward: the deltas are formed only for units with
+  phi' != 0 from the nonzero entries of the next layer's deltas, then each row of dW
+  sums over the samples in which its unit is active.
 
 Parameters live in one flat buffer (``W^0, b^0, W^1, b^1, ...``) so a whole network is
 passed to a kernel as one array; gradients use the same layout.
@@ -68,8 +75,24 @@ class ActivationTable:
             self.coef[i, degree - len(p.coeffs):] = p.coeffs
             self.dcoef[i, self.dcoef.shape[1] - len(d.coeffs):] = d.coeffs
 
+    def piece(self, h) -> np.ndarray:
+        """The piece of each h: the number of breakpoints below it (searchsorted's 'left'
+        side), counted with one comparison per breakpoint in int8 (4-5x faster than
+        ``np.searchsorted`` for the few breakpoints of an activation)."""
+        h = np.asarray(h)
+        if len(self.ends) > 100:  # int8 counts overflow; a long table is searched
+            return np.searchsorted(self.ends, h, side="left")
+        index = np.zeros(h.shape, dtype=np.int8)
+        for e in self.ends:
+            index += np.greater(h, e).view(np.int8)
+        return index
+
     def _eval(self, coef, h):
-        index = np.searchsorted(self.ends, h, side="left")
+        index = self.piece(h)
+        if coef.shape[1] == 1:
+            return coef[:, 0].take(index)
+        if coef.shape[1] == 2:  # piecewise linear (every built-in): two gathers
+            return coef[:, 0].take(index) * h + coef[:, 1].take(index)
         c = coef[index]
         out = c[..., 0].copy()
         for d in range(1, coef.shape[1]):
@@ -78,9 +101,6 @@ class ActivationTable:
         return out
 
     def phi(self, h):
-        if self.coef.shape[1] == 2:  # piecewise linear (every built-in): two gathers
-            index = np.searchsorted(self.ends, h, side="left")
-            return self.coef[index, 0] * h + self.coef[index, 1]
         return self._eval(self.coef, h)
 
     def dphi(self, h):
@@ -205,140 +225,219 @@ def numpy_backward(x, buffer, widths, table, trace, g, grad):
 
 
 # -- compiled (numba) ------------------------------------------------------------------
-# One Python source, compiled twice: serially (small batches, where starting threads
-# costs more than it saves) and with the samples of each layer in parallel.
+# Each kernel is one Python source compiled twice: serially (small batches, where starting
+# threads costs more than it saves) and with ``prange`` over ``nchunks`` blocks of work.
+# A parallel kernel is one parallel region with no barrier inside: the forward and the
+# delta pass give each thread its own samples for the whole depth, the weight-gradient
+# pass gives each thread every nchunks-th row of dW.  (A region per layer costs a barrier
+# per layer, which is what a busy second core turns into milliseconds.)
 
-def _piece_index(h, ends):
+def _act(coef, ends, h):
+    """phi(h) (or phi'(h) with the derivative's coefficients): the piece index without a
+    branch (``ends[i-1] < h <= ends[i]``), then Horner."""
     i = 0
-    while i < ends.shape[0] and h > ends[i]:
-        i += 1
-    return i
-
-
-def _poly(coef, i, h):
+    for e in range(ends.shape[0]):
+        i += h > ends[e]
     v = coef[i, 0]
     for d in range(1, coef.shape[1]):
         v = v * h + coef[i, d]
     return v
 
 
-def _forward_kernel(x, params, woff, boff, widths, ends, coef, logits, trace_h, trace_a,
-                    toff, keep, counts):
+def _forward_kernel(x, params, woff, boff, widths, ends, coef, lin, first, last, bufs, logits,
+                    trace_h, trace_a, toff, keep, counts, nchunks):
+    """Layers ``first .. last-1``; the input of layer l is ``x`` (l = 0) or
+    ``bufs[l % 2]``; the output of the last layer goes to ``logits``.  ``lin``: for a
+    piecewise-linear phi with at most 4 breakpoints, row i = (slope, intercept, lower end)
+    of piece i (ends padded with +inf), else empty."""
     batch = x.shape[0]
     layers = widths.shape[0] - 1
-    wmax = widths.max()
-    cur = np.zeros((batch, wmax), dtype=x.dtype)
-    nxt = np.zeros((batch, wmax), dtype=x.dtype)
-    idx = np.empty((batch, wmax), dtype=np.int64)
-    n0 = widths[0]
-    for s in range(batch):
-        for k in range(n0):
-            cur[s, k] = x[s, k]
-    for l in range(layers):
-        n_in = widths[l]
-        n_out = widths[l + 1]
-        w = params[woff[l]:woff[l] + n_in * n_out].reshape((n_in, n_out))
-        b = params[boff[l]:boff[l] + n_out]
-        last = l == layers - 1
-        for s in numba.prange(batch):
-            n = 0
-            for k in range(n_in):  # branchless compaction of the active units
-                idx[s, n] = k
-                n += cur[s, k] != 0
-            counts[l, s] = n
-            row = nxt[s]
-            for j in range(n_out):
-                row[j] = b[j]
-            for t in range(n):
-                k = idx[s, t]
-                v = cur[s, k]
-                wk = w[k]
+    nmax = 1
+    for l in range(first, last + 1):
+        nmax = max(nmax, widths[l])
+    fast = lin.shape[0] == 5
+    lz = lin if fast else np.zeros((5, 3), dtype=lin.dtype)
+    m0, m1, m2, m3, m4 = lz[0, 0], lz[1, 0], lz[2, 0], lz[3, 0], lz[4, 0]  # slopes
+    c0, c1, c2, c3, c4 = lz[0, 1], lz[1, 1], lz[2, 1], lz[3, 1], lz[4, 1]  # intercepts
+    e1, e2, e3, e4 = lz[1, 2], lz[2, 2], lz[3, 2], lz[4, 2]
+    for c in numba.prange(nchunks):
+        s0 = c * batch // nchunks
+        s1 = (c + 1) * batch // nchunks
+        idx = np.empty(nmax, dtype=np.int64)
+        piece = np.empty(nmax, dtype=np.int32)
+        for l in range(first, last):
+            n_in = widths[l]
+            n_out = widths[l + 1]
+            w = params[woff[l]:woff[l] + n_in * n_out].reshape((n_in, n_out))
+            b = params[boff[l]:boff[l] + n_out]
+            src_buf = bufs[l % 2]
+            dst_buf = bufs[(l + 1) % 2]
+            for s in range(s0, s1):
+                src = x[s] if l == 0 else src_buf[s]
+                n = 0
+                for k in range(n_in):  # branchless compaction of the active units
+                    idx[n] = k
+                    n += src[k] != 0
+                counts[l, s] = n
+                row = dst_buf[s]
                 for j in range(n_out):
-                    row[j] += v * wk[j]
-            if last:
-                for j in range(n_out):
-                    logits[s, j] = row[j]
-            else:
+                    row[j] = b[j]
+                t = 0
+                while t + 4 <= n:  # four weight rows per pass over the accumulator,
+                    # summed in the order of k as before (and as a matrix product would)
+                    k0, k1, k2, k3 = idx[t], idx[t + 1], idx[t + 2], idx[t + 3]
+                    v0, v1, v2, v3 = src[k0], src[k1], src[k2], src[k3]
+                    w0, w1, w2, w3 = w[k0], w[k1], w[k2], w[k3]
+                    for j in range(n_out):
+                        row[j] = (((row[j] + v0 * w0[j]) + v1 * w1[j]) + v2 * w2[j]) + v3 * w3[j]
+                    t += 4
+                while t < n:
+                    k0 = idx[t]
+                    v0 = src[k0]
+                    w0 = w[k0]
+                    for j in range(n_out):
+                        row[j] += v0 * w0[j]
+                    t += 1
+                if l == layers - 1:
+                    for j in range(n_out):
+                        logits[s, j] = row[j]
+                    continue
                 base = toff[l] + s * n_out
-                for j in range(n_out):
-                    h = row[j]
-                    a = _poly(coef, _piece_index(h, ends), h)
-                    row[j] = a
-                    if keep:
-                        trace_h[base + j] = h
-                        trace_a[base + j] = a
-        cur, nxt = nxt, cur
+                if keep:
+                    for j in range(n_out):
+                        trace_h[base + j] = row[j]
+                if fast:  # piecewise linear with at most 4 breakpoints: selects only
+                    for j in range(n_out):
+                        h = row[j]
+                        u1 = h > e1
+                        u2 = h > e2
+                        u3 = h > e3
+                        u4 = h > e4
+                        sl = m4 if u4 else (m3 if u3 else (m2 if u2 else (m1 if u1 else m0)))
+                        ic = c4 if u4 else (c3 if u3 else (c2 if u2 else (c1 if u1 else c0)))
+                        row[j] = sl * h + ic
+                else:  # piece by piece (an inner loop over breakpoints would not vectorise)
+                    for j in range(n_out):
+                        piece[j] = 0
+                    for e in range(ends.shape[0]):
+                        t_e = ends[e]
+                        for j in range(n_out):
+                            piece[j] += row[j] > t_e
+                    for j in range(n_out):
+                        i = piece[j]
+                        h = row[j]
+                        v = coef[i, 0]
+                        for d in range(1, coef.shape[1]):
+                            v = v * h + coef[i, d]
+                        row[j] = v
+                if keep:
+                    for j in range(n_out):
+                        trace_a[base + j] = row[j]
 
 
-def _backward_kernel(x, params, woff, boff, widths, ends, dcoef, trace_h, trace_a, toff,
-                     g_out, grad):
-    batch = x.shape[0]
+def _delta_kernel(params, woff, widths, ends, dcoef, trace_h, toff, gtrace, goff, batch,
+                  nchunks):
+    """g^l = phi'(h^l) * (g^{l+1} W^l^T) for l = L-1 .. 1, each sample from its own
+    g^{l+1} (gtrace at goff[l]), only for the units with phi' != 0 and the j with g != 0."""
     layers = widths.shape[0] - 1
-    wmax = widths.max()
-    g = np.zeros((batch, wmax), dtype=x.dtype)
-    g_prev = np.zeros((batch, wmax), dtype=x.dtype)
-    gidx = np.empty((batch, wmax), dtype=np.int64)
-    gcount = np.empty(batch, dtype=np.int64)
-    n_last = widths[layers]
-    for s in range(batch):
-        for j in range(n_last):
-            g[s, j] = g_out[s, j]
-    for l in range(layers - 1, -1, -1):
-        n_in = widths[l]
-        n_out = widths[l + 1]
-        w = params[woff[l]:woff[l] + n_in * n_out].reshape((n_in, n_out))
-        dw = grad[woff[l]:woff[l] + n_in * n_out].reshape((n_in, n_out))
-        db = grad[boff[l]:boff[l] + n_out]
-        for s in numba.prange(batch):  # units that carry a gradient
+    wmax = widths[1:].max()
+    for c in numba.prange(nchunks):
+        s0 = c * batch // nchunks
+        s1 = (c + 1) * batch // nchunks
+        gidx = np.empty(wmax, dtype=np.int64)
+        gval = np.empty(wmax, dtype=trace_h.dtype)
+        kidx = np.empty(wmax, dtype=np.int64)
+        dval = np.empty(wmax, dtype=trace_h.dtype)
+        for l in range(layers - 1, 0, -1):
+            n_in = widths[l]
+            n_out = widths[l + 1]
+            w = params[woff[l]:woff[l] + n_in * n_out].reshape((n_in, n_out))
+            for s in range(s0, s1):
+                g = gtrace[goff[l] + s * n_out:goff[l] + (s + 1) * n_out]
+                n = 0
+                for j in range(n_out):
+                    gidx[n] = j
+                    gval[n] = g[j]
+                    n += g[j] != 0
+                hb = toff[l - 1] + s * n_in
+                out = gtrace[goff[l - 1] + s * n_in:goff[l - 1] + (s + 1) * n_in]
+                m = 0
+                for k in range(n_in):  # units that can carry a gradient: phi'(h) != 0
+                    d = _act(dcoef, ends, trace_h[hb + k])
+                    kidx[m] = k
+                    dval[m] = d
+                    m += d != 0
+                    out[k] = 0
+                if n == 0:
+                    continue
+                for t in range(m):
+                    k = kidx[t]
+                    wk = w[k]
+                    acc = wk[gidx[0]] * gval[0]
+                    for u in range(1, n):
+                        acc += wk[gidx[u]] * gval[u]
+                    out[k] = acc * dval[t]
+
+
+def _weight_kernel(x, trace_a, toff, gtrace, goff, widths, woff, boff, grad, rows_l, rows_k,
+                   nchunks):
+    """dW^l[k, :] = sum_s a^l[s, k] g^{l+1}[s, :] over the samples with a^l[s, k] != 0, and
+    db^l = sum_s g^{l+1}[s, :] (rows with k = -1); thread c takes rows c, c + nchunks, ..."""
+    batch = x.shape[0]
+    nrows = rows_l.shape[0]
+    for c in numba.prange(nchunks):
+        sidx = np.empty(batch, dtype=np.int64)
+        sval = np.empty(batch, dtype=grad.dtype)
+        for r in range(c, nrows, nchunks):
+            l = rows_l[r]
+            k = rows_k[r]
+            n_in = widths[l]
+            n_out = widths[l + 1]
+            g = gtrace[goff[l]:goff[l] + batch * n_out].reshape((batch, n_out))
+            if k < 0:
+                out = grad[boff[l]:boff[l] + n_out]
+                for j in range(n_out):
+                    out[j] = 0
+                for s in range(batch):
+                    gs = g[s]
+                    for j in range(n_out):
+                        out[j] += gs[j]
+                continue
+            out = grad[woff[l] + k * n_out:woff[l] + (k + 1) * n_out]
             n = 0
-            for j in range(n_out):
-                gidx[s, n] = j
-                n += g[s, j] != 0
-            gcount[s] = n
-        for j in numba.prange(n_out):
-            acc = g[0, j] * 0
             for s in range(batch):
-                acc += g[s, j]
-            db[j] = acc
-        # dW[k, j] = sum_s a[s, k] g[s, j]: rows in parallel, only active k and live j
-        a_base = toff[l - 1] if l > 0 else 0
-        for k in numba.prange(n_in):
-            row = dw[k]
+                v = x[s, k] if l == 0 else trace_a[toff[l - 1] + s * n_in + k]
+                sidx[n] = s
+                sval[n] = v
+                n += v != 0
             for j in range(n_out):
-                row[j] = 0
-            for s in range(batch):
-                v = x[s, k] if l == 0 else trace_a[a_base + s * n_in + k]
-                if v != 0:
-                    for t in range(gcount[s]):
-                        j = gidx[s, t]
-                        row[j] += v * g[s, j]
-        if l > 0:
-            for s in numba.prange(batch):
-                base = a_base + s * n_in
-                for k in range(n_in):
-                    h = trace_h[base + k]
-                    d = _poly(dcoef, _piece_index(h, ends), h)
-                    acc = d * 0
-                    if d != 0:  # phi'(h) = 0: the unit carries no gradient
-                        wk = w[k]
-                        for t in range(gcount[s]):
-                            j = gidx[s, t]
-                            acc += wk[j] * g[s, j]
-                        acc *= d
-                    g_prev[s, k] = acc
-            g, g_prev = g_prev, g
+                out[j] = 0
+            t = 0
+            while t + 4 <= n:
+                v0, v1, v2, v3 = sval[t], sval[t + 1], sval[t + 2], sval[t + 3]
+                g0, g1, g2, g3 = g[sidx[t]], g[sidx[t + 1]], g[sidx[t + 2]], g[sidx[t + 3]]
+                for j in range(n_out):
+                    out[j] = (((out[j] + v0 * g0[j]) + v1 * g1[j]) + v2 * g2[j]) + v3 * g3[j]
+                t += 4
+            while t < n:
+                v0 = sval[t]
+                g0 = g[sidx[t]]
+                for j in range(n_out):
+                    out[j] += v0 * g0[j]
+                t += 1
 
 
 _COMPILED = {}
+_SOURCES = {"forward": _forward_kernel, "delta": _delta_kernel, "weight": _weight_kernel}
 
 
 def _compiled(name: str, parallel: bool):
     """The numba kernel ``name``, compiled on first use (cached on disk by numba)."""
     key = (name, parallel)
     if key not in _COMPILED:
-        opts = dict(cache=True, nogil=True, error_model="numpy")
-        helpers = {f.__name__: numba.njit(inline="always", **opts)(f) for f in (_piece_index, _poly)}
-        source = {"forward": _forward_kernel, "backward": _backward_kernel}[name]
+        opts = dict(cache=True, nogil=True, error_model="numpy", boundscheck=False)
+        helpers = {"_act": numba.njit(inline="always", **opts)(_act)}
+        source = _SOURCES[name]
         func = type(source)(source.__code__, {**source.__globals__, **helpers}, source.__name__)
         # a distinct name per variant: numba's disk cache is indexed by qualified name
         func.__qualname__ = f"{source.__qualname__}_{'parallel' if parallel else 'serial'}"
@@ -346,42 +445,135 @@ def _compiled(name: str, parallel: bool):
     return _COMPILED[key]
 
 
-#: Batches at least this large run the samples of each layer on all threads.
+#: Batches at least this large run on all numba threads (each thread its own samples).
 NUMBA_PARALLEL_FROM = 16
+#: Large batches: a layer whose inputs have a smaller zero fraction than this is computed
+#: by a BLAS matrix product instead (with 2 threads the dense product wins below ~0.7).
+NUMBA_SPARSE_FROM = 0.65
+
+
+def _linear(table):
+    """The (5, 3) table of the forward kernel's branch-free phi, or an empty one."""
+    lin = getattr(table, "_lin", None)
+    if lin is None:
+        if table.coef.shape[1] == 2 and table.ends.shape[0] <= 4:
+            lin = np.zeros((5, 3), dtype=table.dtype)
+            n = table.coef.shape[0]
+            lin[:n, :2] = table.coef
+            lin[n:, :2] = table.coef[-1]  # never selected: their lower end is +inf
+            lin[:, 2] = np.inf
+            lin[1:n, 2] = table.ends
+        else:
+            lin = np.zeros((0, 3), dtype=table.dtype)
+        table._lin = lin
+    return lin
+
+
+_LAYOUTS: dict = {}
+
+
+def _layout(widths, batch):
+    """Offsets a kernel needs, computed once per (widths, batch): weight and bias offsets,
+    widths as an array, the trace offsets of each hidden layer (``toff``) and of each
+    layer's output deltas (``goff``)."""
+    key = (tuple(widths), batch)
+    got = _LAYOUTS.get(key)
+    if got is None:
+        woff, boff, _ = offsets(widths)
+        widths_arr = np.asarray(widths, dtype=np.int64)
+        toff = np.concatenate([[0], np.cumsum(widths_arr[1:-1] * batch)]).astype(np.int64)
+        goff = np.concatenate([[0], np.cumsum(widths_arr[1:] * batch)]).astype(np.int64)
+        if len(_LAYOUTS) > 64:
+            _LAYOUTS.clear()
+        got = _LAYOUTS[key] = (woff, boff, widths_arr, toff, goff)
+    return got
+
+
+def _threads(batch):
+    return min(numba.get_num_threads(), batch) if batch >= NUMBA_PARALLEL_FROM else 1
 
 
 def numba_forward(x, buffer, widths, table, keep):
-    woff, boff, _ = offsets(widths)
-    widths_arr = np.asarray(widths, dtype=np.int64)
+    x = np.ascontiguousarray(x)
     batch = x.shape[0]
-    hidden = widths_arr[1:-1]
-    toff = np.concatenate([[0], np.cumsum(hidden * batch)]).astype(np.int64)
+    layers = len(widths) - 1
+    woff, boff, widths_arr, toff, _ = _layout(widths, batch)
     size = int(toff[-1]) if keep else 0
     trace_h = np.empty(size, dtype=x.dtype)
     trace_a = np.empty(size, dtype=x.dtype)
     logits = np.empty((batch, widths[-1]), dtype=x.dtype)
-    counts = np.empty((len(widths) - 1, batch), dtype=np.int64)
-    kernel = _compiled("forward", batch >= NUMBA_PARALLEL_FROM)
-    kernel(x, buffer, woff, boff, widths_arr, table.ends, table.coef, logits, trace_h, trace_a,
-           toff, keep, counts)
+    counts = np.empty((layers, batch), dtype=np.int64)
+    bufs = np.empty((2, batch, max(widths[1:])), dtype=x.dtype)
+    nchunks = _threads(batch)
+    kernel = _compiled("forward", nchunks > 1)
+    args = (woff, boff, widths_arr, table.ends, table.coef, _linear(table))
+    if nchunks == 1:  # small batches: always sparse (at batch 1 it reads fewer rows)
+        kernel(x, buffer, *args, 0, layers, bufs, logits, trace_h, trace_a, toff, keep, counts, 1)
+    else:
+        l = 0
+        layers_w = _views(buffer, widths)
+        while l < layers:
+            a = x if l == 0 else bufs[l % 2, :, :widths[l]]
+            nnz = np.count_nonzero(a)
+            if nnz > (1 - NUMBA_SPARSE_FROM) * a.size:  # dense BLAS layer
+                w, b = layers_w[l]
+                h = a @ w
+                h += b
+                counts[l] = np.count_nonzero(a, axis=1)
+                if l == layers - 1:
+                    logits[...] = h
+                    break
+                act = table.phi(h)
+                bufs[(l + 1) % 2, :, :widths[l + 1]] = act
+                if keep:
+                    trace_h[toff[l]:toff[l + 1]] = h.ravel()
+                    trace_a[toff[l]:toff[l + 1]] = act.ravel()
+                l += 1
+                continue
+            # sparse from here on: the first layer alone (to measure its output), the rest in one call
+            stop = 1 if l == 0 else layers
+            kernel(x, buffer, *args, l, stop, bufs, logits, trace_h, trace_a, toff, keep, counts,
+                   nchunks)
+            l = stop
     if not keep:
         return logits, None
+    hidden = widths[1:-1]
     hs = [trace_h[toff[i]:toff[i + 1]].reshape(batch, n) for i, n in enumerate(hidden)]
     acts = [trace_a[toff[i]:toff[i + 1]].reshape(batch, n) for i, n in enumerate(hidden)]
     return logits, Trace(hs, acts, (trace_h, trace_a), counts)
 
 
 def numba_backward(x, buffer, widths, table, trace, g, grad):
-    woff, boff, _ = offsets(widths)
-    widths_arr = np.asarray(widths, dtype=np.int64)
+    x = np.ascontiguousarray(x)
     batch = x.shape[0]
+    layers = len(widths) - 1
+    woff, boff, widths_arr, toff, goff = _layout(widths, batch)
     if trace.flat is None:  # a trace of another backend: gather it into flat buffers
         trace = Trace(trace.pre, trace.post,
                       tuple(np.concatenate([v.ravel() for v in vs] or [np.empty(0, x.dtype)])
                             for vs in (trace.pre, trace.post)), None)
     trace_h, trace_a = trace.flat
-    hidden = widths_arr[1:-1]
-    toff = np.concatenate([[0], np.cumsum(hidden * batch)]).astype(np.int64)
-    kernel = _compiled("backward", batch >= NUMBA_PARALLEL_FROM)
-    kernel(x, buffer, woff, boff, widths_arr, table.ends, table.dcoef, trace_h, trace_a, toff,
-           np.ascontiguousarray(g), grad)
+    # g^{l+1} (batch, n_{l+1}) for l = 0 .. L: the hidden layers' deltas, then dL/dlogits
+    gtrace = np.empty(int(goff[-1]), dtype=x.dtype)
+    gtrace[goff[layers - 1]:] = np.asarray(g, dtype=x.dtype).ravel()
+    nchunks = _threads(batch)
+    _compiled("delta", nchunks > 1)(buffer, woff, widths_arr, table.ends, table.dcoef, trace_h,
+                                    toff, gtrace, goff, batch, nchunks)
+    rows_l, rows_k = _weight_rows(tuple(widths))
+    _compiled("weight", nchunks > 1)(x, trace_a, toff, gtrace, goff, widths_arr, woff, boff, grad,
+                                     rows_l, rows_k, nchunks)
+
+
+_ROWS: dict = {}
+
+
+def _weight_rows(widths):
+    """(layer, row) of every row of the gradient, row -1 standing for the bias."""
+    if widths not in _ROWS:
+        ls, ks = [], []
+        for l, n_in in enumerate(widths[:-1]):
+            ls.append(np.full(n_in + 1, l, dtype=np.int64))
+            ks.append(np.arange(-1, n_in, dtype=np.int64))
+        _ROWS.clear()
+        _ROWS[widths] = (np.concatenate(ls), np.concatenate(ks))
+    return _ROWS[widths]
