@@ -495,6 +495,14 @@ def _simulation_lines(sim, every, factor) -> list[str]:
             theory = f"{t.c[l, 0]:.4f}" if np.isfinite(t.c[l, 0]) else "-"  # --no-correlations
             row += f"   {_pm(cm[l, 0], cs[l, 0])} / {theory}"
         lines.append(row)
+    if len(sim.seeds) > 1 and not sim.runaway.any():
+        parts = []
+        for name in ("q", "sparsity"):
+            z = np.abs(sim.z_scores(name))
+            if np.all(np.isfinite(z)):
+                parts.append(f"{name} {z.max():.2f} (layer {int(z.argmax()) + 1})")
+        if parts:
+            lines.append("largest |simulation - theory| / se over the layers: " + ", ".join(parts))
     lines.append(f"run away (q^L > {factor} q*): {int(sim.runaway.sum())} of {len(sim.seeds)} networks "
                  f"({sim.runaway_fraction:.2f}); finite-width model: {t.runaway_probability:.3f} "
                  f"+- {t.runaway_se:.3f} ({t.paths} paths); infinite width: q^L = {t.q[-1]:.6g}")

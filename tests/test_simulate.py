@@ -44,16 +44,22 @@ def eoc(act, s, v_prime=None):
     ("cst", "0.7", "0.5", 3.0),
 ])
 def test_clipped_eoc_follows_the_theory_layer_by_layer(act, s, v_prime, q_first):
-    """Width 1000, depth 50, 40 networks: mean q^l and realised sparsity within 3 standard
-    errors of V iterated and P(phi = 0) at every layer. (With 10 networks the largest of
-    50 t-distributed z-scores passes 3 in about a third of seed sets with no bias at all:
-    docs/simulation.md. With 40 it rarely does, and it does not grow with more networks.)"""
+    """Width 1000, depth 50, 40 networks: mean q^l and realised sparsity against V iterated
+    and P(phi = 0) at every layer.
+
+    The bound is family-wise: with the theory exact, the largest of the 50 layers' |z|
+    exceeds 3 in about 46% of sets of 10 networks and 14% of sets of 40, but exceeds 4 in
+    about 1% of sets of 40 (measured from 240 networks, whose own largest |z| is 1.96:
+    docs/nn.md). So 4 standard errors at every layer is the test whose false alarms are as
+    rare as a single 3-sigma one; the largest |z| is also printed by `meanfield simulate`."""
     sim = simulate(eoc(act, s, v_prime), width=1000, depth=50, inputs=2, seeds=40,
                    q_first=q_first, jacobian=False, correlations=False, progress=False, jobs=2)
     assert sim.theory.kind == "stable"
     for name in ("q", "sparsity"):
         z = sim.z_scores(name)
-        assert np.all(np.isfinite(z)) and np.max(np.abs(z)) < 3, (name, np.round(z, 2))
+        assert np.all(np.isfinite(z)) and np.max(np.abs(z)) < 4, (name, np.round(z, 2))
+        # and no drift: the layers' mean z is small (a bias of 1 se would show here)
+        assert abs(np.mean(z)) < 1, (name, np.mean(z))
     assert not sim.runaway.any() and sim.theory.runaway_probability == 0
     # the theory moves where it should: from q_first to q* = 1
     assert sim.theory.q[0] == pytest.approx(q_first or 1)
@@ -257,8 +263,8 @@ def test_simulate_rejects_hostile_arguments(name, value):
         return  # a valid seed
     if name == "q_star" and value is None:
         return  # None: the solution's own q*
-    if name == "q_first" and value is None:
-        return
+    if name == "q_first" and (value is None or (isinstance(value, int) and value >= 10**9)):
+        return  # the default, or a valid (large) starting variance
     if name == "jobs" and value is None:
         return
     if name == "jacobian" and isinstance(value, bool):
