@@ -20,8 +20,10 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[bench]'   # PyTorch 2.13 CPU, the peer of bench_sparse.py
 	$(BIN)/python benchmarks/bench_maps.py
 	$(BIN)/python benchmarks/bench_sweeps.py
+	$(BIN)/python benchmarks/bench_sparse.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis out

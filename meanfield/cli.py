@@ -200,7 +200,8 @@ def _build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--formats", default="png,pdf", help="comma-separated: png, pdf, svg (default png,pdf)")
     _jobs_args(pl)
 
-    de = sub.add_parser("demo", help="the paper-grid table, phase diagrams and every figure into a directory")
+    de = sub.add_parser("demo", help="the paper-grid table, phase diagrams, every figure and two "
+                        "simulations into a directory")
     de.add_argument("-o", "--output-dir", default="out", help="directory (default out)")
     _jobs_args(de)
     return p
@@ -653,8 +654,13 @@ def _cmd_plot(a):
         print("wrote " + ", ".join(str(p) for p in paths))
 
 
+#: The demo's simulations: width 300, depth 100, 10 networks each.
+DEMO_SIMULATIONS = (("relu", "0.8", None), ("crelu", "0.8", "0.7"))
+
+
 def _cmd_demo(a):
-    """The main job: the paper-grid table in four formats, both phase diagrams, every figure."""
+    """The main job: the paper-grid table in four formats, both phase diagrams, every figure,
+    and a simulation of the half-stable ReLU_tau and the stable CReLU on the EoC."""
     import time
     from pathlib import Path
 
@@ -697,6 +703,23 @@ def _cmd_demo(a):
             written += save_figure(fig, out / name, ("png", "pdf"))
         except OSError as exc:
             raise ParameterError(f"--output-dir {out}: {exc.strerror}") from None
+    from .nn.simulate import simulate
+    for act, s, v_prime in DEMO_SIMULATIONS:  # the theory's two verdicts, checked by simulation
+        sol = eoc_parameters(act, s, v_prime=v_prime, digits=20)
+        stem = f"simulate-{act}-{s}"
+        journal = out / f"{stem}.partial.jsonl"
+        sim = simulate(sol, width=300, depth=100, inputs=4, seeds=10, jobs=a.jobs,
+                       progress=progress, journal=journal)
+        _write(out / f"{stem}.json", sim.to_json())
+        _done(journal)
+        written.append(out / f"{stem}.json")
+        try:
+            written += save_figure(sim.figure(), out / stem, ("png",))
+        except OSError as exc:
+            raise ParameterError(f"--output-dir {out}: {exc.strerror}") from None
+        print(f"simulation, {act} at s = {s} on the EoC ({sim.theory.kind} q*): "
+              f"{int(sim.runaway.sum())} of {len(sim.seeds)} networks run away (finite-width "
+              f"model: {sim.theory.runaway_probability:.2f})")
     print(f"wrote {len(written)} files to {out}/ in {time.perf_counter() - start:.0f} s:")
     for path in written:
         print(f"  {path}")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import re
 from pathlib import Path
 
@@ -201,5 +202,11 @@ def test_demo_writes_everything_it_lists(tmp_path, capsys):
     assert all(p.stat().st_size > 0 for p in listed)
     assert not list(tmp_path.glob("*.partial.jsonl"))
     assert "paper grid: 39 configurations" in out
+    for stem in ("simulate-relu-0.8", "simulate-crelu-0.8"):
+        assert {f"{stem}.json", f"{stem}.png"} <= names
+        data = json.loads((tmp_path / f"{stem}.json").read_text())
+        assert data["width"] == 300 and data["depth"] == 100 and len(data["seeds"]) == 10
+    assert "relu at s = 0.8 on the EoC (half-stable q*)" in out
+    assert "crelu at s = 0.8 on the EoC (stable q*): 0 of 10 networks run away" in out
     code, table_out, _ = call(["table", "--no-progress"], capsys)
     assert (tmp_path / "table.md").read_text() == table_out

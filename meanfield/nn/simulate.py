@@ -79,7 +79,7 @@ RUNAWAY_FACTOR = 10
 MAX_WEIGHTS = 5 * 10**8
 _DIGITS = 20  # working digits of the infinite-width maps (they are compared to float64 data)
 _QUANTILES = (0.1, 0.5, 0.9)
-_FROZEN = 1e6
+_FROZEN = 1e3  # x RUNAWAY_FACTOR q*: where a path has run away for good
 
 
 @dataclass(frozen=True)
@@ -250,8 +250,8 @@ def finite_width_model(init: Initialisation, q_first, *, width: int, depth: int,
     ``(runaway_probability, its standard error, q_band)``: the fraction of ``paths`` with
     q^depth > RUNAWAY_FACTOR q* and the 10/50/90% quantiles of q^l (3, depth), the latter
     including the chi-square spread of the measured q^l = Q^l chi2_N / N. A path that passes
-    1e6 RUNAWAY_FACTOR q* is frozen there (it has run away; the band is capped at that
-    level)."""
+    1e3 RUNAWAY_FACTOR q* is frozen there: it has run away (the band is capped at that
+    level, and the float64 maps need no mpmath recomputation of narrow pieces)."""
     width = _check_int(width, "width", 1, 10**6)
     depth = _check_int(depth, "depth", 1, 10**5)
     paths = _check_int(paths, "paths", 1, 10**7)
@@ -440,6 +440,7 @@ def simulation_figure(sim: Simulation):
     """q^l, sparsity and c^l through depth (mean +- 1 and 3 standard errors over seeds,
     thin lines per seed) against the theory, and the Jacobian's spectrum per seed."""
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     jac = sim.jacobian_mean is not None
     fig = Figure(figsize=(11, 8.6), layout="constrained")
@@ -500,6 +501,7 @@ def simulation_figure(sim: Simulation):
             ax.axhline(sim.theory.jacobian_mean, color="C0", ls="--", label="theory mean")
             ax.axhline(sim.theory.jacobian_variance, color="C3", ls="--", label="theory variance")
         ax.set_yscale("log")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set(xlabel="seed", ylabel="moments of the squared singular values",
                title=f"Jacobian $\\partial h^L/\\partial h^1$ (depth {sim.depth - 1})")
         ax.legend(fontsize=8)
@@ -507,7 +509,7 @@ def simulation_figure(sim: Simulation):
 
 
 def _band(ax, x, mean, se, colour, label):
-    ax.plot(x, mean, color=colour, lw=1.5, label=label + " $\\pm$ 1, 3 s.e.")
+    ax.plot(x, mean, color=colour, lw=1.5, label=label + " (bands: 1 and 3 s.e.)")
     if np.all(np.isfinite(se)):
         ax.fill_between(x, mean - 3 * se, mean + 3 * se, color=colour, alpha=0.15)
         ax.fill_between(x, mean - se, mean + se, color=colour, alpha=0.3)
