@@ -143,13 +143,14 @@ def offsets(widths) -> tuple[np.ndarray, np.ndarray, int]:
 
 
 # -- dense reference -------------------------------------------------------------------
-def dense_forward(x, buffer, widths, table, keep):
-    """Logits, and with ``keep`` the hidden pre-activations and activations per layer."""
+def _forward(x, buffer, widths, table, keep, affine):
+    """Logits, and with ``keep`` the hidden pre-activations and activations per layer;
+    ``affine(a, w, b)`` computes a w + b."""
     hs, acts = [], []
     a = x
     layers = _views(buffer, widths)
     for i, (w, b) in enumerate(layers):
-        h = a @ w + b
+        h = affine(a, w, b)
         if i == len(layers) - 1:
             return h, (Trace(hs, acts) if keep else None)
         a = table.phi(h)
@@ -157,6 +158,15 @@ def dense_forward(x, buffer, widths, table, keep):
             hs.append(h)
             acts.append(a)
     raise AssertionError("unreachable")
+
+
+def _dense_affine(a, w, b):
+    return a @ w + b
+
+
+def dense_forward(x, buffer, widths, table, keep):
+    """Logits, and with ``keep`` the hidden pre-activations and activations per layer."""
+    return _forward(x, buffer, widths, table, keep, _dense_affine)
 
 
 def dense_backward(x, buffer, widths, table, trace, g, grad):
@@ -178,23 +188,15 @@ def dense_backward(x, buffer, widths, table, trace, g, grad):
 NUMPY_DENSE_ABOVE = 0.5
 
 
+def _sparse_affine(a, w, b):
+    active = np.flatnonzero(a.any(axis=0)) if a.shape[0] > 1 else np.flatnonzero(a[0])
+    if active.size <= NUMPY_DENSE_ABOVE * a.shape[1]:
+        return a[:, active] @ w[active] + b  # only the rows of active units are read
+    return a @ w + b
+
+
 def numpy_forward(x, buffer, widths, table, keep):
-    hs, acts = [], []
-    a = x
-    layers = _views(buffer, widths)
-    for i, (w, b) in enumerate(layers):
-        active = np.flatnonzero(a.any(axis=0)) if a.shape[0] > 1 else np.flatnonzero(a[0])
-        if active.size <= NUMPY_DENSE_ABOVE * a.shape[1]:
-            h = a[:, active] @ w[active] + b  # only the rows of active units are read
-        else:
-            h = a @ w + b
-        if i == len(layers) - 1:
-            return h, (Trace(hs, acts) if keep else None)
-        a = table.phi(h)
-        if keep:
-            hs.append(h)
-            acts.append(a)
-    raise AssertionError("unreachable")
+    return _forward(x, buffer, widths, table, keep, _sparse_affine)
 
 
 def numpy_backward(x, buffer, widths, table, trace, g, grad):
