@@ -71,7 +71,7 @@ def default_backend() -> str:
 
 
 def _check_backend(backend, name="backend") -> str:
-    if backend not in BACKENDS:
+    if not isinstance(backend, str) or backend not in BACKENDS:
         raise ParameterError(f"{name} = {backend!r} is not one of {', '.join(BACKENDS)}")
     if backend == "auto":
         return default_backend()
@@ -86,20 +86,24 @@ def _check_int(value, name, lo, hi) -> int:
     return int(value)
 
 
-def _check_positive(value, name) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError, OverflowError):
-        v = math.nan
-    if isinstance(value, bool) or not (math.isfinite(v) and 0 < v <= 1e30):
-        raise ParameterError(f"{name} = {value!r} is out of range: must be a finite number in (0, 1e30]")
+def _check_positive(value, name, lo=0.0, hi=1e30) -> float:
+    """A finite real number in (lo, hi] (bools, numpy ones too, are not numbers here)."""
+    v = math.nan
+    if not isinstance(value, (bool, np.bool_)):  # decimal strings are numbers, as in the core
+        try:
+            v = float(value)
+        except (TypeError, ValueError, OverflowError):
+            pass
+    if not (math.isfinite(v) and lo < v <= hi):
+        raise ParameterError(f"{name} = {value!r} is out of range: must be a finite number in "
+                             f"({lo:g}, {hi:g}]")
     return v
 
 
 def _check_dtype(dtype) -> np.dtype:
     try:
         dt = None if dtype is None else np.dtype(dtype)  # np.dtype(None) would be float64
-    except TypeError:
+    except Exception:  # noqa: BLE001 - numpy raises TypeError, ValueError or SyntaxError
         dt = None
     if dt is None or dt not in (np.dtype(np.float32), np.dtype(np.float64)):  # dtype == None is float64
         raise ParameterError(f"dtype = {dtype!r} is not supported: must be float32 or float64")
@@ -113,13 +117,17 @@ def normalise_inputs(x) -> np.ndarray:
     >>> normalise_inputs([[3.0, 4.0]])
     array([[0.84852814, 1.13137085]])
     """
-    x = np.array(x, dtype=float, ndmin=2)
+    try:
+        x = np.array(x, dtype=float, ndmin=2)
+    except (TypeError, ValueError, OverflowError):
+        raise ParameterError("inputs must be a real (batch, dim) array of numbers") from None
     if x.ndim != 2 or x.shape[1] == 0 or not np.all(np.isfinite(x)):
         raise ParameterError("inputs must be a finite (batch, dim) array")
-    ms = np.mean(x * x, axis=1, keepdims=True)
-    if np.any(ms == 0):
+    scale = np.max(np.abs(x), axis=1, keepdims=True)  # x * x would over- or underflow
+    if np.any(scale == 0):
         raise ParameterError("inputs: a row is all zeros and cannot be normalised")
-    return x / np.sqrt(ms)
+    y = x / scale
+    return y / np.sqrt(np.mean(y * y, axis=1, keepdims=True))
 
 
 def cross_entropy(logits, labels) -> tuple[float, np.ndarray]:
@@ -205,10 +213,13 @@ class MLP:
         first = sw2
         if q_star is not None:
             q = _check_positive(q_star, "q_star")
-            ms = _check_positive(input_mean_square, "input_mean_square")
+            ms = _check_positive(input_mean_square, "input_mean_square", 1e-30)
             if not q > sb2:
                 raise ParameterError(f"q_star = {q} must exceed sigma_b2 = {sb2} to match the first layer")
             first = (q - sb2) / ms
+        if not math.sqrt(first) * 100 < float(np.finfo(dt).max):  # the weights' scale
+            raise ParameterError(f"first_sigma_w2 = (q_star - sigma_b2) / input_mean_square = {first:.3g} "
+                                 f"is too large for {dt}: raise input_mean_square")
         rng = np.random.default_rng(seed)
         buffer = np.empty(size, dtype=dt)
         net = cls._from_buffer(init, widths, buffer, sw2, sb2, first, seed)
@@ -266,14 +277,18 @@ class MLP:
         if arr.ndim != 2 or arr.shape[1] != self.widths[0] or arr.shape[0] == 0:
             raise ParameterError(f"inputs must have shape (batch, {self.widths[0]}) with batch >= 1, "
                                  f"got {np.shape(x)}")
-        arr = np.ascontiguousarray(arr, dtype=self.dtype)
+        with _quiet():  # float64 beyond float32's range: reported below
+            arr = np.ascontiguousarray(arr, dtype=self.dtype)
         if not np.all(np.isfinite(arr)):
             raise ParameterError("inputs contain NaN or infinity (after conversion to "
                                  f"{self.dtype}): they must be finite")
         return arr
 
     def _labels(self, labels, batch) -> np.ndarray:
-        arr = np.asarray(labels)
+        try:
+            arr = np.asarray(labels)
+        except (TypeError, ValueError):
+            raise ParameterError(f"labels must be {batch} integers in [0, {self.widths[-1] - 1}]") from None
         if arr.ndim == 0:
             arr = arr[None]
         if arr.dtype.kind not in "iu" or arr.shape != (batch,):
@@ -282,44 +297,82 @@ class MLP:
             raise ParameterError(f"labels must lie in [0, {self.widths[-1] - 1}]")
         return arr.astype(np.intp)
 
+    def _overflowed(self, what):
+        return ParameterError(f"the {what} overflowed ({self.dtype}): inputs or weights too large "
+                              "for the network (a diverging initialisation, or a learning rate too "
+                              "large); use smaller ones, or float64")
+
     def forward(self, x, *, backend: str = "auto") -> np.ndarray:
-        """The logits, (batch, outputs), for inputs (batch, input_dim) or (input_dim,)."""
+        """The logits, (batch, outputs), for inputs (batch, input_dim) or (input_dim,).
+        A pass that overflows raises ParameterError rather than returning inf or NaN."""
         x = self._inputs(x)
-        logits, _ = _FORWARD[_check_backend(backend)](x, self.buffer, self.widths, self.table(), False)
+        with _quiet():  # an overflow is detected below, and reported once
+            logits, _ = _FORWARD[_check_backend(backend)](x, self.buffer, self.widths, self.table(), False)
+        if not np.all(np.isfinite(logits)):
+            raise self._overflowed("forward pass")
         return logits
 
-    def trace(self, x, *, backend: str = "auto") -> tuple[np.ndarray, K.Trace]:
-        """The logits and, per hidden layer, the pre-activations and activations."""
+    def trace(self, x, *, backend: str = "auto", finite: bool = True) -> tuple[np.ndarray, K.Trace]:
+        """The logits and, per hidden layer, the pre-activations and activations.
+        ``finite=False`` returns a pass that overflowed as it is (inf and NaN included),
+        for a study of diverging networks (:func:`meanfield.nn.simulate`)."""
         x = self._inputs(x)
-        return _FORWARD[_check_backend(backend)](x, self.buffer, self.widths, self.table(), True)
+        with _quiet():
+            logits, trace = _FORWARD[_check_backend(backend)](x, self.buffer, self.widths, self.table(), True)
+        if finite is not False and not np.all(np.isfinite(logits)):
+            raise self._overflowed("forward pass")
+        return logits, trace
 
-    def gradients(self, x, labels, *, backend: str = "auto", out: np.ndarray | None = None) -> Gradients:
+    def _check_out(self, out, name):
+        if out is None:
+            return np.empty_like(self.buffer)
+        if (not isinstance(out, np.ndarray) or out.shape != self.buffer.shape
+                or out.dtype != self.dtype or not out.flags.writeable):
+            raise ParameterError(f"{name} must be a writeable {self.dtype} array of shape {self.buffer.shape}")
+        if np.may_share_memory(out, self.buffer):
+            raise ParameterError(f"{name} shares memory with the parameters: it must be a separate array")
+        return out
+
+    def gradients(self, x, labels, *, backend: str = "auto", out: np.ndarray | None = None,
+                  _name: str = "out") -> Gradients:
         """Mean cross-entropy of the batch and its gradient with respect to every
         parameter (backpropagation through the sparse pass of ``backend``); ``out``: a
         buffer to write the gradient into (same shape and dtype as ``buffer``)."""
         backend = _check_backend(backend)
         x = self._inputs(x)
         labels = self._labels(labels, x.shape[0])
+        out = self._check_out(out, _name)
         table = self.table()
-        logits, trace = _FORWARD[backend](x, self.buffer, self.widths, table, True)
+        with _quiet():
+            logits, trace = _FORWARD[backend](x, self.buffer, self.widths, table, True)
+        if not np.all(np.isfinite(logits)):
+            raise self._overflowed("forward pass")
         loss, g = cross_entropy(logits, labels)
-        if out is None:
-            out = np.empty_like(self.buffer)
-        elif out.shape != self.buffer.shape or out.dtype != self.dtype:
-            raise ParameterError(f"out must be a {self.dtype} array of shape {self.buffer.shape}")
-        _BACKWARD[backend](x, self.buffer, self.widths, table, trace, g, out)
+        with _quiet():
+            _BACKWARD[backend](x, self.buffer, self.widths, table, trace, g, out)
+        if not np.all(np.isfinite(out)):
+            raise self._overflowed("backward pass")
         views = K._views(out, self.widths)
         return Gradients(loss, out, tuple(w for w, _ in views), tuple(b for _, b in views))
 
     def sgd_step(self, x, labels, learning_rate, *, backend: str = "auto",
                  scratch: np.ndarray | None = None) -> float:
-        """One step of plain SGD in place; returns the batch loss before the step."""
+        """One step of plain SGD in place; returns the batch loss before the step. A step
+        that would make a parameter overflow raises ParameterError and changes nothing."""
         lr = _check_positive(learning_rate, "learning_rate")
-        grads = self.gradients(x, labels, backend=backend, out=scratch)
-        np.multiply(grads.buffer, -lr, out=grads.buffer)
-        np.add(self.buffer, grads.buffer, out=self.buffer)
+        grads = self.gradients(x, labels, backend=backend, out=scratch, _name="scratch")
+        step = grads.buffer
+        with _quiet():
+            np.multiply(step, -lr, out=step)
+            np.add(step, self.buffer, out=step)  # the new parameters, checked before they are kept
+        if not np.all(np.isfinite(step)):
+            raise self._overflowed("SGD step")
+        self.buffer[...] = step
         return grads.loss
 
+
+def _quiet():
+    return np.errstate(over="ignore", invalid="ignore")
 
 _TABLES: dict = {}
 

@@ -316,7 +316,7 @@ def _one_seed(init, q_star, q_first, width, depth, inputs, dtype, backend, jacob
                          dtype=dtype, seed=seed)
     mean_square = (q_first - net.sigma_b2) / net.first_sigma_w2
     x = _circle_inputs(inputs, width, mean_square, np.random.default_rng([seed, 1]))
-    _, trace = net.trace(x, backend=backend)
+    _, trace = net.trace(x, backend=backend, finite=False)  # a runaway network may overflow
     pre = np.stack(trace.pre).astype(np.float64)           # (depth, inputs, width)
     with np.errstate(over="ignore", invalid="ignore"):
         q = np.mean(pre * pre, axis=(1, 2))
