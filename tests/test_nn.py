@@ -168,7 +168,8 @@ def reference_pass(net, x, labels):
         lse = top + math.log(math.fsum(math.exp(v - top) for v in z))
         losses.append(lse - z[labels[s]])
         p = np.exp(z - lse)
-        p[labels[s]] -= 1.0
+        p[labels[s]] = 0.0
+        p[labels[s]] = -math.fsum(p)  # p_label - 1 without cancellation
         dlogits[s] = p / batch
     dphi = [act.derivative(h, **params) for h in pre]
     gw = [np.zeros_like(w) for w, _ in layers]
@@ -1169,3 +1170,14 @@ def test_normalise_inputs_gives_mean_square_one(dim, rows, data):
     for r, row in zip(ratio, x):  # each row is scaled by one positive factor
         nz = r[row != 0]
         assert np.all(nz > 0) and np.allclose(nz, nz[0], rtol=1e-13)
+
+
+def test_cross_entropy_gradient_of_a_confident_prediction():
+    """dL/dz_label = p_label - 1 = -sum of the other classes, to full relative precision
+    even when p_label rounds to 1 (a subtraction from 1 would give 0 or 1e-16 noise)."""
+    from meanfield.nn import cross_entropy
+    z = np.array([[40.0, 0.0, -3.0]])
+    loss, g = cross_entropy(z, np.array([0]))
+    others = np.exp(0.0 - 40) + np.exp(-3.0 - 40)
+    assert g[0, 0] == pytest.approx(-others / (1 + others), rel=1e-14)
+    assert loss == pytest.approx(math.log1p(others), rel=1e-14)

@@ -138,7 +138,10 @@ def cross_entropy(logits, labels) -> tuple[float, np.ndarray]:
     batch = z.shape[0]
     loss = float(np.mean(logsum - z[np.arange(batch), labels]))
     p = np.exp(z - logsum[:, None])
-    p[np.arange(batch), labels] -= 1.0
+    rows = np.arange(batch)
+    p[rows, labels] = 0.0
+    # p_label - 1 as minus the other classes' mass: no cancellation for a confident p_label
+    p[rows, labels] = -p.sum(axis=1)
     return loss, (p / batch).astype(logits.dtype)
 
 
