@@ -372,12 +372,36 @@ def _delta_kernel(params, woff, widths, ends, dcoef, trace_h, toff, gtrace, goff
                     out[k] = 0
                 if n == 0:
                     continue
+                if 4 * n < n_out:  # few live deltas: gather them
+                    for t in range(m):
+                        k = kidx[t]
+                        wk = w[k]
+                        acc = wk[gidx[0]] * gval[0]
+                        for u in range(1, n):
+                            acc += wk[gidx[u]] * gval[u]
+                        out[k] = acc * dval[t]
+                    continue
+                # else a contiguous dot product per live row, in 8 independent partial sums
+                # (a gather per term costs more than the zeros it skips)
                 for t in range(m):
                     k = kidx[t]
                     wk = w[k]
-                    acc = wk[gidx[0]] * gval[0]
-                    for u in range(1, n):
-                        acc += wk[gidx[u]] * gval[u]
+                    a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = wk[0] * 0
+                    j = 0
+                    while j + 8 <= n_out:
+                        a0 += wk[j] * g[j]
+                        a1 += wk[j + 1] * g[j + 1]
+                        a2 += wk[j + 2] * g[j + 2]
+                        a3 += wk[j + 3] * g[j + 3]
+                        a4 += wk[j + 4] * g[j + 4]
+                        a5 += wk[j + 5] * g[j + 5]
+                        a6 += wk[j + 6] * g[j + 6]
+                        a7 += wk[j + 7] * g[j + 7]
+                        j += 8
+                    acc = ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7))
+                    while j < n_out:
+                        acc += wk[j] * g[j]
+                        j += 1
                     out[k] = acc * dval[t]
 
 

@@ -216,7 +216,7 @@ class MLP:
         first = sw2
         if q_star is not None:
             q = _check_positive(q_star, "q_star")
-            ms = _check_positive(input_mean_square, "input_mean_square", 1e-30)
+            ms = _check_positive(input_mean_square, "input_mean_square")
             if not q > sb2:
                 raise ParameterError(f"q_star = {q} must exceed sigma_b2 = {sb2} to match the first layer")
             first = (q - sb2) / ms
