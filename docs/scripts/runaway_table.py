@@ -12,7 +12,7 @@ from meanfield.nn import simulate
 ROWS = [(act, s, None) for act in ("relu", "st") for s in ("0.6", "0.7", "0.8", "0.85", "0.9")]
 ROWS += [("crelu", "0.85", "0.9"), ("cst", "0.85", "0.9"), ("crelu", "0.85", "0.7"), ("cst", "0.85", "0.7")]
 
-print("| activation | s | V'(q*) target | kind of q* | networks run away | finite-width model |")
+print("| activation (EoC, q* = 1) | s | V'(q*) target | kind of q* | networks run away | finite-width model |")
 print("|---|---|---|---|---|---|")
 for act, s, v_prime in ROWS:
     sol = mf.eoc_parameters(act, sparsity=s, v_prime=v_prime, digits=20)
