@@ -462,9 +462,12 @@ def simulation_figure(sim: Simulation):
         ax.plot(layers, np.nanmedian(finite, axis=0), color="C0", lw=1.5, label="simulation, median")
     else:
         _band(ax, layers, mean, se, "C0", "simulation, mean")
-    ax.fill_between(layers, sim.theory.q_band[0], sim.theory.q_band[2], color="C1", alpha=0.2,
+    # the model's paths stop at the level where they have run away for good: not drawn
+    band = np.where(sim.theory.q_band < 0.5 * _FROZEN * RUNAWAY_FACTOR * sim.q_star,
+                    sim.theory.q_band, np.nan)
+    ax.fill_between(layers, band[0], band[2], color="C1", alpha=0.2,
                     label="finite-width theory, 10-90%")
-    ax.plot(layers, sim.theory.q_band[1], color="C1", lw=1, label="finite-width theory, median")
+    ax.plot(layers, band[1], color="C1", lw=1, label="finite-width theory, median")
     ax.plot(layers, sim.theory.q, color="k", lw=1.5, ls="--", label="mean-field theory V(q)")
     ax.plot([], [], color="0.75", lw=0.6, label="one seed")
     if log:
