@@ -266,8 +266,8 @@ def test_simulate_rejects_hostile_arguments(name, value):
         return  # None: the solution's own q*
     if name == "q_first" and (value is None or (isinstance(value, int) and value >= 10**9)):
         return  # the default, or a valid (large) starting variance
-    if name == "jobs" and value is None:
-        return
+    if name == "jobs" and (value is None or (value == -1 and not isinstance(value, bool))):
+        return  # joblib's default, or every core
     if name == "jacobian" and isinstance(value, bool):
         return
     kw[name] = value
