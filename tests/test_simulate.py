@@ -184,14 +184,16 @@ def test_fourth_moment_closed_form_against_quadrature(act, tau, m, alpha, q):
        v_prime=st.sampled_from(["0.3", "0.5", "0.7"]), q_first=st.floats(0.5, 4))
 def test_property_stable_eoc_tracks_the_theory(act, s, v_prime, q_first):
     """Random stable EoC configurations and starting variances, width 500, depth 10,
-    8 networks: q^l and sparsity within 4 standard errors of the theory."""
+    16 networks: q^l and sparsity within 4.5 standard errors of the theory at every layer
+    (with the theory exact, a layer's |t| with 15 degrees of freedom passes 4.5 with
+    probability 4e-4: under 1% for the 20 comparisons of one example)."""
     sol = eoc(act, s, v_prime)
     if not q_first > float(sol.sigma_b2):
         return
-    sim = simulate(sol, width=500, depth=10, inputs=2, seeds=8, q_first=q_first,
+    sim = simulate(sol, width=500, depth=10, inputs=2, seeds=16, q_first=q_first,
                    jacobian=False, correlations=False, progress=False)
     for name in ("q", "sparsity"):
-        assert np.max(np.abs(sim.z_scores(name))) < 4, name
+        assert np.max(np.abs(sim.z_scores(name))) < 4.5, name
 
 
 # -- reproducibility, journals, output ----------------------------------------------------
