@@ -39,6 +39,7 @@ The tests at the end (section "regressions") each showed a bug, since fixed.
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import math
 import time
 from decimal import Decimal
@@ -57,6 +58,7 @@ from meanfield.eoc import eoc_parameters
 from meanfield.errors import ParameterError
 from meanfield.maps import Initialisation
 from meanfield.nn import MLP, available_backends, normalise_inputs
+from meanfield.nn import _kernels as K
 from meanfield.nn import mlp as mlp_module
 
 HAVE_NUMBA = importlib.util.find_spec("numba") is not None
@@ -983,6 +985,94 @@ def test_sgd_training_float32_with_scratch(backend, name):
     assert all(math.isfinite(v) for v in losses)
     assert final < 0.7 * losses[0], (losses[0], final)
     assert sum(b < a for a, b in zip(losses, losses[1:])) >= 25  # (nearly) monotone
+
+
+NUMBA_ONLY = pytest.mark.skipif(not HAVE_NUMBA, reason="numba is not installed")
+
+
+def buffered_step(net, x, labels, lr):
+    """What one SGD step must give: parameters - lr * gradient (the gradient of the same
+    backend), or None where a parameter would overflow."""
+    g = net.gradients(x, labels, backend="numba").buffer
+    with np.errstate(over="ignore", invalid="ignore"):
+        new = g * net.dtype.type(-lr) + net.buffer
+    return new if np.all(np.isfinite(new)) else None
+
+
+@NUMBA_ONLY
+@settings(max_examples=examples(40))
+@given(case=cases(max_depth=5, max_width=40, max_input=30), lr=st.floats(1e-4, 1.0))
+def test_fused_numba_step_equals_the_buffered_step(case, lr):
+    """The numba step applies each row of dW as it forms it (no gradient buffer, threads
+    over blocks of rows from batch 16): bit for bit parameters - lr * gradient."""
+    net, x, labels = case
+    expected = buffered_step(net, x, labels, lr)
+    assume(expected is not None)
+    loss = net.sgd_step(x, labels, lr, backend="numba")
+    np.testing.assert_array_equal(net.buffer, expected)
+    assert loss == net.gradients(x, labels, backend="dense").loss or math.isfinite(loss)
+
+
+@NUMBA_ONLY
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("batch", [3, 24])
+def test_fused_step_near_overflow_changes_nothing_or_matches(dtype, batch):
+    """Learning rates up to 1e30 and inputs up to near overflow: the fused step either
+    proves it cannot overflow and applies it, or hands it to the buffered path; either way
+    the result is parameters - lr * gradient, or a ParameterError with the parameters
+    untouched."""
+    base = MLP.initialise(eoc("relu"), width=20, depth=3, input_dim=6, outputs=3, dtype=dtype, seed=2)
+    x0 = normalise_inputs(np.random.default_rng(batch).standard_normal((batch, 6)))
+    labels = np.arange(batch) % 3
+    outcomes = set()
+    scales = (1.0, 1e4, 1e8, 1e12) + ((1e40, 1e150, 1e250, 1e300) if dtype == "float64" else ())
+    for scale, lr in itertools.product(scales, (1e-3, 1e10, 1e20, 1e30)):
+        net, x = base.copy(), x0 * scale
+        try:
+            expected = buffered_step(net, x, labels, lr)
+        except ParameterError:  # the forward or backward pass itself overflows
+            expected = None
+        before = net.buffer.copy()
+        if expected is None:
+            with pytest.raises(ParameterError, match="overflow"):
+                net.sgd_step(x, labels, lr, backend="numba")
+            np.testing.assert_array_equal(net.buffer, before)
+            outcomes.add("raised")
+        else:
+            net.sgd_step(x, labels, lr, backend="numba")
+            np.testing.assert_array_equal(net.buffer, expected)
+            outcomes.add("stepped")
+    assert outcomes == {"raised", "stepped"}  # both branches were exercised
+
+
+@NUMBA_ONLY
+def test_fused_step_with_a_huge_parameter_takes_the_checked_path():
+    """A parameter near the largest float in a row no sample uses: the bound cannot prove
+    the step safe, so the buffered path decides (here: the step is fine)."""
+    net = MLP.initialise(eoc("cst"), width=20, depth=3, input_dim=6, outputs=3, dtype="float32", seed=2)
+    x = normalise_inputs(np.random.default_rng(0).standard_normal((20, 6)))
+    x[:, 0] = 0.0  # input 0 is inactive in every sample: row 0 of W^0 gets no gradient
+    net.weights[0][0, 0] = np.finfo(np.float32).max
+    labels = np.arange(20) % 3
+    expected = buffered_step(net, x, labels, 1e-2)
+    net.sgd_step(x, labels, 1e-2, backend="numba")
+    np.testing.assert_array_equal(net.buffer, expected)
+
+
+@NUMBA_ONLY
+@settings(max_examples=examples(60))
+@given(data=st.data(), dtype=st.sampled_from([np.float32, np.float64]),
+       size=st.one_of(st.integers(1, 100), st.integers((1 << 20) - 2, (1 << 20) + 40)))
+def test_max_abs_matches_numpy(data, dtype, size):
+    """The integer scan of |x| (threads from 2^20 entries) against numpy, with
+    infinities, NaN, signed zeros and subnormals placed at random."""
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32)))
+    a = (rng.standard_normal(size) * 10.0 ** rng.integers(-300 if dtype is np.float64 else -40, 30, size)).astype(dtype)
+    for _ in range(data.draw(st.integers(0, 3))):
+        a[rng.integers(size)] = data.draw(st.sampled_from([np.inf, -np.inf, np.nan, -0.0, 5e-324, -1e-45]))
+    expected = float(np.max(np.abs(a)))
+    got = K.max_abs(a)
+    assert got == (expected if math.isfinite(expected) else math.inf)
 
 
 # == regressions: bugs these tests found, fixed ==================================

@@ -40,6 +40,9 @@ passed to a kernel as one array; gradients use the same layout.
 
 from __future__ import annotations
 
+import concurrent.futures
+import math
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -227,12 +230,14 @@ def numpy_backward(x, buffer, widths, table, trace, g, grad):
 
 
 # -- compiled (numba) ------------------------------------------------------------------
-# Each kernel is one Python source compiled twice: serially (small batches, where starting
-# threads costs more than it saves) and with ``prange`` over ``nchunks`` blocks of work.
-# A parallel kernel is one parallel region with no barrier inside: the forward and the
-# delta pass give each thread its own samples for the whole depth, the weight-gradient
-# pass gives each thread every nchunks-th row of dW.  (A region per layer costs a barrier
-# per layer, which is what a busy second core turns into milliseconds.)
+# Each kernel is compiled once, serially, and takes ``(c, nchunks)``: it does the c-th of
+# nchunks shares of the work, and :func:`_run` calls the shares from as many threads at
+# once (the kernels release the GIL).  numba's own ``parallel=True`` compiles a ``prange``
+# body into a gufunc whose inner loops vectorise worse: measured 1.6x slower per thread
+# here, which made two threads slower than one.  The forward and the delta pass give each
+# thread its own samples for the whole depth (no barrier per layer: a busy second core
+# slows a call down instead of stalling it at every layer); the weight pass gives thread
+# c the blocks of rows c, c + nchunks, ...
 
 def _act(coef, ends, h):
     """phi(h) (or phi'(h) with the derivative's coefficients): the piece index without a
@@ -246,251 +251,316 @@ def _act(coef, ends, h):
     return v
 
 
-def _forward_kernel(x, params, woff, boff, widths, ends, coef, lin, first, last, bufs, logits,
-                    trace_h, trace_a, toff, keep, counts, nchunks):
-    """Layers ``first .. last-1``; the input of layer l is ``x`` (l = 0) or
-    ``bufs[l % 2]``; the output of the last layer goes to ``logits``.  ``lin``: for a
-    piecewise-linear phi with at most 4 breakpoints, row i = (slope, intercept, lower end)
-    of piece i (ends padded with +inf), else empty."""
+def _forward_kernel(x, params, woff, boff, widths, ends, coef, dcoef, lin, first, last, bufs,
+                    logits, trace_h, trace_a, trace_d, toff, keep, counts, c, nchunks):
+    """Layers ``first .. last-1`` for samples ``c * batch // nchunks ..``; the input of
+    layer l is ``x`` (l = 0) or ``bufs[l % 2]``; the output of the last layer goes to
+    ``logits``.  ``keep``: 0 keeps nothing, 1 keeps h (``trace_h``) and phi(h)
+    (``trace_a``), 2 keeps phi(h) and phi'(h) (``trace_d``, what backpropagation needs).
+    ``lin``: for a piecewise-linear phi with at most 4 breakpoints, row i = (slope,
+    intercept, lower end, phi') of piece i (ends padded with +inf), else empty."""
     batch = x.shape[0]
     layers = widths.shape[0] - 1
     nmax = 1
     for l in range(first, last + 1):
         nmax = max(nmax, widths[l])
     fast = lin.shape[0] == 5
-    lz = lin if fast else np.zeros((5, 3), dtype=lin.dtype)
+    lz = lin if fast else np.zeros((5, 4), dtype=lin.dtype)
     m0, m1, m2, m3, m4 = lz[0, 0], lz[1, 0], lz[2, 0], lz[3, 0], lz[4, 0]  # slopes
     c0, c1, c2, c3, c4 = lz[0, 1], lz[1, 1], lz[2, 1], lz[3, 1], lz[4, 1]  # intercepts
     e1, e2, e3, e4 = lz[1, 2], lz[2, 2], lz[3, 2], lz[4, 2]
-    for c in numba.prange(nchunks):
-        s0 = c * batch // nchunks
-        s1 = (c + 1) * batch // nchunks
-        idx = np.empty(nmax, dtype=np.int64)
-        piece = np.empty(nmax, dtype=np.int32)
-        for l in range(first, last):
-            n_in = widths[l]
-            n_out = widths[l + 1]
-            w = params[woff[l]:woff[l] + n_in * n_out].reshape((n_in, n_out))
-            b = params[boff[l]:boff[l] + n_out]
-            src_buf = bufs[l % 2]
-            dst_buf = bufs[(l + 1) % 2]
-            for s in range(s0, s1):
-                src = x[s] if l == 0 else src_buf[s]
-                n = 0
-                for k in range(n_in):  # branchless compaction of the active units
-                    idx[n] = k
-                    n += src[k] != 0
-                counts[l, s] = n
-                row = dst_buf[s]
+    d0, d1, d2, d3, d4 = lz[0, 3], lz[1, 3], lz[2, 3], lz[3, 3], lz[4, 3]  # phi'
+    s0 = c * batch // nchunks
+    s1 = (c + 1) * batch // nchunks
+    idx = np.empty(nmax, dtype=np.int64)
+    piece = np.empty(nmax, dtype=np.int32)
+    for l in range(first, last):
+        n_in = widths[l]
+        n_out = widths[l + 1]
+        w = params[woff[l]:woff[l] + n_in * n_out].reshape((n_in, n_out))
+        b = params[boff[l]:boff[l] + n_out]
+        src_buf = bufs[l % 2]
+        dst_buf = bufs[(l + 1) % 2]
+        for s in range(s0, s1):
+            src = x[s] if l == 0 else src_buf[s]
+            n = 0
+            for k in range(n_in):  # branchless compaction of the active units
+                idx[n] = k
+                n += src[k] != 0
+            counts[l, s] = n
+            row = dst_buf[s]
+            for j in range(n_out):
+                row[j] = b[j]
+            t = 0
+            while t + 4 <= n:  # four weight rows per pass over the accumulator,
+                # summed in the order of k (as a matrix product would)
+                k0, k1, k2, k3 = idx[t], idx[t + 1], idx[t + 2], idx[t + 3]
+                v0, v1, v2, v3 = src[k0], src[k1], src[k2], src[k3]
+                w0, w1, w2, w3 = w[k0], w[k1], w[k2], w[k3]
                 for j in range(n_out):
-                    row[j] = b[j]
-                t = 0
-                while t + 4 <= n:  # four weight rows per pass over the accumulator,
-                    # summed in the order of k as before (and as a matrix product would)
-                    k0, k1, k2, k3 = idx[t], idx[t + 1], idx[t + 2], idx[t + 3]
-                    v0, v1, v2, v3 = src[k0], src[k1], src[k2], src[k3]
-                    w0, w1, w2, w3 = w[k0], w[k1], w[k2], w[k3]
-                    for j in range(n_out):
-                        row[j] = (((row[j] + v0 * w0[j]) + v1 * w1[j]) + v2 * w2[j]) + v3 * w3[j]
-                    t += 4
-                while t < n:
-                    k0 = idx[t]
-                    v0 = src[k0]
-                    w0 = w[k0]
-                    for j in range(n_out):
-                        row[j] += v0 * w0[j]
-                    t += 1
-                if l == layers - 1:
-                    for j in range(n_out):
-                        logits[s, j] = row[j]
-                    continue
-                base = toff[l] + s * n_out
-                if keep:
-                    for j in range(n_out):
-                        trace_h[base + j] = row[j]
-                if fast:  # piecewise linear with at most 4 breakpoints: selects only
+                    row[j] = (((row[j] + v0 * w0[j]) + v1 * w1[j]) + v2 * w2[j]) + v3 * w3[j]
+                t += 4
+            while t < n:
+                k0 = idx[t]
+                v0 = src[k0]
+                w0 = w[k0]
+                for j in range(n_out):
+                    row[j] += v0 * w0[j]
+                t += 1
+            if l == layers - 1:
+                for j in range(n_out):
+                    logits[s, j] = row[j]
+                continue
+            base = toff[l] + s * n_out
+            if keep == 1:
+                for j in range(n_out):
+                    trace_h[base + j] = row[j]
+            if fast:  # piecewise linear with at most 4 breakpoints: selects only
+                if keep == 2:
                     for j in range(n_out):
                         h = row[j]
                         u1 = h > e1
                         u2 = h > e2
                         u3 = h > e3
                         u4 = h > e4
-                        sl = m4 if u4 else (m3 if u3 else (m2 if u2 else (m1 if u1 else m0)))
-                        ic = c4 if u4 else (c3 if u3 else (c2 if u2 else (c1 if u1 else c0)))
-                        row[j] = sl * h + ic
-                else:  # piece by piece (an inner loop over breakpoints would not vectorise)
+                        trace_d[base + j] = d4 if u4 else (d3 if u3 else (d2 if u2 else (d1 if u1 else d0)))
+                for j in range(n_out):
+                    h = row[j]
+                    u1 = h > e1
+                    u2 = h > e2
+                    u3 = h > e3
+                    u4 = h > e4
+                    sl = m4 if u4 else (m3 if u3 else (m2 if u2 else (m1 if u1 else m0)))
+                    ic = c4 if u4 else (c3 if u3 else (c2 if u2 else (c1 if u1 else c0)))
+                    row[j] = sl * h + ic
+            else:  # piece by piece (an inner loop over breakpoints would not vectorise)
+                for j in range(n_out):
+                    piece[j] = 0
+                for e in range(ends.shape[0]):
+                    t_e = ends[e]
                     for j in range(n_out):
-                        piece[j] = 0
-                    for e in range(ends.shape[0]):
-                        t_e = ends[e]
-                        for j in range(n_out):
-                            piece[j] += row[j] > t_e
-                    for j in range(n_out):
-                        i = piece[j]
-                        h = row[j]
-                        v = coef[i, 0]
-                        for d in range(1, coef.shape[1]):
-                            v = v * h + coef[i, d]
-                        row[j] = v
-                if keep:
-                    for j in range(n_out):
-                        trace_a[base + j] = row[j]
+                        piece[j] += row[j] > t_e
+                for j in range(n_out):
+                    i = piece[j]
+                    h = row[j]
+                    if keep == 2:
+                        v = dcoef[i, 0]
+                        for d in range(1, dcoef.shape[1]):
+                            v = v * h + dcoef[i, d]
+                        trace_d[base + j] = v
+                    v = coef[i, 0]
+                    for d in range(1, coef.shape[1]):
+                        v = v * h + coef[i, d]
+                    row[j] = v
+            if keep != 0:
+                for j in range(n_out):
+                    trace_a[base + j] = row[j]
 
 
-def _delta_kernel(params, woff, widths, ends, dcoef, trace_h, toff, gtrace, goff, batch,
-                  nchunks):
+def _delta_kernel(params, woff, widths, trace_d, toff, gtrace, goff, batch, c, nchunks):
     """g^l = phi'(h^l) * (g^{l+1} W^l^T) for l = L-1 .. 1, each sample from its own
-    g^{l+1} (gtrace at goff[l]), only for the units with phi' != 0 and the j with g != 0."""
+    g^{l+1} (gtrace at goff[l]), only for the units with phi' != 0 (``trace_d``) and the j
+    with g != 0."""
     layers = widths.shape[0] - 1
     wmax = widths[1:].max()
-    for c in numba.prange(nchunks):
-        s0 = c * batch // nchunks
-        s1 = (c + 1) * batch // nchunks
-        gidx = np.empty(wmax, dtype=np.int64)
-        gval = np.empty(wmax, dtype=trace_h.dtype)
-        kidx = np.empty(wmax, dtype=np.int64)
-        dval = np.empty(wmax, dtype=trace_h.dtype)
-        for l in range(layers - 1, 0, -1):
-            n_in = widths[l]
-            n_out = widths[l + 1]
-            w = params[woff[l]:woff[l] + n_in * n_out].reshape((n_in, n_out))
-            for s in range(s0, s1):
-                g = gtrace[goff[l] + s * n_out:goff[l] + (s + 1) * n_out]
-                n = 0
-                for j in range(n_out):
-                    gidx[n] = j
-                    gval[n] = g[j]
-                    n += g[j] != 0
-                hb = toff[l - 1] + s * n_in
-                out = gtrace[goff[l - 1] + s * n_in:goff[l - 1] + (s + 1) * n_in]
-                m = 0
-                for k in range(n_in):  # units that can carry a gradient: phi'(h) != 0
-                    d = _act(dcoef, ends, trace_h[hb + k])
-                    kidx[m] = k
-                    dval[m] = d
-                    m += d != 0
-                    out[k] = 0
-                if n == 0:
-                    continue
-                if 4 * n < n_out:  # few live deltas: gather them
-                    for t in range(m):
-                        k = kidx[t]
-                        wk = w[k]
-                        acc = wk[gidx[0]] * gval[0]
-                        for u in range(1, n):
-                            acc += wk[gidx[u]] * gval[u]
-                        out[k] = acc * dval[t]
-                    continue
-                # else a contiguous dot product per live row, in 8 independent partial sums
-                # (a gather per term costs more than the zeros it skips)
+    s0 = c * batch // nchunks
+    s1 = (c + 1) * batch // nchunks
+    gidx = np.empty(wmax, dtype=np.int64)
+    gval = np.empty(wmax, dtype=trace_d.dtype)
+    kidx = np.empty(wmax, dtype=np.int64)
+    for l in range(layers - 1, 0, -1):
+        n_in = widths[l]
+        n_out = widths[l + 1]
+        w = params[woff[l]:woff[l] + n_in * n_out].reshape((n_in, n_out))
+        for s in range(s0, s1):
+            g = gtrace[goff[l] + s * n_out:goff[l] + (s + 1) * n_out]
+            n = 0
+            for j in range(n_out):
+                gidx[n] = j
+                gval[n] = g[j]
+                n += g[j] != 0
+            dd = trace_d[toff[l - 1] + s * n_in:toff[l - 1] + (s + 1) * n_in]
+            out = gtrace[goff[l - 1] + s * n_in:goff[l - 1] + (s + 1) * n_in]
+            m = 0
+            for k in range(n_in):  # units that can carry a gradient: phi'(h) != 0
+                kidx[m] = k
+                m += dd[k] != 0
+                out[k] = 0
+            if n == 0:
+                continue
+            if 4 * n < n_out:  # few live deltas: gather them
                 for t in range(m):
                     k = kidx[t]
                     wk = w[k]
-                    a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = wk[0] * 0
-                    j = 0
-                    while j + 8 <= n_out:
-                        a0 += wk[j] * g[j]
-                        a1 += wk[j + 1] * g[j + 1]
-                        a2 += wk[j + 2] * g[j + 2]
-                        a3 += wk[j + 3] * g[j + 3]
-                        a4 += wk[j + 4] * g[j + 4]
-                        a5 += wk[j + 5] * g[j + 5]
-                        a6 += wk[j + 6] * g[j + 6]
-                        a7 += wk[j + 7] * g[j + 7]
-                        j += 8
-                    acc = ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7))
-                    while j < n_out:
-                        acc += wk[j] * g[j]
-                        j += 1
-                    out[k] = acc * dval[t]
+                    acc = wk[gidx[0]] * gval[0]
+                    for u in range(1, n):
+                        acc += wk[gidx[u]] * gval[u]
+                    out[k] = acc * dd[k]
+                continue
+            # else a contiguous dot product per live row, in 8 independent partial sums
+            # (a gather per term costs more than the zeros it skips)
+            for t in range(m):
+                k = kidx[t]
+                wk = w[k]
+                a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = wk[0] * 0
+                j = 0
+                while j + 8 <= n_out:
+                    a0 += wk[j] * g[j]
+                    a1 += wk[j + 1] * g[j + 1]
+                    a2 += wk[j + 2] * g[j + 2]
+                    a3 += wk[j + 3] * g[j + 3]
+                    a4 += wk[j + 4] * g[j + 4]
+                    a5 += wk[j + 5] * g[j + 5]
+                    a6 += wk[j + 6] * g[j + 6]
+                    a7 += wk[j + 7] * g[j + 7]
+                    j += 8
+                acc = ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7))
+                while j < n_out:
+                    acc += wk[j] * g[j]
+                    j += 1
+                out[k] = acc * dd[k]
 
 
-def _weight_kernel(x, trace_a, toff, gtrace, goff, widths, woff, boff, grad, rows_l, rows_k,
-                   nchunks):
-    """dW^l[k, :] = sum_s a^l[s, k] g^{l+1}[s, :] over the samples with a^l[s, k] != 0, and
-    db^l = sum_s g^{l+1}[s, :] (rows with k = -1); thread c takes rows c, c + nchunks, ..."""
+#: Rows of dW a thread takes at a time in the weight pass (fewer cache lines shared).
+_ROW_BLOCK = 8
+
+
+def _weight_kernel(x, trace_a, toff, gtrace, goff, widths, woff, boff, out, rows_l, rows_k,
+                   nlr, update, c, nchunks):
+    """Row k of dW^l is sum_s a^l[s, k] g^{l+1}[s, :] over the samples with a^l[s, k] != 0
+    (rows with k = -1: db^l = sum_s g^{l+1}[s, :]).  ``update`` False: write it into
+    ``out`` (the gradient, flat); True: ``out`` is the parameters, and the row becomes
+    ``dW * nlr + out`` (SGD with nlr = -learning rate; rows with no active sample are left
+    alone).  Thread c takes the blocks of rows c, c + nchunks, ..."""
     batch = x.shape[0]
     nrows = rows_l.shape[0]
-    for c in numba.prange(nchunks):
-        sidx = np.empty(batch, dtype=np.int64)
-        sval = np.empty(batch, dtype=grad.dtype)
-        for r in range(c, nrows, nchunks):
+    sidx = np.empty(batch, dtype=np.int64)
+    sval = np.empty(batch, dtype=out.dtype)
+    acc = np.empty(widths[1:].max(), dtype=out.dtype)
+    for r0 in range(c * _ROW_BLOCK, nrows, nchunks * _ROW_BLOCK):
+        for r in range(r0, min(r0 + _ROW_BLOCK, nrows)):
             l = rows_l[r]
             k = rows_k[r]
             n_in = widths[l]
             n_out = widths[l + 1]
             g = gtrace[goff[l]:goff[l] + batch * n_out].reshape((batch, n_out))
             if k < 0:
-                out = grad[boff[l]:boff[l] + n_out]
+                dst = out[boff[l]:boff[l] + n_out]
                 for j in range(n_out):
-                    out[j] = 0
+                    acc[j] = 0
                 for s in range(batch):
                     gs = g[s]
                     for j in range(n_out):
-                        out[j] += gs[j]
-                continue
-            out = grad[woff[l] + k * n_out:woff[l] + (k + 1) * n_out]
-            n = 0
-            for s in range(batch):
-                v = x[s, k] if l == 0 else trace_a[toff[l - 1] + s * n_in + k]
-                sidx[n] = s
-                sval[n] = v
-                n += v != 0
-            for j in range(n_out):
-                out[j] = 0
-            t = 0
-            while t + 4 <= n:
-                v0, v1, v2, v3 = sval[t], sval[t + 1], sval[t + 2], sval[t + 3]
-                g0, g1, g2, g3 = g[sidx[t]], g[sidx[t + 1]], g[sidx[t + 2]], g[sidx[t + 3]]
+                        acc[j] += gs[j]
+            else:
+                dst = out[woff[l] + k * n_out:woff[l] + (k + 1) * n_out]
+                n = 0
+                for s in range(batch):
+                    v = x[s, k] if l == 0 else trace_a[toff[l - 1] + s * n_in + k]
+                    sidx[n] = s
+                    sval[n] = v
+                    n += v != 0
+                if update and n == 0:
+                    continue
                 for j in range(n_out):
-                    out[j] = (((out[j] + v0 * g0[j]) + v1 * g1[j]) + v2 * g2[j]) + v3 * g3[j]
-                t += 4
-            while t < n:
-                v0 = sval[t]
-                g0 = g[sidx[t]]
+                    acc[j] = 0
+                t = 0
+                while t + 4 <= n:
+                    v0, v1, v2, v3 = sval[t], sval[t + 1], sval[t + 2], sval[t + 3]
+                    g0, g1, g2, g3 = g[sidx[t]], g[sidx[t + 1]], g[sidx[t + 2]], g[sidx[t + 3]]
+                    for j in range(n_out):
+                        acc[j] = (((acc[j] + v0 * g0[j]) + v1 * g1[j]) + v2 * g2[j]) + v3 * g3[j]
+                    t += 4
+                while t < n:
+                    v0 = sval[t]
+                    g0 = g[sidx[t]]
+                    for j in range(n_out):
+                        acc[j] += v0 * g0[j]
+                    t += 1
+            if update:
                 for j in range(n_out):
-                    out[j] += v0 * g0[j]
-                t += 1
+                    dst[j] = acc[j] * nlr + dst[j]
+            else:
+                for j in range(n_out):
+                    dst[j] = acc[j]
+
+
+def _max_abs_kernel(bits, mask, out, c, nchunks):
+    """out[c] = the largest |v| of share c of an array of floats seen as unsigned integers
+    (``bits``): with the sign bit masked off, IEEE floats order as their bit patterns, and
+    inf and NaN lie above every finite value, so an integer maximum (exact, and it
+    vectorises) finds both the largest magnitude and any non-finite value."""
+    n = bits.shape[0]
+    part = bits[c * n // nchunks:(c + 1) * n // nchunks]  # (a loop over a slice vectorises,
+    mx = mask ^ mask  # one over i0..i1 did not; a literal 0 would make mx an int64)
+    for i in range(part.shape[0]):
+        v = part[i] & mask
+        if v > mx:
+            mx = v
+    out[c] = mx
 
 
 _COMPILED = {}
-_SOURCES = {"forward": _forward_kernel, "delta": _delta_kernel, "weight": _weight_kernel}
+_SOURCES = {"forward": _forward_kernel, "delta": _delta_kernel, "weight": _weight_kernel,
+            "max_abs": _max_abs_kernel}
 
 
-def _compiled(name: str, parallel: bool):
+def _compiled(name: str):
     """The numba kernel ``name``, compiled on first use (cached on disk by numba)."""
-    key = (name, parallel)
-    if key not in _COMPILED:
+    if name not in _COMPILED:
         opts = dict(cache=True, nogil=True, error_model="numpy", boundscheck=False)
         helpers = {"_act": numba.njit(inline="always", **opts)(_act)}
         source = _SOURCES[name]
         func = type(source)(source.__code__, {**source.__globals__, **helpers}, source.__name__)
-        # a distinct name per variant: numba's disk cache is indexed by qualified name
-        func.__qualname__ = f"{source.__qualname__}_{'parallel' if parallel else 'serial'}"
-        _COMPILED[key] = numba.njit(parallel=parallel, **opts)(func)
-    return _COMPILED[key]
+        _COMPILED[name] = numba.njit(**opts)(func)
+    return _COMPILED[name]
 
 
-#: Batches at least this large run on all numba threads (each thread its own samples).
+#: Batches at least this large are split over the threads (each thread its own samples).
 NUMBA_PARALLEL_FROM = 16
 #: Large batches: a layer whose inputs have a smaller zero fraction than this is computed
 #: by a BLAS matrix product instead (with 2 threads the dense product wins below ~0.7).
 NUMBA_SPARSE_FROM = 0.65
 
+_POOL = None
+_POOL_LOCK = threading.Lock()
+
+
+def _run(name, args, nchunks):
+    """``kernel(*args, c, nchunks)`` for c = 0 .. nchunks-1, share 0 in this thread and
+    the others in a pool of threads kept for the process."""
+    global _POOL
+    kernel = _compiled(name)
+    if nchunks == 1:
+        kernel(*args, 0, 1)
+        return
+    with _POOL_LOCK:
+        if _POOL is None or _POOL._max_workers < nchunks - 1:
+            _POOL = concurrent.futures.ThreadPoolExecutor(max_workers=nchunks - 1,
+                                                          thread_name_prefix="meanfield-nn")
+        pool = _POOL
+    futures = [pool.submit(kernel, *args, c, nchunks) for c in range(1, nchunks)]
+    try:
+        kernel(*args, 0, nchunks)
+    finally:
+        for f in futures:
+            f.result()
+
 
 def _linear(table):
-    """The (5, 3) table of the forward kernel's branch-free phi, or an empty one."""
+    """The (5, 4) table of the forward kernel's branch-free phi and phi', or an empty one."""
     lin = getattr(table, "_lin", None)
     if lin is None:
-        if table.coef.shape[1] == 2 and table.ends.shape[0] <= 4:
-            lin = np.zeros((5, 3), dtype=table.dtype)
+        if table.coef.shape[1] == 2 and table.ends.shape[0] <= 4 and table.dcoef.shape[1] == 1:
+            lin = np.zeros((5, 4), dtype=table.dtype)
             n = table.coef.shape[0]
             lin[:n, :2] = table.coef
-            lin[n:, :2] = table.coef[-1]  # never selected: their lower end is +inf
+            lin[:n, 3] = table.dcoef[:, 0]
+            lin[n:] = lin[n - 1]  # never selected: their lower end is +inf
             lin[:, 2] = np.inf
             lin[1:n, 2] = table.ends
         else:
-            lin = np.zeros((0, 3), dtype=table.dtype)
+            lin = np.zeros((0, 4), dtype=table.dtype)
         table._lin = lin
     return lin
 
@@ -516,51 +586,67 @@ def _layout(widths, batch):
 
 
 def _threads(batch):
-    return min(numba.get_num_threads(), batch) if batch >= NUMBA_PARALLEL_FROM else 1
+    """Threads for a batch: ``NUMBA_NUM_THREADS`` (every core unless that environment
+    variable says otherwise) from NUMBA_PARALLEL_FROM samples on, else 1."""
+    return min(numba.config.NUMBA_NUM_THREADS, batch) if batch >= NUMBA_PARALLEL_FROM else 1
+
+
+def _forward_into(x, buffer, widths, table, keep, trace_h, trace_a, trace_d, logits, counts,
+                  bufs):
+    """The compiled forward pass into the arrays given (``keep`` as in the kernel)."""
+    batch = x.shape[0]
+    layers = len(widths) - 1
+    woff, boff, widths_arr, toff, _ = _layout(widths, batch)
+    nchunks = _threads(batch)
+    args = (woff, boff, widths_arr, table.ends, table.coef, table.dcoef, _linear(table))
+    tail = (trace_h, trace_a, trace_d, toff, keep, counts)
+    if nchunks == 1:  # small batches: always sparse (at batch 1 it reads fewer rows)
+        _run("forward", (x, buffer, *args, 0, layers, bufs, logits, *tail), 1)
+        return
+    l = 0
+    layers_w = _views(buffer, widths)
+    while l < layers:
+        # the first layer is always ours: a BLAS call before our threads run leaves its
+        # workers spinning for work, on the cores our threads need (measured: it made the
+        # sparse layers after it 2-3x slower)
+        a = x if l == 0 else bufs[l % 2, :, :widths[l]]
+        if l > 0 and np.count_nonzero(a) > (1 - NUMBA_SPARSE_FROM) * a.size:  # a dense layer: BLAS
+            w, b = layers_w[l]
+            h = a @ w
+            h += b
+            counts[l] = np.count_nonzero(a, axis=1)
+            if l == layers - 1:
+                logits[...] = h
+                return
+            act = table.phi(h)
+            bufs[(l + 1) % 2, :, :widths[l + 1]] = act
+            if keep == 1:
+                trace_h[toff[l]:toff[l + 1]] = h.ravel()
+            if keep == 2:
+                trace_d[toff[l]:toff[l + 1]] = table.dphi(h).ravel()
+            if keep:
+                trace_a[toff[l]:toff[l + 1]] = act.ravel()
+            l += 1
+            continue
+        # sparse from here on: the first layer alone (to measure its output), the rest in one call
+        stop = 1 if l == 0 else layers
+        _run("forward", (x, buffer, *args, l, stop, bufs, logits, *tail), nchunks)
+        l = stop
 
 
 def numba_forward(x, buffer, widths, table, keep):
     x = np.ascontiguousarray(x)
     batch = x.shape[0]
     layers = len(widths) - 1
-    woff, boff, widths_arr, toff, _ = _layout(widths, batch)
+    toff = _layout(widths, batch)[3]
     size = int(toff[-1]) if keep else 0
     trace_h = np.empty(size, dtype=x.dtype)
     trace_a = np.empty(size, dtype=x.dtype)
     logits = np.empty((batch, widths[-1]), dtype=x.dtype)
     counts = np.empty((layers, batch), dtype=np.int64)
     bufs = np.empty((2, batch, max(widths[1:])), dtype=x.dtype)
-    nchunks = _threads(batch)
-    kernel = _compiled("forward", nchunks > 1)
-    args = (woff, boff, widths_arr, table.ends, table.coef, _linear(table))
-    if nchunks == 1:  # small batches: always sparse (at batch 1 it reads fewer rows)
-        kernel(x, buffer, *args, 0, layers, bufs, logits, trace_h, trace_a, toff, keep, counts, 1)
-    else:
-        l = 0
-        layers_w = _views(buffer, widths)
-        while l < layers:
-            a = x if l == 0 else bufs[l % 2, :, :widths[l]]
-            nnz = np.count_nonzero(a)
-            if nnz > (1 - NUMBA_SPARSE_FROM) * a.size:  # dense BLAS layer
-                w, b = layers_w[l]
-                h = a @ w
-                h += b
-                counts[l] = np.count_nonzero(a, axis=1)
-                if l == layers - 1:
-                    logits[...] = h
-                    break
-                act = table.phi(h)
-                bufs[(l + 1) % 2, :, :widths[l + 1]] = act
-                if keep:
-                    trace_h[toff[l]:toff[l + 1]] = h.ravel()
-                    trace_a[toff[l]:toff[l + 1]] = act.ravel()
-                l += 1
-                continue
-            # sparse from here on: the first layer alone (to measure its output), the rest in one call
-            stop = 1 if l == 0 else layers
-            kernel(x, buffer, *args, l, stop, bufs, logits, trace_h, trace_a, toff, keep, counts,
-                   nchunks)
-            l = stop
+    _forward_into(x, buffer, widths, table, 1 if keep else 0, trace_h, trace_a, trace_a[:0],
+                  logits, counts, bufs)
     if not keep:
         return logits, None
     hidden = widths[1:-1]
@@ -569,25 +655,100 @@ def numba_forward(x, buffer, widths, table, keep):
     return logits, Trace(hs, acts, (trace_h, trace_a), counts)
 
 
+def _deltas(x, buffer, widths, trace_d, g, gtrace):
+    """Fill ``gtrace`` (flat, ``goff`` layout) with g^{l+1} (batch, n_{l+1}) for
+    l = 0 .. L: the hidden layers' deltas, then ``g`` = dL/dlogits."""
+    batch = x.shape[0]
+    woff, _, widths_arr, toff, goff = _layout(widths, batch)
+    gtrace[goff[len(widths) - 2]:] = np.asarray(g, dtype=x.dtype).ravel()
+    _run("delta", (buffer, woff, widths_arr, trace_d, toff, gtrace, goff, batch), _threads(batch))
+
+
 def numba_backward(x, buffer, widths, table, trace, g, grad):
     x = np.ascontiguousarray(x)
     batch = x.shape[0]
-    layers = len(widths) - 1
     woff, boff, widths_arr, toff, goff = _layout(widths, batch)
     if trace.flat is None:  # a trace of another backend: gather it into flat buffers
-        trace = Trace(trace.pre, trace.post,
-                      tuple(np.concatenate([v.ravel() for v in vs] or [np.empty(0, x.dtype)])
-                            for vs in (trace.pre, trace.post)), None)
-    trace_h, trace_a = trace.flat
-    # g^{l+1} (batch, n_{l+1}) for l = 0 .. L: the hidden layers' deltas, then dL/dlogits
+        flat = tuple(np.concatenate([v.ravel() for v in vs] or [np.empty(0, x.dtype)])
+                     for vs in (trace.pre, trace.post))
+    else:
+        flat = trace.flat
+    trace_h, trace_a = flat[0], flat[1]
     gtrace = np.empty(int(goff[-1]), dtype=x.dtype)
-    gtrace[goff[layers - 1]:] = np.asarray(g, dtype=x.dtype).ravel()
-    nchunks = _threads(batch)
-    _compiled("delta", nchunks > 1)(buffer, woff, widths_arr, table.ends, table.dcoef, trace_h,
-                                    toff, gtrace, goff, batch, nchunks)
+    _deltas(x, buffer, widths, table.dphi(trace_h), g, gtrace)
     rows_l, rows_k = _weight_rows(tuple(widths))
-    _compiled("weight", nchunks > 1)(x, trace_a, toff, gtrace, goff, widths_arr, woff, boff, grad,
-                                     rows_l, rows_k, nchunks)
+    _run("weight", (x, trace_a, toff, gtrace, goff, widths_arr, woff, boff, grad, rows_l, rows_k,
+                    grad.dtype.type(0), False), _threads(batch))
+
+
+def max_abs(a) -> float:
+    """The largest |v| of a float array (inf if it holds inf or NaN), by the compiled
+    integer scan of :func:`_max_abs_kernel`."""
+    a = np.ascontiguousarray(a).ravel()
+    if a.size == 0:
+        return 0.0
+    kind = {4: (np.uint32, 0x7FFFFFFF), 8: (np.uint64, 0x7FFFFFFFFFFFFFFF)}[a.dtype.itemsize]
+    bits = a.view(kind[0])
+    nchunks = min(numba.config.NUMBA_NUM_THREADS, 8) if a.size >= 1 << 20 else 1
+    out = np.zeros(nchunks, dtype=kind[0])
+    _run("max_abs", (bits, kind[0](kind[1]), out), nchunks)
+    v = float(out.max().view(a.dtype))
+    return v if math.isfinite(v) else math.inf
+
+
+_WORK = threading.local()
+
+
+def _workspace(widths, batch, dtype):
+    """Arrays of the training step, kept per thread and per (widths, batch, dtype) so that
+    a step does not fault in 50 MB of fresh pages (none of them leaves this module)."""
+    key = (tuple(widths), batch, np.dtype(dtype))
+    work = getattr(_WORK, "arrays", None)
+    if work is None or work[0] != key:
+        toff, goff = _layout(widths, batch)[3:]
+        size = int(toff[-1])
+        work = (key, dict(trace_a=np.empty(size, dtype), trace_d=np.empty(size, dtype),
+                          gtrace=np.empty(int(goff[-1]), dtype),
+                          logits=np.empty((batch, widths[-1]), dtype),
+                          counts=np.empty((len(widths) - 1, batch), np.int64),
+                          bufs=np.empty((2, batch, max(widths[1:])), dtype)))
+        _WORK.arrays = work
+    return work[1]
+
+
+def numba_sgd_step(x, buffer, widths, table, loss_and_grad, learning_rate):
+    """One SGD step in place without a gradient buffer: forward (keeping phi and phi'),
+    ``loss, g = loss_and_grad(logits)``, deltas, then each row of W^l and b^l updated as
+    its gradient is formed.  Returns ``("ok", loss)``; ``("forward", None)`` when the
+    logits are not finite; ``("unsafe", None)`` when the step could overflow (then nothing
+    has changed, and the caller takes the buffered path, which reports it).
+
+    Nothing is written before it is known to be safe: with A = max |a| over the inputs and
+    hidden activations, G = max |g| over all deltas, |W| the largest parameter, every
+    partial sum of a gradient entry is at most batch * A * G (times 1 + batch * eps), so
+    the step cannot overflow or make a NaN when batch * A * G and |W| + lr * batch * A * G
+    stay below a quarter of the largest float."""
+    x = np.ascontiguousarray(x)
+    batch = x.shape[0]
+    woff, boff, widths_arr, toff, goff = _layout(widths, batch)
+    work = _workspace(widths, batch, x.dtype)
+    trace_a, trace_d, gtrace, logits = work["trace_a"], work["trace_d"], work["gtrace"], work["logits"]
+    _forward_into(x, buffer, widths, table, 2, trace_a[:0], trace_a, trace_d, logits,
+                  work["counts"], work["bufs"])
+    if not np.all(np.isfinite(logits)):
+        return "forward", None
+    loss, g = loss_and_grad(logits)
+    _deltas(x, buffer, widths, trace_d, g, gtrace)
+    big = float(np.finfo(x.dtype).max) / 4
+    a_max = max(max_abs(x), max_abs(trace_a))
+    g_max = max_abs(gtrace)
+    bound = batch * a_max * g_max
+    if not (bound < big and max_abs(buffer) + learning_rate * bound < big):
+        return "unsafe", None
+    rows_l, rows_k = _weight_rows(tuple(widths))
+    _run("weight", (x, trace_a, toff, gtrace, goff, widths_arr, woff, boff, buffer, rows_l,
+                    rows_k, buffer.dtype.type(-learning_rate), True), _threads(batch))
+    return "ok", loss
 
 
 _ROWS: dict = {}

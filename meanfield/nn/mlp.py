@@ -363,6 +363,20 @@ class MLP:
         """One step of plain SGD in place; returns the batch loss before the step. A step
         that would make a parameter overflow raises ParameterError and changes nothing."""
         lr = _check_positive(learning_rate, "learning_rate")
+        if _check_backend(backend) == "numba":
+            # fused: each row of dW is applied as it is formed, no gradient buffer; a step
+            # that could overflow is left to the buffered path below, which reports it
+            xs = self._inputs(x)
+            ys = self._labels(labels, xs.shape[0])
+            if scratch is not None:
+                self._check_out(scratch, "scratch")
+            with _quiet():
+                status, loss = K.numba_sgd_step(xs, self.buffer, self.widths, self.table(),
+                                                lambda logits: cross_entropy(logits, ys), lr)
+            if status == "forward":
+                raise self._overflowed("forward pass")
+            if status == "ok":
+                return loss
         grads = self.gradients(x, labels, backend=backend, out=scratch, _name="scratch")
         step = grads.buffer
         with _quiet():
