@@ -3,10 +3,13 @@
 Networks of depth 100, width 300, float32, on the edge of chaos for the CST activation
 with V'(q*) = 0.7 (``mf.eoc_parameters("cst", sparsity=s, v_prime="0.7")``), inputs
 normalised by :func:`meanfield.nn.normalise_inputs` so that the realised sparsity of the
-hidden units is about s (printed).  The compared methods are interleaved inside one loop
-(the order rotates every repeat), each repeat takes the next of several distinct random
-inputs (a repeated input lets the branch predictor learn the zero pattern), and every
-figure is a median over the repeats; numba is compiled (or loaded from its cache) before
+hidden units is about s (printed).  The compared methods take turns inside one loop
+in blocks of four timed calls, the order rotating every round; before its block a method
+runs untimed for 0.15 s (``SETTLE``), so that it is not timed while the previous method's
+BLAS or OpenMP workers still spin for work on the cores, or with the previous method's data
+in the caches (this is each method's steady state, the one a loop of its calls sees); each
+call takes the next of several distinct random inputs (a repeated input lets the branch
+predictor learn the zero pattern), and every figure is a median over the calls; numba is compiled (or loaded from its cache) before
 any timing.
 
 1. Forward pass, sparse backends (``numpy``, ``numba`` and ``auto``) against the dense
@@ -51,19 +54,41 @@ DEPTH, WIDTH, INPUT, OUTPUTS = 100, 300, 784, 10
 LR = 1e-3
 
 
-def interleaved(methods: dict, repeats: int, inputs: int) -> dict:
-    """Median seconds of each ``methods[name](i)`` (i: the input to use), the methods
-    interleaved in a rotating order, repeat r using input r % inputs."""
+#: Untimed calls of a method before its timed calls, for at least this long (s): a
+#: multithreaded BLAS (or OpenMP) call leaves its workers spinning for work for about
+#: 0.1 s, and whatever runs on the cores then is up to 2x slower (measured on the CI
+#: machine kind: a numba forward pass took 15 ms instead of 8 ms right after a dense one).
+SETTLE = 0.15
+
+
+def interleaved(methods: dict, repeats: int, inputs: int, reset: dict | None = None,
+                block: int = 4, settle: float = SETTLE) -> dict:
+    """Median seconds of each ``methods[name](i)`` (i: the input to use).  The methods take
+    turns in blocks of ``block`` timed calls, the order rotating every round; each block
+    starts with untimed calls of the same method for ``settle`` seconds (at least one), so
+    that no method is timed with another's worker threads still spinning or its data in
+    the caches.  Call r uses input r % inputs; ``reset[name]()``, if given, runs untimed
+    before every call."""
     names = list(methods)
+    reset = reset or {}
+    nothing = lambda: None  # noqa: E731
     times = {name: [] for name in names}
-    for name in names:  # warm: compilation, first touch of buffers
-        methods[name](0)
-    for r in range(repeats):
-        order = names[r % len(names):] + names[:r % len(names)]
+    rounds = -(-repeats // block)
+    r = 0
+    for k in range(rounds):
+        order = names[k % len(names):] + names[:k % len(names)]
         for name in order:
-            t0 = time.perf_counter()
-            methods[name](r % inputs)
-            times[name].append(time.perf_counter() - t0)
+            t_end, first = time.perf_counter() + settle, True
+            while first or time.perf_counter() < t_end:  # settle (and warm on the first round)
+                reset.get(name, nothing)()
+                methods[name]((r + 1) % inputs)
+                first = False
+            for j in range(block):
+                reset.get(name, nothing)()
+                t0 = time.perf_counter()
+                methods[name]((r + j) % inputs)
+                times[name].append(time.perf_counter() - t0)
+        r += block
     return {name: statistics.median(v) for name, v in times.items()}
 
 
@@ -127,6 +152,12 @@ def torch_forward(model, xs):
     return run
 
 
+def torch_restore(model, start):
+    with torch.no_grad():
+        for p, p0 in zip(model.parameters(), start):
+            p.copy_(p0)
+
+
 def torch_step(model, xs, labels):
     tx = [torch.from_numpy(x) for x in xs]
     tl = [torch.from_numpy(lab.astype(np.int64)) for lab in labels]
@@ -178,7 +209,9 @@ def bench_forward(sparsities, batches, repeats, n_inputs, results):
 
 def bench_training(sparsities, repeats, n_inputs, results):
     backends = sparse_backends()
-    print("2. Training step (forward + backward + SGD update) at batch 128: time (ms)")
+    print("2. Training step (forward + backward + SGD update) at batch 128: time (ms); every step")
+    print("   starts from the same initial network (restored untimed before each call: a step")
+    print("   changes the network, and at lr = 1e-3 these deep nets lose their sparsity in ~20 steps)")
     cols = ["dense"] + backends + (["torch"] if torch else [])
     print(f"   {'s':>5} " + "".join(f"{c:>9}" for c in cols) + "   auto vs dense, auto vs torch")
     rng = np.random.default_rng(5)
@@ -186,19 +219,23 @@ def bench_training(sparsities, repeats, n_inputs, results):
         net = network(s)
         xs = inputs(128, n_inputs, 2000)
         labels = [rng.integers(0, OUTPUTS, 128) for _ in xs]
-        methods = {}
+        methods, reset = {}, {}
         for b in ["dense"] + backends:
-            copy = net.copy()  # each method trains its own copy: the same weights at the start
+            copy = net.copy()  # each method trains its own copy
             scratch = np.empty_like(copy.buffer)
             methods[b] = lambda i, c=copy, b=b, sc=scratch: c.sgd_step(xs[i], labels[i], LR, backend=b, scratch=sc)
+            reset[b] = lambda c=copy: np.copyto(c.buffer, net.buffer)
         if torch:
-            methods["torch"] = torch_step(torch_model(net), xs, labels)
-        t = interleaved(methods, repeats, len(xs))
+            model = torch_model(net)
+            start = [p.detach().clone() for p in model.parameters()]
+            methods["torch"] = torch_step(model, xs, labels)
+            reset["torch"] = lambda m=model, st=start: torch_restore(m, st)
+        t = interleaved(methods, repeats, len(xs), reset)
         results[("train", s)] = t
         line = "".join(f"{fmt_ms(t[c]):>9}" for c in cols)
         vs_torch = f", {t['torch'] / t['auto']:.2f}x" if torch else ""
         print(f"   {s:>5} {line}   {t['dense'] / t['auto']:.2f}x{vs_torch}")
-        del net, methods
+        del net, methods, reset
 
 
 def bench_torch(repeats, n_inputs, results):

@@ -265,7 +265,13 @@ class MLP:
         return dict(self.params)
 
     def table(self) -> K.ActivationTable:
-        return _table(self.activation, self.params, self.dtype.str)
+        """The activation as the arrays the passes evaluate (kept on the network: looking
+        it up by its sympy/mpmath parameters costs more than a batch-1 layer)."""
+        got = self.__dict__.get("_table")
+        if got is None:
+            got = _table(self.activation, self.params, self.dtype.str)
+            object.__setattr__(self, "_table", got)  # a cache, not state: frozen stays frozen
+        return got
 
     # -- passes ----------------------------------------------------------------------
     def _inputs(self, x) -> np.ndarray:
