@@ -78,11 +78,11 @@ def interleaved(methods: dict, repeats: int, inputs: int, reset: dict | None = N
     for k in range(rounds):
         order = names[k % len(names):] + names[:k % len(names)]
         for name in order:
-            t_end, first = time.perf_counter() + settle, True
-            while first or time.perf_counter() < t_end:  # settle (and warm on the first round)
-                reset.get(name, nothing)()
-                methods[name]((r + 1) % inputs)
-                first = False
+            t_end, q = time.perf_counter() + settle, 0
+            while q == 0 or time.perf_counter() < t_end:  # settle (and warm on the first round),
+                reset.get(name, nothing)()  # cycling the inputs as the timed calls do (one
+                methods[name]((r + q) % inputs)  # input repeated for 0.15 s trains the branch
+                q += 1  # predictor on its zero pattern: the next inputs then took 20% longer)
             for j in range(block):
                 reset.get(name, nothing)()
                 t0 = time.perf_counter()
