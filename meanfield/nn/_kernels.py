@@ -23,16 +23,18 @@ order of floating-point summation:
   in some row of the batch (portable; it wins when the batch is small);
 - ``numba``: the whole network in one compiled call. Per sample the active units are
   compacted with a branchless index write (``idx[n] = k; n += a[k] != 0``) and their
-  weight rows are added four at a time (one pass over the accumulator per four rows,
+  weight rows are added eight at a time (one pass over the accumulator per eight rows,
   summed in the order of k); a piecewise-linear phi with at most four breakpoints is
-  evaluated with selects only (vectorised). Batches of 16 or more run on all numba
-  threads in one parallel region without barriers: each thread takes its own samples
-  through the whole depth (forward and deltas) or every n-th row of the gradient, so a
-  busy second core slows a call down instead of stalling it at every layer. In large
-  batches a layer whose inputs are less than 65% zeros is left to a BLAS product (dense
-  wins there on 2 threads). Backward: the deltas are formed only for units with
-  phi' != 0 from the nonzero entries of the next layer's deltas, then each row of dW
-  sums over the samples in which its unit is active.
+  evaluated with selects only (vectorised). Batches of 16 or more are split over threads
+  of our own (the kernels release the GIL), each thread taking its own samples through
+  the whole depth, so there is no barrier per layer. In large batches a hidden layer
+  whose inputs are less than 65% zeros is left to a BLAS product (dense wins there on 2
+  threads); the input layer never is (a BLAS call leaves its worker threads spinning on
+  the cores ours need). Backward: the deltas are formed only for units with phi' != 0
+  (phi' is kept by the forward pass) from the nonzero entries of the next layer's
+  deltas, then each row of dW sums over the samples in which its unit is active. The SGD
+  step (:func:`numba_sgd_step`) applies each row of dW to the parameters as it is formed,
+  without a gradient buffer, once a bound has shown that the step cannot overflow.
 
 Parameters live in one flat buffer (``W^0, b^0, W^1, b^1, ...``) so a whole network is
 passed to a kernel as one array; gradients use the same layout.
