@@ -286,9 +286,11 @@ class MLP:
         if arr.ndim != 2 or arr.shape[1] != self.widths[0] or arr.shape[0] == 0:
             raise ParameterError(f"inputs must have shape (batch, {self.widths[0]}) with batch >= 1, "
                                  f"got {np.shape(x)}")
-        if arr.dtype != self.dtype or not arr.flags.c_contiguous:  # (a batch-1 pass is
-            with _quiet():  # 0.3 ms: what is skipped here is 1% of it)  float64 beyond
-                arr = np.ascontiguousarray(arr, dtype=self.dtype)  # float32's range: below
+        # an input already contiguous in our dtype is used as it is (no copy, no errstate:
+        # 1% of a batch-1 pass); float64 beyond float32's range is reported below
+        if arr.dtype != self.dtype or not arr.flags.c_contiguous:
+            with _quiet():
+                arr = np.ascontiguousarray(arr, dtype=self.dtype)
         if not np.isfinite(arr).all():
             raise ParameterError("inputs contain NaN or infinity (after conversion to "
                                  f"{self.dtype}): they must be finite")
@@ -368,7 +370,10 @@ class MLP:
     def sgd_step(self, x, labels, learning_rate, *, backend: str = "auto",
                  scratch: np.ndarray | None = None) -> float:
         """One step of plain SGD in place; returns the batch loss before the step. A step
-        that would make a parameter overflow raises ParameterError and changes nothing."""
+        that would make a parameter overflow raises ParameterError and changes nothing.
+        ``scratch`` (a buffer for the gradient) is used by the buffered path; the ``numba``
+        step applies each row of the gradient as it forms it and needs it only when it
+        cannot rule out an overflow beforehand."""
         lr = _check_positive(learning_rate, "learning_rate")
         if _check_backend(backend) == "numba":
             # fused: each row of dW is applied as it is formed, no gradient buffer; a step
