@@ -1,6 +1,6 @@
 """Errors raised for bad input: each names the parameter and its valid range."""
 
-__all__ = ["ParameterError", "NoSolutionError"]
+__all__ = ["ParameterError", "NoSolutionError", "DataError"]
 
 
 class ParameterError(ValueError):
@@ -9,3 +9,9 @@ class ParameterError(ValueError):
 
 class NoSolutionError(ParameterError):
     """The request is well-formed but has no solution (e.g. no edge-of-chaos point)."""
+
+
+class DataError(ParameterError):
+    """A data file is missing, corrupt, partial or not the data it claims to be (the
+    message names the file and what to do). A ParameterError, so that every entry point
+    that reports bad input reports it the same way."""
