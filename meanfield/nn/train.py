@@ -1,0 +1,532 @@
+r"""Training a network initialised on the edge of chaos: mini-batch SGD with momentum or
+Adam on softmax cross-entropy, through the sparse passes of :class:`~meanfield.nn.MLP`.
+
+The optimisers are the usual ones, on the flat parameter vector :math:`w` with the batch
+gradient :math:`g_t`:
+
+- SGD with momentum :math:`\mu` (the form PyTorch uses):
+  :math:`v_t=\mu v_{t-1}+g_t,\ w_t=w_{t-1}-\eta v_t`;
+- Adam (Kingma and Ba 2015): :math:`m_t=\beta_1m_{t-1}+(1-\beta_1)g_t`,
+  :math:`v_t=\beta_2v_{t-1}+(1-\beta_2)g_t^2`,
+  :math:`w_t=w_{t-1}-\eta\,\hat m_t/(\sqrt{\hat v_t}+\epsilon)` with the bias-corrected
+  :math:`\hat m_t=m_t/(1-\beta_1^t)`, :math:`\hat v_t=v_t/(1-\beta_2^t)`.
+
+Inputs are scaled per image to mean square 1 (:func:`~meanfield.nn.normalise_inputs`), so
+that every image enters the first hidden layer with pre-activation variance exactly q*.
+
+Each epoch records the mean training loss, the test loss and accuracy, the accuracy and
+the realised sparsity per layer on a fixed sample of training images and on the test
+images, and the root-mean-square gradient norm per layer over the epoch's steps. A run
+whose loss, gradient or parameters become NaN or infinite is stopped and recorded as
+``failed`` with the epoch and step; it is not an exception. With a ``directory`` every
+epoch ends with a checkpoint (parameters, optimiser state, random state), and
+``resume=True`` continues from it (also to more epochs than first asked for).
+
+>>> import numpy as np
+>>> rng = np.random.default_rng(0)
+>>> x = rng.standard_normal((256, 20)); y = (x[:, 0] > 0).astype(int)
+>>> cfg = TrainConfig("crelu", sparsity=0.7, v_prime=0.7, depth=3, width=32, epochs=3,
+...                   learning_rate=0.05, batch_size=32, outputs=2)
+>>> run = train(cfg, (x[:192], y[:192], x[192:], y[192:]), progress=False)
+>>> run.status, len(run.epochs), run.epochs[-1]["train_loss"] < run.epochs[0]["train_loss"]
+('ok', 3, True)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import DataError, ParameterError
+from . import _kernels as K
+from .mlp import MLP, _check_backend, cross_entropy
+
+__all__ = ["TrainConfig", "TrainResult", "train", "OPTIMIZERS", "PROTOCOL", "initialisation"]
+
+OPTIMIZERS = ("sgd", "adam")
+_CLIPPED = ("crelu", "cst")
+_FORMAT = "meanfield-train-1"
+#: The protocol of the MNIST reproduction (docs/mnist.md says why): the defaults of
+#: ``meanfield train`` and ``meanfield reproduce mnist``.
+PROTOCOL = {"optimizer": "adam", "learning_rate": 1e-4, "batch_size": 128, "epochs": 10,
+            "momentum": 0.9, "depth": 100, "width": 300}
+
+#: a run whose final test accuracy is below this has not learnt (chance is about 0.11)
+LEARNT = 0.2
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training run. The initialisation is the EoC one for ``sparsity`` with fixed
+    point ``q_star`` (and ``clip`` or ``v_prime`` for crelu/cst); ``relu`` at sparsity
+    0.5 is the plain ReLU baseline (tau = 0). ``train_size``/``test_size``: use the
+    first images only (None: all). ``sparsity_sample``: the training images on which
+    accuracy and sparsity are measured each epoch. ``loss_every``: steps per point of the
+    recorded loss curve."""
+
+    activation: str
+    sparsity: float
+    clip: float | None = None
+    v_prime: float | None = None
+    q_star: float = 1.0
+    depth: int = 100
+    width: int = 300
+    epochs: int = 10
+    seed: int = 0
+    optimizer: str = "sgd"
+    learning_rate: float = 1e-3
+    momentum: float = 0.9
+    betas: tuple = (0.9, 0.999)
+    eps: float = 1e-8
+    batch_size: int = 128
+    train_size: int | None = None
+    test_size: int | None = None
+    sparsity_sample: int = 2000
+    loss_every: int = 20
+    dtype: str = "float32"
+    backend: str = "auto"
+    outputs: int = 10
+
+    def __post_init__(self):
+        _check(self)
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["betas"] = list(self.betas)
+        return d
+
+    @classmethod
+    def from_dict(cls, d) -> "TrainConfig":
+        d = dict(d)
+        d["betas"] = tuple(d.get("betas", (0.9, 0.999)))
+        return cls(**d)
+
+    def label(self) -> str:
+        extra = (f", m = {self.clip:g}" if self.clip is not None else
+                 f", V' = {self.v_prime:g}" if self.v_prime is not None else "")
+        return f"{self.activation} s = {self.sparsity:g}{extra}"
+
+
+def _num(v, name, lo, hi, *, open_lo=True, integer=False):
+    ok_type = isinstance(v, int) if integer else isinstance(v, (int, float))
+    if isinstance(v, bool) or not ok_type:
+        raise ParameterError(f"{name} = {v!r} must be {'an integer' if integer else 'a number'} in "
+                             f"{'(' if open_lo else '['}{lo}, {hi}]")
+    if not (math.isfinite(v) and (v > lo if open_lo else v >= lo) and v <= hi):
+        raise ParameterError(f"{name} = {v!r} is out of range: must be in {'(' if open_lo else '['}{lo}, {hi}]")
+
+
+def _check(c: TrainConfig):
+    from ..activations import BUILTIN
+    if c.activation not in ("relu", "st", "crelu", "cst"):
+        raise ParameterError(f"activation = {c.activation!r} is not valid: training takes relu, st, crelu "
+                             f"or cst (of {sorted(BUILTIN)})")
+    _num(c.sparsity, "sparsity", 0, 1)
+    if c.sparsity >= 1:
+        raise ParameterError(f"sparsity = {c.sparsity} is out of range: must be in (0, 1)")
+    if c.activation in _CLIPPED:
+        if (c.clip is None) == (c.v_prime is None):
+            raise ParameterError(f"{c.activation} needs exactly one of clip (m > 0) or v_prime (in (0, 1))")
+        if c.clip is not None:
+            _num(c.clip, "clip", 0, 1e6)
+        else:
+            _num(c.v_prime, "v_prime", 0, 1)
+            if c.v_prime >= 1:
+                raise ParameterError(f"v_prime = {c.v_prime} is out of range: must be in (0, 1)")
+    elif c.clip is not None or c.v_prime is not None:
+        raise ParameterError(f"{c.activation} is not clipped: clip and v_prime go with crelu and cst")
+    _num(c.q_star, "q_star", 0, 1e6)
+    _num(c.depth, "depth", 1, 10_000, open_lo=False, integer=True)
+    _num(c.width, "width", 1, 100_000, open_lo=False, integer=True)
+    _num(c.epochs, "epochs", 1, 100_000, open_lo=False, integer=True)
+    _num(c.seed, "seed", 0, 2**63 - 1, open_lo=False, integer=True)
+    if c.optimizer not in OPTIMIZERS:
+        raise ParameterError(f"optimizer = {c.optimizer!r} is not valid: choose from {OPTIMIZERS}")
+    _num(c.learning_rate, "learning_rate", 0, 1e3)
+    _num(c.momentum, "momentum", 0, 1, open_lo=False)
+    if c.momentum >= 1:
+        raise ParameterError(f"momentum = {c.momentum} is out of range: must be in [0, 1)")
+    if not (isinstance(c.betas, tuple) and len(c.betas) == 2):
+        raise ParameterError(f"betas = {c.betas!r} must be a pair (beta1, beta2) in [0, 1)")
+    for i, b in enumerate(c.betas):
+        _num(b, f"betas[{i}]", 0, 1, open_lo=False)
+        if b >= 1:
+            raise ParameterError(f"betas[{i}] = {b} is out of range: must be in [0, 1)")
+    _num(c.eps, "eps", 0, 1)
+    _num(c.batch_size, "batch_size", 1, 1_000_000, open_lo=False, integer=True)
+    for name in ("train_size", "test_size"):
+        v = getattr(c, name)
+        if v is not None:
+            _num(v, name, 1, 10**9, open_lo=False, integer=True)
+    _num(c.sparsity_sample, "sparsity_sample", 1, 10**9, open_lo=False, integer=True)
+    _num(c.loss_every, "loss_every", 1, 10**9, open_lo=False, integer=True)
+    if c.dtype not in ("float32", "float64"):
+        raise ParameterError(f"dtype = {c.dtype!r} is not valid: must be float32 or float64")
+    _check_backend(c.backend)
+    _num(c.outputs, "outputs", 2, 100_000, open_lo=False, integer=True)
+
+
+@dataclass
+class TrainResult:
+    """``status``: "ok" or "failed" (NaN or infinity: ``failure`` says where and why);
+    ``epochs``: one dict of metrics per finished epoch; ``loss_curve``: (step, mean loss
+    over the last ``loss_every`` steps); ``theory``: the EoC initialisation used."""
+
+    config: TrainConfig
+    status: str = "ok"
+    failure: dict | None = None
+    epochs: list = field(default_factory=list)
+    loss_curve: list = field(default_factory=list)
+    theory: dict = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def final(self) -> dict:
+        return self.epochs[-1] if self.epochs else {}
+
+    @property
+    def test_accuracy(self) -> float:
+        """The last epoch's test accuracy; 0.1 (chance) for a run that failed before an epoch."""
+        return float(self.final.get("test_accuracy", float("nan"))) if self.epochs else float("nan")
+
+    @property
+    def learnt(self) -> bool:
+        """False for a run that blew up or whose test accuracy stayed below :data:`LEARNT`."""
+        return self.status == "ok" and self.test_accuracy >= LEARNT
+
+    def to_dict(self) -> dict:
+        return {"format": _FORMAT, "config": self.config.to_dict(), "status": self.status,
+                "failure": self.failure, "learnt": self.learnt, "theory": self.theory,
+                "seconds": self.seconds, "epochs": self.epochs, "loss_curve": self.loss_curve}
+
+    @classmethod
+    def from_dict(cls, d) -> "TrainResult":
+        if not isinstance(d, dict) or d.get("format") != _FORMAT:
+            raise DataError("not a meanfield training result")
+        return cls(TrainConfig.from_dict(d["config"]), d["status"], d["failure"], list(d["epochs"]),
+                   [tuple(p) for p in d["loss_curve"]], dict(d["theory"]), float(d["seconds"]))
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=1, allow_nan=True) + "\n"
+
+    def epochs_csv(self) -> str:
+        cols = ["epoch", "train_loss", "train_accuracy", "test_loss", "test_accuracy",
+                "train_sparsity", "test_sparsity", "grad_norm_first", "grad_norm_last", "seconds"]
+        lines = [",".join(cols)]
+        for e in self.epochs:
+            row = dict(e, train_sparsity=float(np.mean(e["train_sparsity_layers"])),
+                       test_sparsity=float(np.mean(e["test_sparsity_layers"])),
+                       grad_norm_first=e["grad_norm_layers"][0], grad_norm_last=e["grad_norm_layers"][-1])
+            lines.append(",".join(_fmt(row[c]) for c in cols))
+        return "\n".join(lines) + "\n"
+
+    def layers_csv(self) -> str:
+        lines = ["epoch,layer,train_sparsity,test_sparsity,grad_norm"]
+        for e in self.epochs:
+            for l, (a, b, g) in enumerate(zip(e["train_sparsity_layers"] + [""], e["test_sparsity_layers"] + [""],
+                                              e["grad_norm_layers"])):
+                lines.append(f"{e['epoch']},{l + 1},{_fmt(a)},{_fmt(b)},{_fmt(g)}")
+        return "\n".join(lines) + "\n"
+
+
+def _fmt(v) -> str:
+    return "" if v == "" else (str(v) if isinstance(v, int) else f"{float(v):.6g}")
+
+
+def initialisation(config: TrainConfig):
+    """The :class:`~meanfield.eoc.EoCSolution` of ``config``."""
+    from ..eoc import eoc_parameters
+    return eoc_parameters(config.activation, repr(config.sparsity), q_star=repr(config.q_star),
+                          clip=None if config.clip is None else repr(config.clip),
+                          v_prime=None if config.v_prime is None else repr(config.v_prime), digits=15)
+
+
+# -- data ----------------------------------------------------------------------------
+def _prepare(data, config: TrainConfig):
+    """(x_train, y_train, x_test, y_test) as float arrays with rows of mean square 1."""
+    if hasattr(data, "images") and hasattr(data, "labels"):  # a datasets.mnist.MNIST
+        arrays = (data.images("train"), data.labels("train"), data.images("test"), data.labels("test"))
+    else:
+        try:
+            arrays = tuple(data)
+        except TypeError:
+            arrays = ()
+        if len(arrays) != 4:
+            raise ParameterError("data must be an MNIST object or (x_train, y_train, x_test, y_test)")
+    out = []
+    for i, name in ((0, "train"), (2, "test")):
+        x, y = np.asarray(arrays[i]), np.asarray(arrays[i + 1])
+        n = getattr(config, f"{name}_size") or len(x)
+        if x.ndim != 2 or x.dtype.kind not in "biuf" or y.shape != (len(x),) or y.dtype.kind not in "iu":
+            raise ParameterError(f"{name} data must be (n, dim) numbers and n integer labels")
+        if n > len(x):
+            raise ParameterError(f"{name}_size = {n} is out of range: the data hold {len(x)} {name} images")
+        x = np.asarray(x[:n], dtype=np.float64)
+        if not np.all(np.isfinite(x)):
+            raise ParameterError(f"{name} images contain NaN or infinity")
+        norm = np.sqrt(np.mean(x * x, axis=1, keepdims=True))
+        if np.any(norm == 0):
+            raise ParameterError(f"{name} images: an image is all zeros and cannot be scaled")
+        y = y[:n].astype(np.intp)
+        if y.min() < 0 or y.max() >= config.outputs:
+            raise ParameterError(f"{name} labels must lie in [0, {config.outputs - 1}]")
+        out += [np.ascontiguousarray(x / norm, dtype=config.dtype), y]
+    if out[0].shape[1] != out[2].shape[1]:
+        raise ParameterError("train and test images differ in dimension")
+    return out
+
+
+# -- optimisers ----------------------------------------------------------------------
+class _Optimizer:
+    def __init__(self, config: TrainConfig, size, dtype):
+        self.c = config
+        self.t = 0
+        self.m = np.zeros(size, dtype=dtype)
+        self.v = np.zeros(size, dtype=dtype) if config.optimizer == "adam" else None
+        self.tmp = np.empty(size, dtype=dtype)
+
+    def step(self, w, g):
+        """w <- w - update(g) in place, unless the new parameters would not be finite
+        (then w is left as it was and False is returned)."""
+        c, tmp = self.c, self.tmp
+        self.t += 1
+        with np.errstate(over="ignore", invalid="ignore"):
+            if c.optimizer == "sgd":
+                self.m *= c.momentum
+                self.m += g
+                np.multiply(self.m, c.learning_rate, out=tmp)
+            else:
+                b1, b2 = c.betas
+                self.m *= b1
+                self.m += (1 - b1) * g
+                self.v *= b2
+                np.multiply(g, g, out=tmp)
+                tmp *= 1 - b2
+                self.v += tmp
+                # lr * m_hat / (sqrt(v_hat) + eps)
+                np.sqrt(self.v, out=tmp)
+                tmp *= 1 / math.sqrt(1 - b2 ** self.t)
+                tmp += c.eps
+                np.divide(self.m, tmp, out=tmp)
+                tmp *= c.learning_rate / (1 - b1 ** self.t)
+            np.subtract(w, tmp, out=tmp)
+        if not math.isfinite(K.max_abs(tmp)) if K.HAVE_NUMBA else not np.all(np.isfinite(tmp)):
+            return False
+        w[...] = tmp
+        return True
+
+    def state(self) -> dict:
+        out = {"t": np.array(self.t), "m": self.m}
+        if self.v is not None:
+            out["v"] = self.v
+        return out
+
+    def load(self, z):
+        self.t = int(z["t"])
+        self.m[...] = z["m"]
+        if self.v is not None:
+            self.v[...] = z["v"]
+
+
+# -- evaluation ----------------------------------------------------------------------
+def _evaluate(net: MLP, x, y, backend, chunk=500):
+    """(loss, accuracy, sparsity per hidden layer) over all of x."""
+    losses, correct, zeros = 0.0, 0, np.zeros(net.depth)
+    for i in range(0, len(x), chunk):
+        xb, yb = x[i:i + chunk], y[i:i + chunk]
+        logits, trace = net.trace(xb, backend=backend)
+        loss, _ = cross_entropy(logits, yb)
+        losses += loss * len(xb)
+        correct += int(np.sum(np.argmax(logits, axis=1) == yb))
+        zeros += [p.size - np.count_nonzero(p) for p in trace.post]
+    widths = np.array(net.widths[1:-1], dtype=np.float64)
+    return losses / len(x), correct / len(x), zeros / (widths * len(x))
+
+
+def _layer_norms(g: np.ndarray, net: MLP) -> np.ndarray:
+    """Squared Frobenius norm of each weight matrix's gradient (einsum: not BLAS, whose
+    idle worker threads would slow the sparse kernels that follow)."""
+    return np.array([np.einsum("ij,ij->", w, w, dtype=np.float64) for w in K._views(g, net.widths)
+                     for w in (w[0],)])
+
+
+# -- the run -------------------------------------------------------------------------
+def _atomic_write(path: Path, write):
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name + ".")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _write_outputs(directory: Path, result: TrainResult):
+    for name, text in (("result.json", result.to_json()), ("epochs.csv", result.epochs_csv()),
+                       ("layers.csv", result.layers_csv())):
+        _atomic_write(directory / name, lambda fh, t=text: fh.write(t.encode()))
+
+
+def _save_checkpoint(directory: Path, net, opt, rng, result):
+    state = {"buffer": net.buffer, **{f"opt_{k}": v for k, v in opt.state().items()},
+             "rng": np.array(json.dumps(rng.bit_generator.state)), "result": np.array(result.to_json())}
+    _atomic_write(directory / "checkpoint.npz", lambda fh: np.savez(fh, **state))
+
+
+def _load_checkpoint(directory: Path, config: TrainConfig, net, opt, rng) -> TrainResult:
+    path = directory / "checkpoint.npz"
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            result = TrainResult.from_dict(json.loads(str(z["result"])))
+            old = result.config.to_dict()
+            new = config.to_dict()
+            if {k: v for k, v in old.items() if k != "epochs"} != {k: v for k, v in new.items() if k != "epochs"}:
+                diff = sorted(k for k in new if k != "epochs" and old.get(k) != new[k])
+                raise DataError(f"{path}: the checkpoint is of another run (it differs in {', '.join(diff)}): "
+                                "use another directory, or drop --resume to start afresh")
+            if z["buffer"].shape != net.buffer.shape or z["buffer"].dtype != net.buffer.dtype:
+                raise DataError(f"{path}: the checkpoint's parameters do not fit the network")
+            net.buffer[...] = z["buffer"]
+            opt.load({k[4:]: z[k] for k in z.files if k.startswith("opt_")})
+            rng.bit_generator.state = json.loads(str(z["rng"]))
+    except DataError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a torn or foreign file raises almost anything
+        raise DataError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc}): delete it to "
+                        "start afresh") from None
+    result.config = config
+    return result
+
+
+def _backend(config: TrainConfig) -> str:
+    """``auto``: the compiled sparse passes where the hidden layers are sparse enough for
+    them to pay (from ``_kernels.NUMBA_SPARSE_FROM`` zeros), else the dense BLAS pass
+    (measured at s = 0.5, depth 100: 95 ms a gradient dense, 225-270 ms sparse)."""
+    from .mlp import default_backend
+    if config.backend != "auto":
+        return config.backend
+    if default_backend() == "numba" and config.sparsity < K.NUMBA_SPARSE_FROM:
+        return "dense"
+    return default_backend()
+
+
+def _finished(folder: Path, config: TrainConfig):
+    try:
+        old = TrainResult.from_dict(json.loads((folder / "result.json").read_text()))
+    except Exception:  # noqa: BLE001 - no record, or a torn one: train
+        return None
+    return old if old.status == "failed" and old.config == config else None
+
+
+def train(config: TrainConfig, data, *, directory=None, resume: bool = False, progress=None) -> TrainResult:
+    """Train the network of ``config`` on ``data`` (an :class:`~meanfield.datasets.mnist.MNIST`
+    or ``(x_train, y_train, x_test, y_test)``). ``directory``: write ``result.json``,
+    ``epochs.csv``, ``layers.csv`` and ``checkpoint.npz`` there after every epoch;
+    ``resume``: continue from its checkpoint. ``progress``: a tqdm bar per epoch (None:
+    on a terminal only)."""
+    from tqdm.auto import tqdm
+
+    if not isinstance(config, TrainConfig):
+        raise ParameterError(f"config must be a TrainConfig, got {type(config).__name__}")
+    xtr, ytr, xte, yte = _prepare(data, config)
+    sol = initialisation(config)
+    seeds = np.random.SeedSequence(config.seed).spawn(2)
+    net = MLP.initialise(sol, width=config.width, depth=config.depth, input_dim=xtr.shape[1],
+                         outputs=config.outputs, dtype=config.dtype,
+                         seed=int(seeds[0].generate_state(1, np.uint64)[0] >> np.uint64(1)))
+    rng = np.random.default_rng(seeds[1])
+    opt = _Optimizer(config, net.buffer.size, net.dtype)
+    grad = np.empty_like(net.buffer)
+    sample = np.random.default_rng(config.seed).permutation(len(xtr))[:config.sparsity_sample]
+    xs, ys = xtr[np.sort(sample)], ytr[np.sort(sample)]
+    folder = None if directory is None else Path(directory)
+    if folder is not None:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ParameterError(f"directory {folder}: {exc.strerror}") from None
+    theory = {"tau": float(sol.tau), "m": None if sol.m is None else float(sol.m),
+              "sigma_w2": float(sol.sigma_w2), "sigma_b2": float(sol.sigma_b2),
+              "q_star": float(sol.q_star), "v_prime": float(sol.v_prime), "sparsity": float(sol.sparsity),
+              "fixed_points": [[float(p.q), p.kind] for p in sol.fixed_points.points],
+              "degenerate": bool(sol.fixed_points.degenerate)}
+    if resume and folder is not None and (folder / "checkpoint.npz").exists():
+        result = _load_checkpoint(folder, config, net, opt, rng)
+        done = _finished(folder, config)
+        if done is not None:  # a failed run fails again the same way: keep its record
+            return done
+    else:
+        result = TrainResult(config, theory=theory)
+    backend = _backend(config)
+    steps_per_epoch = -(-len(xtr) // config.batch_size)
+    start = time.perf_counter() - result.seconds
+    while result.status == "ok" and len(result.epochs) < config.epochs:
+        epoch = len(result.epochs) + 1
+        t0 = time.perf_counter()
+        order = rng.permutation(len(xtr))
+        loss_sum, sq_norms, window = 0.0, np.zeros(config.depth + 1), []
+        bar = tqdm(total=steps_per_epoch, desc=f"{config.label()} seed {config.seed} epoch {epoch}",
+                   unit="step", leave=False, delay=1.0,
+                   disable=(not progress) if progress is not None else None)
+        try:
+            for step in range(steps_per_epoch):
+                idx = order[step * config.batch_size:(step + 1) * config.batch_size]
+                where = {"epoch": epoch, "step": step + 1}
+                try:
+                    g = net.gradients(xtr[idx], ytr[idx], backend=backend, out=grad)
+                except ParameterError as exc:  # an overflowing pass
+                    result.status, result.failure = "failed", dict(where, reason=" ".join(str(exc).split()))
+                    break
+                if not math.isfinite(g.loss):
+                    result.status, result.failure = "failed", dict(where, reason="the loss is not finite")
+                    break
+                sq_norms += _layer_norms(grad, net)
+                if not opt.step(net.buffer, grad):
+                    result.status, result.failure = "failed", dict(where, reason="the parameters overflowed")
+                    break
+                loss_sum += g.loss
+                window.append(g.loss)
+                if len(window) == config.loss_every:
+                    result.loss_curve.append(((epoch - 1) * steps_per_epoch + step + 1, float(np.mean(window))))
+                    window = []
+                if step % 10 == 0:
+                    bar.set_postfix(loss=f"{g.loss:.3g}", refresh=False)
+                bar.update(1)
+        finally:
+            bar.close()
+        if result.status != "ok":
+            if window:
+                result.loss_curve.append(((epoch - 1) * steps_per_epoch + step, float(np.mean(window))))
+            break
+        try:
+            test_loss, test_acc, test_sp = _evaluate(net, xte, yte, backend)
+            _, train_acc, train_sp = _evaluate(net, xs, ys, backend)
+        except ParameterError as exc:
+            result.status = "failed"
+            result.failure = {"epoch": epoch, "step": steps_per_epoch, "reason": " ".join(str(exc).split())}
+            break
+        result.epochs.append({
+            "epoch": epoch, "train_loss": loss_sum / steps_per_epoch, "train_accuracy": train_acc,
+            "test_loss": test_loss, "test_accuracy": test_acc,
+            "train_sparsity_layers": [float(v) for v in train_sp],
+            "test_sparsity_layers": [float(v) for v in test_sp],
+            "grad_norm_layers": [float(v) for v in np.sqrt(sq_norms / steps_per_epoch)],
+            "seconds": time.perf_counter() - t0})
+        result.seconds = time.perf_counter() - start
+        if folder is not None:
+            _save_checkpoint(folder, net, opt, rng, result)
+            _write_outputs(folder, result)
+    result.seconds = time.perf_counter() - start
+    if folder is not None:
+        _write_outputs(folder, result)
+    return result
