@@ -359,6 +359,25 @@ def _layer_norms(g: np.ndarray, net: MLP) -> np.ndarray:
                      for w in (w[0],)])
 
 
+class _BlowUp(Exception):
+    """A step whose loss, gradient or new parameters are not finite."""
+
+
+def training_step(net: MLP, opt: _Optimizer, x, y, backend: str, grad: np.ndarray):
+    """One step in place: (batch loss, squared gradient norm of each weight matrix);
+    raises _BlowUp (the network unchanged) where the step would not be finite."""
+    try:
+        g = net.gradients(x, y, backend=backend, out=grad)
+    except ParameterError as exc:  # an overflowing pass
+        raise _BlowUp(" ".join(str(exc).split())) from None
+    if not math.isfinite(g.loss):
+        raise _BlowUp("the loss is not finite")
+    norms = _layer_norms(grad, net)
+    if not opt.step(net.buffer, grad):
+        raise _BlowUp("the parameters overflowed")
+    return g.loss, norms
+
+
 # -- the run -------------------------------------------------------------------------
 def _atomic_write(path: Path, write):
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name + ".")
@@ -483,24 +502,18 @@ def train(config: TrainConfig, data, *, directory=None, resume: bool = False, pr
                 idx = order[step * config.batch_size:(step + 1) * config.batch_size]
                 where = {"epoch": epoch, "step": step + 1}
                 try:
-                    g = net.gradients(xtr[idx], ytr[idx], backend=backend, out=grad)
-                except ParameterError as exc:  # an overflowing pass
-                    result.status, result.failure = "failed", dict(where, reason=" ".join(str(exc).split()))
+                    loss, norms = training_step(net, opt, xtr[idx], ytr[idx], backend, grad)
+                except _BlowUp as exc:
+                    result.status, result.failure = "failed", dict(where, reason=str(exc))
                     break
-                if not math.isfinite(g.loss):
-                    result.status, result.failure = "failed", dict(where, reason="the loss is not finite")
-                    break
-                sq_norms += _layer_norms(grad, net)
-                if not opt.step(net.buffer, grad):
-                    result.status, result.failure = "failed", dict(where, reason="the parameters overflowed")
-                    break
-                loss_sum += g.loss
-                window.append(g.loss)
+                sq_norms += norms
+                loss_sum += loss
+                window.append(loss)
                 if len(window) == config.loss_every:
                     result.loss_curve.append(((epoch - 1) * steps_per_epoch + step + 1, float(np.mean(window))))
                     window = []
                 if step % 10 == 0:
-                    bar.set_postfix(loss=f"{g.loss:.3g}", refresh=False)
+                    bar.set_postfix(loss=f"{loss:.3g}", refresh=False)
                 bar.update(1)
         finally:
             bar.close()
