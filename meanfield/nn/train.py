@@ -57,7 +57,7 @@ _CLIPPED = ("crelu", "cst")
 _FORMAT = "meanfield-train-1"
 #: The protocol of the MNIST reproduction (docs/mnist.md says why): the defaults of
 #: ``meanfield train`` and ``meanfield reproduce mnist``.
-PROTOCOL = {"optimizer": "adam", "learning_rate": 1e-4, "batch_size": 128, "epochs": 10,
+PROTOCOL = {"optimizer": "adam", "learning_rate": 3e-5, "batch_size": 128, "epochs": 10,
             "momentum": 0.9, "depth": 100, "width": 300}
 
 #: a run whose final test accuracy is below this has not learnt (chance is about 0.11)
