@@ -901,10 +901,15 @@ def main(argv=None) -> int:
     except SystemExit as exc:  # --help and --version
         return int(exc.code or 0)
     except KeyboardInterrupt:
-        resumable = args.command in ("table", "phase-diagram", "demo", "simulate", "train", "reproduce") if "args" in locals() else False
-        print("meanfield: interrupted" + ("; finished work is kept in the *.partial.jsonl journal: "
-                                          "rerun the same command to resume" if resumable else ""),
-              file=sys.stderr)
+        parsed = locals().get("args")
+        command = getattr(parsed, "command", None)
+        hint = {"train": "; the finished epochs are in the checkpoint of --output-dir: rerun with --resume "
+                         "to continue" if getattr(parsed, "output_dir", None) else "",
+                "reproduce": "; finished runs are in OUTPUT_DIR/runs.jsonl and each run's finished epochs in "
+                             "its checkpoint: rerun the same command to resume"}.get(
+            command, "; finished work is kept in the *.partial.jsonl journal: rerun the same command to resume"
+            if command in ("table", "phase-diagram", "demo", "simulate") else "")
+        print("meanfield: interrupted" + hint, file=sys.stderr)
         return 130
     except BrokenPipeError:  # e.g. `meanfield correlation ... | head`: the reader left
         import os
