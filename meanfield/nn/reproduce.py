@@ -50,9 +50,10 @@ def grid(name: str = "minimum") -> list[dict]:
     s_values = (0.85, 0.7) if name == "minimum" else (0.85, 0.8, 0.7, 0.6)
     out = [dict(activation="relu", sparsity=0.5, v_prime=None)]
     for s in s_values:
-        for act in ("crelu", "cst"):
-            out += [dict(activation=act, sparsity=s, v_prime=v) for v in V_PRIMES]
+        # the unclipped pair first (runs that blow up are short), then V' = 0.7, the
+        # middle target, for both clipped activations, then the extremes
         out += [dict(activation=act, sparsity=s, v_prime=None) for act in ("relu", "st")]
+        out += [dict(activation=act, sparsity=s, v_prime=v) for v in (0.7, 0.9, 0.5) for act in ("crelu", "cst")]
     return out
 
 
