@@ -204,7 +204,8 @@ def accuracy_figure(rows):
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("test accuracy (mean +- std over seeds)")
     depth = rows[0]["depth"] if rows else "?"
-    fig.suptitle(f"MNIST, depth {depth}, width 300, EoC with q* = 1")
+    width = rows[0]["width"] if rows else "?"
+    fig.suptitle(f"MNIST, depth {depth}, width {width}, EoC with q* = 1")
     fig.tight_layout()
     return fig
 
