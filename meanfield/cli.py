@@ -861,9 +861,9 @@ def _cmd_train(a):
     from .nn.train import PROTOCOL, TrainConfig, train
     cfg = TrainConfig(**{**PROTOCOL, "activation": a.activation, "sparsity": a.sparsity, "clip": a.clip,
                          "v_prime": a.v_prime, "q_star": a.q_star, "seed": a.seed, **_protocol_overrides(a)})
-    data = mnist.load(a.data)
     if a.resume and not a.output_dir:
         raise ParameterError("--resume needs --output-dir (the directory of the run to continue)")
+    data = mnist.load(a.data)
     run = train(cfg, data, directory=a.output_dir, resume=a.resume, progress=False if a.no_progress else None)
     if a.json:
         print(run.to_json(), end="")

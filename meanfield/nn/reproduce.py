@@ -77,8 +77,9 @@ def configs(name="minimum", *, seeds=5, first_seed=0, **protocol) -> list[TrainC
 
 
 def _key(c: TrainConfig) -> str:
-    v = "" if c.v_prime is None else f"-v{c.v_prime:g}"
-    return f"{c.activation}-s{c.sparsity:g}{v}-seed{c.seed}"
+    v = "" if c.v_prime is None else f"-v{c.v_prime!r}"
+    m = "" if c.clip is None else f"-m{c.clip!r}"
+    return f"{c.activation}-s{c.sparsity!r}{v}{m}-seed{c.seed}"
 
 
 _PER_RUN = ("activation", "sparsity", "clip", "v_prime", "seed")
@@ -108,8 +109,9 @@ def run_grid(configs_: list[TrainConfig], *, data=None, verify=True, journal=Non
     # the protocol names the journal's job: results of another protocol are never mixed in
     job = {"experiment": "mnist", "verify": verify, "protocol": protocols[0] if protocols else {}}
     done = run_tasks(_run_one, tasks, job=job, jobs=jobs, progress=progress, journal=journal,
-                     desc="mnist runs", decode=lambda key, r: r)
-    return [TrainResult.from_dict(done[k]) for k, _ in tasks]
+                     desc="mnist runs", decode=lambda key, r: TrainResult.from_dict(r))
+    # journalled runs come back decoded, fresh ones as the dicts the workers returned
+    return [done[k] if isinstance(done[k], TrainResult) else TrainResult.from_dict(done[k]) for k, _ in tasks]
 
 
 # -- the table ------------------------------------------------------------------------
@@ -264,7 +266,14 @@ def write_results(results, directory, *, formats=("png",)) -> list[Path]:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    directory = Path(directory)
+    try:
+        return _write_results(results, Path(directory), formats)
+    except OSError as exc:
+        raise ParameterError(f"{directory}: the results cannot be written ({exc.strerror})") from None
+
+
+def _write_results(results, directory, formats):
+    import matplotlib.pyplot as plt
     directory.mkdir(parents=True, exist_ok=True)
     rows = summary(results)
     paths = []

@@ -195,7 +195,7 @@ class TrainResult:
 
     @property
     def test_accuracy(self) -> float:
-        """The last epoch's test accuracy; 0.1 (chance) for a run that failed before an epoch."""
+        """The last epoch's test accuracy; NaN for a run that failed before its first epoch ended."""
         return float(self.final.get("test_accuracy", float("nan"))) if self.epochs else float("nan")
 
     @property
@@ -265,17 +265,21 @@ def _prepare(data, config: TrainConfig):
     out = []
     for i, name in ((0, "train"), (2, "test")):
         x, y = np.asarray(arrays[i]), np.asarray(arrays[i + 1])
+        if (x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0 or x.dtype.kind not in "biuf"
+                or y.shape != (len(x),) or y.dtype.kind not in "iu"):
+            raise ParameterError(f"{name} data must be (n, dim) numbers with n >= 1 and n integer labels")
         n = getattr(config, f"{name}_size") or len(x)
-        if x.ndim != 2 or x.dtype.kind not in "biuf" or y.shape != (len(x),) or y.dtype.kind not in "iu":
-            raise ParameterError(f"{name} data must be (n, dim) numbers and n integer labels")
         if n > len(x):
             raise ParameterError(f"{name}_size = {n} is out of range: the data hold {len(x)} {name} images")
         x = np.asarray(x[:n], dtype=np.float64)
         if not np.all(np.isfinite(x)):
             raise ParameterError(f"{name} images contain NaN or infinity")
-        norm = np.sqrt(np.mean(x * x, axis=1, keepdims=True))
-        if np.any(norm == 0):
+        peak = np.max(np.abs(x), axis=1, keepdims=True)
+        if np.any(peak == 0):
             raise ParameterError(f"{name} images: an image is all zeros and cannot be scaled")
+        if np.any(peak > 1e100) or np.any(peak < 1e-100):  # x * x would over- or underflow
+            x = x / peak  # (not done for ordinary data: its rounding stays that of x / |x|)
+        norm = np.sqrt(np.mean(x * x, axis=1, keepdims=True))
         y = y[:n].astype(np.intp)
         if y.min() < 0 or y.max() >= config.outputs:
             raise ParameterError(f"{name} labels must lie in [0, {config.outputs - 1}]")
@@ -295,8 +299,9 @@ class _Optimizer:
         self.tmp = np.empty(size, dtype=dtype)
 
     def step(self, w, g):
-        """w <- w - update(g) in place, unless the new parameters would not be finite
-        (then w is left as it was and False is returned)."""
+        """w <- w - update(g) in place, unless the new parameters (or Adam's second
+        moments) would not be finite: then w is left as it was and False is returned (the
+        optimiser's own state has moved on; the run stops there)."""
         c, tmp = self.c, self.tmp
         self.t += 1
         with np.errstate(over="ignore", invalid="ignore"):
@@ -319,8 +324,10 @@ class _Optimizer:
                 np.divide(self.m, tmp, out=tmp)
                 tmp *= c.learning_rate / (1 - b1 ** self.t)
             np.subtract(w, tmp, out=tmp)
-        if not math.isfinite(K.max_abs(tmp)) if K.HAVE_NUMBA else not np.all(np.isfinite(tmp)):
-            return False
+        # Adam: an overflowing g^2 makes v infinite and the step zero, not infinite
+        for a in (tmp,) if self.v is None else (tmp, self.v):
+            if not (math.isfinite(K.max_abs(a)) if K.HAVE_NUMBA else np.all(np.isfinite(a))):
+                return False
         w[...] = tmp
         return True
 
@@ -380,11 +387,17 @@ def training_step(net: MLP, opt: _Optimizer, x, y, backend: str, grad: np.ndarra
 
 # -- the run -------------------------------------------------------------------------
 def _atomic_write(path: Path, write):
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name + ".")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name + ".")
+    except OSError as exc:
+        raise ParameterError(f"{path}: cannot be written ({exc.strerror}): choose another directory") from None
     try:
         with os.fdopen(fd, "wb") as fh:
             write(fh)
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise ParameterError(f"{path}: cannot be written ({exc.strerror}): choose another directory") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -413,6 +426,10 @@ def _load_checkpoint(directory: Path, config: TrainConfig, net, opt, rng) -> Tra
                 diff = sorted(k for k in new if k != "epochs" and old.get(k) != new[k])
                 raise DataError(f"{path}: the checkpoint is of another run (it differs in {', '.join(diff)}): "
                                 "use another directory, or drop --resume to start afresh")
+            if len(result.epochs) > config.epochs:
+                raise DataError(f"{path}: the checkpoint has {len(result.epochs)} epochs, more than the "
+                                f"{config.epochs} asked for: ask for at least {len(result.epochs)}, or use "
+                                "another directory")
             if z["buffer"].shape != net.buffer.shape or z["buffer"].dtype != net.buffer.dtype:
                 raise DataError(f"{path}: the checkpoint's parameters do not fit the network")
             net.buffer[...] = z["buffer"]
@@ -486,6 +503,8 @@ def train(config: TrainConfig, data, *, directory=None, resume: bool = False, pr
             return done
     else:
         result = TrainResult(config, theory=theory)
+    if folder is not None:
+        _write_outputs(folder, result)  # a directory we cannot write fails now, not after an epoch
     backend = _backend(config)
     steps_per_epoch = -(-len(xtr) // config.batch_size)
     start = time.perf_counter() - result.seconds
