@@ -69,7 +69,7 @@ def test_optimisers_match_their_formulas(opt, lr, mom, b1, b2, steps, seed, scal
     o = T._Optimizer(cfg, 7, np.float64)
     w = w0.copy()
     for g in grads:
-        assert o.step(w, g)
+        assert o.step(w, g) is None
     np.testing.assert_allclose(w, _reference(cfg, grads, w0), rtol=1e-10, atol=1e-12 * (1 + abs(w0).max()))
 
 
@@ -80,7 +80,9 @@ def test_optimiser_refuses_an_overflowing_step(opt, g):
     cfg = T.TrainConfig("relu", 0.5, optimizer=opt, learning_rate=1e3 if opt == "sgd" else 1e-3)
     o = T._Optimizer(cfg, 3, np.float32)
     w = np.array([1.0, 2.0, 3.0], np.float32)
-    assert not o.step(w, np.array([0, g, 1], np.float32))
+    reason = o.step(w, np.array([0, g, 1], np.float32))
+    assert reason == ("the parameters overflowed" if opt == "sgd" else
+                      "Adam's second moment overflowed (float32): a gradient entry beyond 1.8e+19")
     assert w.tolist() == [1.0, 2.0, 3.0]  # unchanged
 
 

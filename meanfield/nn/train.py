@@ -300,8 +300,8 @@ class _Optimizer:
 
     def step(self, w, g):
         """w <- w - update(g) in place, unless the new parameters (or Adam's second
-        moments) would not be finite: then w is left as it was and False is returned (the
-        optimiser's own state has moved on; the run stops there)."""
+        moments) would not be finite: then w is left as it was and the reason is returned
+        (the optimiser's own state has moved on; the run stops there). None: stepped."""
         c, tmp = self.c, self.tmp
         self.t += 1
         with np.errstate(over="ignore", invalid="ignore"):
@@ -325,11 +325,14 @@ class _Optimizer:
                 tmp *= c.learning_rate / (1 - b1 ** self.t)
             np.subtract(w, tmp, out=tmp)
         # Adam: an overflowing g^2 makes v infinite and the step zero, not infinite
-        for a in (tmp,) if self.v is None else (tmp, self.v):
-            if not (math.isfinite(K.max_abs(a)) if K.HAVE_NUMBA else np.all(np.isfinite(a))):
-                return False
+        finite = (lambda a: math.isfinite(K.max_abs(a))) if K.HAVE_NUMBA else (lambda a: np.all(np.isfinite(a)))
+        if self.v is not None and not finite(self.v):
+            return (f"Adam's second moment overflowed ({self.v.dtype}): a gradient entry beyond "
+                    f"{math.sqrt(float(np.finfo(self.v.dtype).max)):.2g}")
+        if not finite(tmp):
+            return "the parameters overflowed"
         w[...] = tmp
-        return True
+        return None
 
     def state(self) -> dict:
         out = {"t": np.array(self.t), "m": self.m}
@@ -380,8 +383,9 @@ def training_step(net: MLP, opt: _Optimizer, x, y, backend: str, grad: np.ndarra
     if not math.isfinite(g.loss):
         raise _BlowUp("the loss is not finite")
     norms = _layer_norms(grad, net)
-    if not opt.step(net.buffer, grad):
-        raise _BlowUp("the parameters overflowed")
+    failure = opt.step(net.buffer, grad)
+    if failure is not None:
+        raise _BlowUp(failure)
     return g.loss, norms
 
 
