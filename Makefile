@@ -24,6 +24,8 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_maps.py
 	$(BIN)/python benchmarks/bench_sweeps.py
 	$(BIN)/python benchmarks/bench_sparse.py
+	$(BIN)/meanfield data mnist   # bench_epoch.py trains on MNIST (random images without it)
+	$(BIN)/python benchmarks/bench_epoch.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis out
