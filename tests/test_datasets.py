@@ -308,16 +308,8 @@ def test_cli_data_from_a_directory(tmp_path, monkeypatch, capsys):
 
 
 # -- the real data, where it is cached ------------------------------------------------
-def _cached():
-    try:
-        return mnist.load()
-    except DataError:
-        return None
-
-
-@pytest.mark.skipif(_cached() is None, reason="MNIST is not cached (meanfield data mnist)")
-def test_real_mnist():
-    d = _cached()
+def test_real_mnist(real_mnist):
+    d = real_mnist
     assert d.verified and d.train_images.shape == (60000, 784) and d.test_images.shape == (10000, 784)
     assert tuple(np.bincount(d.test_labels)) == (980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009)
     assert tuple(np.bincount(d.train_labels)) == (5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949)

