@@ -338,6 +338,7 @@ def save_npz(data: MNIST, path) -> Path:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".mnist-", suffix=".npz")
         with os.fdopen(fd, "wb") as fh:
             np.savez_compressed(fh, **data.arrays(), source=np.array(data.source))
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide a shared cache from other users
         os.replace(tmp, path)
     except OSError as exc:
         raise DataError(f"{path}: cannot be written ({exc.strerror}): choose another cache "
