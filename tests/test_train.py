@@ -396,7 +396,8 @@ def test_summary_statistics():
     assert math.isclose(c["accuracy_mean"], np.mean(accs)) and math.isclose(c["accuracy_std"], np.std(accs, ddof=1))
     assert math.isclose(c["test_sparsity"], 0.855) and math.isclose(c["train_sparsity"], 0.85)  # learnt seed only
     text = reproduce.table_markdown(list(rows.values()))
-    assert "| CReLU | 0.85 | 0.9 |" in text and "| ReLU | 0.5 |" in text
+    assert "| CReLU | 0.85 | 0.9 | 1.000 | stable | 1 | 3 | 1 | 1 | 0.3912 +- 0.4840 |" in text
+    assert "| ReLU | 0.5 |" in text
 
 
 def test_a_corrupt_journal_is_named(tmp_path):

@@ -137,6 +137,7 @@ def summary(results: list[TrainResult]) -> list[dict]:
             "activation": act, "sparsity": s, "v_prime": v, "depth": depth, "width": width,
             "m": th.get("m"), "tau": th.get("tau"),
             "fixed_points": "all" if th.get("degenerate") else len(th.get("fixed_points", [])),
+            "q_star_kind": _q_star_kind(th),
             "seeds": len(rs), "learnt": len(ok), "blew_up": sum(r.status == "failed" for r in rs),
             "epochs": max(len(r.epochs) for r in rs),
             "accuracy_mean": float(acc.mean()), "accuracy_std": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0,
@@ -146,6 +147,17 @@ def summary(results: list[TrainResult]) -> list[dict]:
     return rows
 
 
+def _q_star_kind(theory) -> str:
+    """The kind of the fixed point q* (the one nearest theory["q_star"])."""
+    if theory.get("degenerate"):
+        return "every q fixed"
+    points = theory.get("fixed_points") or []
+    if not points:
+        return "-"
+    q = theory.get("q_star", 1.0)
+    return min(points, key=lambda p: abs(p[0] - q))[1]
+
+
 def _name(row) -> str:
     act = {"relu": "ReLU" if row["sparsity"] == 0.5 else "ReLU_tau", "st": "ST_tau",
            "crelu": "CReLU", "cst": "CST"}[row["activation"]]
@@ -153,22 +165,23 @@ def _name(row) -> str:
 
 
 def table_markdown(rows) -> str:
-    head = ("| activation | s | V'(q*) | m | fixed points | seeds | learnt | blew up | "
+    head = ("| activation | s | V'(q*) | m | q* | fixed points | seeds | learnt | blew up | "
             "test accuracy | train sparsity | test sparsity |\n"
-            "|---|---|---|---|---|---|---|---|---|---|---|")
+            "|---|---|---|---|---|---|---|---|---|---|---|---|")
     lines = [head]
     for r in rows:
         m = "" if r["m"] is None else f"{r['m']:.3f}"
         v = "" if r["v_prime"] is None else f"{r['v_prime']:g}"
         sp = lambda x: "-" if not math.isfinite(x) else f"{x:.3f}"  # noqa: E731
-        lines.append(f"| {_name(r)} | {r['sparsity']:g} | {v} | {m} | {r['fixed_points']} | {r['seeds']} | "
-                     f"{r['learnt']} | {r['blew_up']} | {r['accuracy_mean']:.3f} +- {r['accuracy_std']:.3f} | "
+        lines.append(f"| {_name(r)} | {r['sparsity']:g} | {v} | {m} | {r['q_star_kind']} | {r['fixed_points']} | "
+                     f"{r['seeds']} | {r['learnt']} | {r['blew_up']} | "
+                     f"{r['accuracy_mean']:.4f} +- {r['accuracy_std']:.4f} | "
                      f"{sp(r['train_sparsity'])} | {sp(r['test_sparsity'])} |")
     return "\n".join(lines) + "\n"
 
 
 def table_csv(rows) -> str:
-    cols = ["activation", "sparsity", "v_prime", "m", "tau", "fixed_points", "depth", "width", "seeds",
+    cols = ["activation", "sparsity", "v_prime", "m", "tau", "q_star_kind", "fixed_points", "depth", "width", "seeds",
             "learnt", "blew_up", "epochs", "accuracy_mean", "accuracy_std", "train_sparsity", "test_sparsity"]
     out = [",".join(cols)]
     for r in rows:
