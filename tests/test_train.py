@@ -411,3 +411,24 @@ def test_a_corrupt_journal_is_named(tmp_path):
     journal.write_text("\n".join([lines[0], json.dumps(entry)]) + "\n")
     with pytest.raises(ParameterError, match="runs.jsonl is corrupt"):
         reproduce.run_grid(cs, data=d, verify=False, journal=journal)
+
+
+def test_a_refused_step_keeps_its_loss_and_gradient_norms():
+    cfg = T.TrainConfig(**SMALL)
+    net = MLP.initialise(T.initialisation(cfg), width=32, depth=3, input_dim=784, seed=0)
+    xtr, ytr, _, _ = small_data()
+    x = (xtr[:50] / np.sqrt(np.mean(xtr[:50] ** 2, axis=1, keepdims=True))).astype(np.float32)
+
+    class Refusing(T._Optimizer):
+        def step(self, w, g):
+            return "refused"
+
+    grad = np.empty_like(net.buffer)
+    before = net.buffer.copy()
+    with pytest.raises(T._BlowUp, match="refused") as e:
+        T.training_step(net, Refusing(cfg, net.buffer.size, net.dtype), x, ytr[:50], "dense", grad)
+    want = net.gradients(x, ytr[:50], backend="dense")
+    assert abs(e.value.details["loss"] - want.loss) < 1e-6
+    np.testing.assert_allclose(e.value.details["grad_norm_layers"],
+                               [np.linalg.norm(w.astype(np.float64)) for w in want.weights], rtol=1e-5)
+    assert np.array_equal(net.buffer, before)

@@ -236,10 +236,17 @@ def loss_figure(results):
     cols = min(3, n)
     fig, axes = plt.subplots(-(-n // cols), cols, figsize=(4 * cols, 3 * -(-n // cols)), squeeze=False)
     for ax, (k, rs) in zip(axes.flat, failing):
-        for r in rs:
-            if r.loss_curve:
-                steps, loss = zip(*r.loss_curve)
-                ax.plot(steps, loss, lw=1, label=f"seed {r.config.seed}" + (" (blew up)" if r.status != "ok" else ""))
+        for k, r in enumerate(rs):
+            curve = list(r.loss_curve)
+            last = (r.failure or {}).get("loss")
+            if last is not None:  # the loss of the step that blew up
+                curve.append(((r.failure["epoch"] - 1) * _steps(r) + r.failure["step"], last))
+            if curve:
+                steps, loss = zip(*curve)
+                label = f"seed {r.config.seed}" + (f" (blew up at step {r.failure['step']})" if r.failure else "")
+                ax.plot(steps, loss, lw=1, marker="." if len(curve) < 30 else None, color=f"C{k}", label=label)
+                if r.failure:
+                    ax.plot(steps[-1:], loss[-1:], "x", color=f"C{k}", ms=8)
         ax.set_title(rs[0].config.label(), fontsize=9)
         ax.set_xlabel("step")
         ax.set_ylabel("training loss")
@@ -252,23 +259,35 @@ def loss_figure(results):
     return fig
 
 
+def _steps(r) -> int:
+    """Steps per epoch of a run."""
+    n = r.config.train_size or 60000
+    return -(-n // r.config.batch_size)
+
+
 def gradient_figure(results):
-    """RMS gradient norm per layer in the first epoch, the median over seeds."""
+    """RMS gradient norm per layer in the first epoch, the median over seeds; for a
+    configuration whose runs blew up, the gradient norms of the failing step (dashed)."""
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(6, 4))
     groups: dict = {}
     for r in results:
         if r.epochs:
             groups.setdefault(_group_key(r.config), []).append(r.epochs[0]["grad_norm_layers"])
-    for (act, s, v, *_), norms in groups.items():
+        elif (r.failure or {}).get("grad_norm_layers"):
+            groups.setdefault(_group_key(r.config) + ("blew up",), []).append(r.failure["grad_norm_layers"])
+    for (act, s, v, *rest), norms in groups.items():
         style = _STYLE.get((act, v), ("ReLU", "k", "."))
         label = "ReLU" if (act, s) == ("relu", 0.5) else f"{style[0]} s={s:g}"
-        ls = "-" if s >= 0.85 or s == 0.5 else ":"
+        failed = "blew up" in rest
+        if failed:
+            label += " (step that blew up)"
+        ls = "--" if failed else "-" if s >= 0.85 or s == 0.5 else ":"
         ax.plot(np.arange(1, len(norms[0]) + 1), np.median(np.array(norms), axis=0), ls, color=style[1],
                 label=label, lw=1)
     ax.set_yscale("log")
     ax.set_xlabel("layer (1 = first hidden layer's weights; last = read-out)")
-    ax.set_ylabel("RMS gradient norm over epoch 1")
+    ax.set_ylabel("gradient norm: RMS over epoch 1")
     ax.legend(fontsize=6, ncol=2)
     fig.tight_layout()
     return fig

@@ -370,7 +370,12 @@ def _layer_norms(g: np.ndarray, net: MLP) -> np.ndarray:
 
 
 class _BlowUp(Exception):
-    """A step whose loss, gradient or new parameters are not finite."""
+    """A step whose loss, gradient or new parameters are not finite; ``details``: what
+    was still finite of it (the batch loss, the gradient norm per layer)."""
+
+    def __init__(self, reason, **details):
+        super().__init__(reason)
+        self.details = details
 
 
 def training_step(net: MLP, opt: _Optimizer, x, y, backend: str, grad: np.ndarray):
@@ -384,8 +389,11 @@ def training_step(net: MLP, opt: _Optimizer, x, y, backend: str, grad: np.ndarra
         raise _BlowUp("the loss is not finite")
     norms = _layer_norms(grad, net)
     failure = opt.step(net.buffer, grad)
-    if failure is not None:
-        raise _BlowUp(failure)
+    if failure is not None:  # the finite loss and gradient of the failing step are kept
+        details = {"loss": g.loss}
+        if np.all(np.isfinite(norms)):
+            details["grad_norm_layers"] = [float(v) for v in np.sqrt(norms)]
+        raise _BlowUp(failure, **details)
     return g.loss, norms
 
 
@@ -527,7 +535,7 @@ def train(config: TrainConfig, data, *, directory=None, resume: bool = False, pr
                 try:
                     loss, norms = training_step(net, opt, xtr[idx], ytr[idx], backend, grad)
                 except _BlowUp as exc:
-                    result.status, result.failure = "failed", dict(where, reason=str(exc))
+                    result.status, result.failure = "failed", dict(where, reason=str(exc), **exc.details)
                     break
                 sq_norms += norms
                 loss_sum += loss
