@@ -144,7 +144,10 @@ def summary(results: list[TrainResult]) -> list[dict]:
             "accuracies": [float(a) for a in acc],
             "train_sparsity": float(np.mean(sp_tr)) if sp_tr else math.nan,
             "test_sparsity": float(np.mean(sp_te)) if sp_te else math.nan})
-    return rows
+    order = {p: i for i, p in enumerate(PARTS)}
+    return sorted(rows, key=lambda r: (r["depth"], order[part(TrainConfig(r["activation"], r["sparsity"],
+                                                                          v_prime=r["v_prime"], depth=2, width=2))],
+                                       r["sparsity"], r["v_prime"] or 0))
 
 
 def _q_star_kind(theory) -> str:
