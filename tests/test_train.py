@@ -17,7 +17,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from meanfield.cli import main
-from meanfield.datasets import mnist
 from meanfield.errors import DataError, ParameterError
 from meanfield.nn import MLP
 from meanfield.nn import reproduce
