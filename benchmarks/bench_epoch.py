@@ -43,20 +43,18 @@ from bench_sparse import torch, torch_model  # noqa: E402  (the same PyTorch net
 DEPTH, WIDTH, S, BATCH, BLOCK, PAUSE = 100, 300, 0.85, 128, 20, 0.15
 
 
-def data():
+def data(cfg):
+    """The protocol's inputs (``train._prepare``: rows of mean square 1) and labels."""
     from meanfield.datasets import mnist
     from meanfield.errors import DataError
     try:
-        d = mnist.load()
-        x, y, xt, yt = d.images("train"), d.labels("train"), d.images("test"), d.labels("test")
-        what = "MNIST"
+        d, what = mnist.load(), "MNIST"
     except DataError:
         rng = np.random.default_rng(0)
-        x, xt = rng.random((60000, 784)), rng.random((10000, 784))
-        y, yt = rng.integers(0, 10, 60000), rng.integers(0, 10, 10000)
+        d = (rng.random((60000, 784)), rng.integers(0, 10, 60000), rng.random((10000, 784)),
+             rng.integers(0, 10, 10000))
         what = "random images (MNIST is not cached: meanfield data mnist)"
-    scale = lambda a: (a / np.sqrt(np.mean(a * a, axis=1, keepdims=True))).astype(np.float32)  # noqa: E731
-    return scale(x), y, scale(xt), yt, what
+    return (*T._prepare(d, cfg), what)
 
 
 def ours(net, backend, cfg):
@@ -86,8 +84,8 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--steps", type=int, default=None, help="time the first N steps (default: the epoch)")
     a = ap.parse_args(argv)
-    x, y, xt, yt, what = data()
     cfg = T.TrainConfig("cst", S, v_prime=0.7, **{k: v for k, v in T.PROTOCOL.items() if k != "epochs"})
+    x, y, xt, yt, what = data(cfg)
     sol = T.initialisation(cfg)
     net = MLP.initialise(sol, width=WIDTH, depth=DEPTH, input_dim=784, seed=0)
     order = np.random.default_rng(0).permutation(len(x))

@@ -11,8 +11,10 @@ gradient :math:`g_t`:
   :math:`w_t=w_{t-1}-\eta\,\hat m_t/(\sqrt{\hat v_t}+\epsilon)` with the bias-corrected
   :math:`\hat m_t=m_t/(1-\beta_1^t)`, :math:`\hat v_t=v_t/(1-\beta_2^t)`.
 
-Inputs are scaled per image to mean square 1 (:func:`~meanfield.nn.normalise_inputs`), so
-that every image enters the first hidden layer with pre-activation variance exactly q*.
+Inputs are scaled per image to mean square 1 (as :func:`~meanfield.nn.normalise_inputs`,
+but without its division by the maximum for ordinary data, so that the rounding is that of
+the committed MNIST runs), so that every image enters the first hidden layer with
+pre-activation variance exactly q*.
 
 Each epoch records the mean training loss, the test loss and accuracy, the accuracy and
 the realised sparsity per layer on a fixed sample of training images and on the test
