@@ -317,21 +317,7 @@ def _report_json(report: FixedPointReport, digits):
 
 
 def _report_text(report: FixedPointReport, digits) -> list[str]:
-    if report.degenerate:
-        return ["fixed points: every q > 0 (V(q) = q identically)"]
-    lo, hi = report.search_range
-    head = (f"fixed points in [{lo:.6g}, {hi:.6g}]"
-            f"{'' if report.certified else ' (not certified, see docs)'}: {len(report.points)}")
-    lines = [head]
-    for p in report.points:
-        side = f", attracts from {p.attracts_from}" if p.attracts_from else ""
-        lines.append(f"  q = {_s(p.q, digits)}  V' = {_s(p.v_prime, digits)}  "
-                     f"V'' = {_s(p.v_second, digits)}  chi1 = {_s(p.chi1, digits)}  {p.kind}{side}")
-    for a, b in report.unresolved:
-        lines.append(f"  unresolved: |V(q) - q| is below the working precision on [{a:.6g}, {b:.6g}]"
-                     " (raise --digits)")
-    lines.append(f"large q: {report.large_q}")
-    return lines
+    return report.summary(digits).replace("(raise the digits)", "(raise --digits)").split("\n")
 
 
 def _emit(data: dict, lines: list[str], as_json: bool):
@@ -500,25 +486,7 @@ def _cmd_diagnose(a):
                                               "relative_variance": _v(jac.relative_variance, d)},
         "digits": d,
     }
-    lines = [f"verdict: {diag.verdict}: {diag.reason}",
-             f"{a.activation}: q* = {data['q_star']} ({p.kind}), sigma_w2 = {data['sigma_w2']}, "
-             f"sigma_b2 = {data['sigma_b2']}"
-             + "".join(f", {k} = {v}" for k, v in data["parameters"].items()),
-             f"  V'(q*) = {data['v_prime']}  V''(q*) = {data['v_second']}  xi_q = {data['xi_q']}"]
-    lines += _report_text(diag.fixed_points, d)
-    for o in data["other_stable"]:
-        lines.append(f"  other stable fixed point q = {o['q']}: chi_1 = {o['chi1']}")
-    lines.append(f"basin of q*: ({data['basin'][0] or '0'}, {data['basin'][1] or 'inf'})")
-    if diag.margin is not None:
-        lines.append(f"smallest margin (q - V(q))/(q - q*) above q*: {data['margin']}"
-                     + (f" at q = {data['margin_at']}" if diag.margin_at is not None else ""))
-    lines.append(f"correlation map: rho(0) = {data['rho0']}, xi_c = {data['xi_c']}, fixed points "
-                 + ", ".join(f"{c['c']} ({c['kind']})" for c in data["correlation_fixed_points"]))
-    if jac is None:
-        lines.append("Jacobian: phi has jumps, its moments are infinite")
-    else:
-        lines.append(f"Jacobian at depth {diag.depth}: squared singular values have mean "
-                     f"{data['jacobian']['mean']} and variance {data['jacobian']['variance']}")
+    lines = diag.summary(d, name=a.activation).replace("(raise the digits)", "(raise --digits)").split("\n")
     _emit(data, lines, a.json)
 
 

@@ -56,7 +56,7 @@ import numpy as np
 from .correlation import (CorrelationReport, _as_init, _check_digits, correlation_fixed_points,
                           depth_scale)
 from .errors import NoSolutionError, ParameterError
-from .fixed_points import FixedPoint, FixedPointReport, fixed_points
+from .fixed_points import FixedPoint, FixedPointReport, _text, fixed_points
 from .jacobian import JacobianSpectrum, _check_depth, jacobian_spectrum
 from .maps import DEFAULT_DIGITS, check_q, map_values, map_values_float64, to_mpf
 from .symbolic import dirac_part
@@ -108,6 +108,40 @@ class Diagnosis:
     @property
     def xi_c(self):
         return self.correlation.xi_c
+
+    def summary(self, digits: int = 8, name: str | None = None) -> str:
+        """The diagnosis as text (what ``meanfield diagnose`` prints), values to ``digits``
+        significant digits; ``name`` labels the activation (default: its own name).
+
+        >>> from meanfield.eoc import eoc_parameters
+        >>> d = diagnose(eoc_parameters("crelu", sparsity="0.85", v_prime="0.7"))
+        >>> print(d.summary(4).splitlines()[0])
+        verdict: trainable: q* stable (V'(q*) = 0.7, margin ...), rho(0) = ...
+        """
+        p, jac, init = self.q_star_point, self.jacobian, self.init
+        v = lambda value: _text(value, digits)  # noqa: E731
+        params = "".join(f", {k} = {v(mpmath.mpf(x))}" for k, x in init.params)
+        lines = [f"verdict: {self.verdict}: {self.reason}",
+                 f"{name or init.activation.name}: q* = {v(self.q_star)} ({p.kind}), "
+                 f"sigma_w2 = {v(mpmath.mpf(init.sigma_w2))}, sigma_b2 = {v(mpmath.mpf(init.sigma_b2))}"
+                 + params,
+                 f"  V'(q*) = {v(p.v_prime)}  V''(q*) = {v(p.v_second)}  xi_q = {v(self.xi_q)}",
+                 self.fixed_points.summary(digits)]
+        for o in self.other_stable:
+            lines.append(f"  other stable fixed point q = {v(o.q)}: chi_1 = {v(o.chi1)}")
+        lo, hi = self.basin
+        lines.append(f"basin of q*: ({'0' if lo is None else v(lo)}, {'inf' if hi is None else v(hi)})")
+        if self.margin is not None:
+            lines.append(f"smallest margin (q - V(q))/(q - q*) above q*: {v(self.margin)}"
+                         + (f" at q = {v(self.margin_at)}" if self.margin_at is not None else ""))
+        lines.append(f"correlation map: rho(0) = {v(self.rho0)}, xi_c = {v(self.xi_c)}, fixed points "
+                     + ", ".join(f"{v(c.c)} ({c.kind})" for c in self.correlation.points))
+        if jac is None:
+            lines.append("Jacobian: phi has jumps, its moments are infinite")
+        else:
+            lines.append(f"Jacobian at depth {self.depth}: squared singular values have mean "
+                         f"{v(jac.mean)} and variance {v(jac.variance)}")
+        return "\n".join(lines)
 
 
 def _margin(init, q_star, q_end, ctx):

@@ -120,6 +120,38 @@ class FixedPointReport:
     def stable(self) -> tuple[FixedPoint, ...]:
         return tuple(p for p in self.points if p.kind == "stable")
 
+    def summary(self, digits: int = 8) -> str:
+        """The report as text, values to ``digits`` significant digits (what
+        ``meanfield fixed-points`` prints).
+
+        >>> from meanfield.eoc import eoc_parameters
+        >>> print(eoc_parameters("crelu", sparsity="0.85", v_prime="0.7").fixed_points.summary(6))
+        fixed points in [...]: 1
+          q = 1.00000  V' = 0.700000  V'' = ...  chi1 = 1.00000  stable
+        large q: bounded
+        """
+        if self.degenerate:
+            return "fixed points: every q > 0 (V(q) = q identically)"
+        lo, hi = self.search_range
+        lines = [f"fixed points in [{lo:.6g}, {hi:.6g}]"
+                 f"{'' if self.certified else ' (not certified, see docs)'}: {len(self.points)}"]
+        for p in self.points:
+            side = f", attracts from {p.attracts_from}" if p.attracts_from else ""
+            lines.append(f"  q = {_text(p.q, digits)}  V' = {_text(p.v_prime, digits)}  "
+                         f"V'' = {_text(p.v_second, digits)}  chi1 = {_text(p.chi1, digits)}  {p.kind}{side}")
+        for a, b in self.unresolved:
+            lines.append(f"  unresolved: |V(q) - q| is below the working precision on [{a:.6g}, {b:.6g}]"
+                         " (raise the digits)")
+        lines.append(f"large q: {self.large_q}")
+        return "\n".join(lines)
+
+
+def _text(value, digits: int) -> str:
+    """A number as a decimal string of ``digits`` significant digits; +inf / -inf as such."""
+    if mpmath.isinf(value):
+        return "+inf" if value > 0 else "-inf"
+    return mpmath.nstr(value, digits, strip_zeros=False)
+
 
 # -- the range to search ------------------------------------------------------------------
 
