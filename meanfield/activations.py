@@ -66,8 +66,15 @@ class Piece:
 class Parameter:
     """An activation parameter with its valid range ``[lower, upper]``.
 
-    ``lower_open`` / ``upper_open`` make the ends strict; ``default`` is used when the
-    caller does not give the parameter (``None``: it must be given).
+    Fields, in order: ``symbol`` (a sympy Symbol used in the pieces), ``lower`` (default
+    -inf), ``upper`` (default inf), ``lower_open`` / ``upper_open`` (False; True makes
+    that end strict) and ``default`` (used when the caller does not give the parameter;
+    ``None``: it must be given).
+
+    >>> import sympy as sp
+    >>> a = Parameter(sp.Symbol("a"), 0.0, 1.0, default="0.05")   # a in [0, 1], default 0.05
+    >>> a.range_text(), a.contains(1.5)
+    ('[0, 1]', False)
     """
 
     symbol: sp.Symbol

@@ -59,8 +59,9 @@ written."""
 
 _PHASE_HELP = """The verdict of every EoC configuration on a grid of sparsity s and clip ratio
 m/sqrt(q*), on the float64 fast path (points that float64 cannot decide are recomputed with
-mpmath). With -o FILE, finished rows are kept in FILE.partial.jsonl until FILE is written,
-so an interrupted run resumes."""
+mpmath). Values are read as START:STOP:STEP (inclusive), S1,S2,... or S, e.g. --sparsity
+0.5:0.95:0.05 --clip-ratio 0.25:4:0.25 for a coarse 10 x 16 grid. With -o FILE, finished
+rows are kept in FILE.partial.jsonl until FILE is written, so an interrupted run resumes."""
 
 
 _TRAIN_HELP = """Mini-batch SGD with momentum, or Adam, on softmax cross-entropy, for a
@@ -237,8 +238,8 @@ def _build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("phase-diagram", help="verdict over a grid of (s, m/sqrt(q*)) for crelu or cst",
                        description=_PHASE_HELP)
     d.add_argument("--activation", required=True, choices=("crelu", "cst"))
-    d.add_argument("--sparsity", help="sparsities (default 100 values over [0.5 (crelu) or 0, 0.95])")
-    d.add_argument("--clip-ratio", help="clip ratios m/sqrt(q*) (default 100 values over [0.05, 4])")
+    d.add_argument("--sparsity", help="sparsities, START:STOP:STEP or S1,S2,... (default 100 values over [0.5 (crelu) or 0, 0.95])")
+    d.add_argument("--clip-ratio", help="clip ratios m/sqrt(q*), START:STOP:STEP or R1,R2,... (default 100 values over [0.05, 4])")
     d.add_argument("--q-star", default="1", help="fixed point q* (default 1)")
     d.add_argument("--depth", type=int, default=100, help="network depth for the verdict (default 100)")
     d.add_argument("--format", choices=("csv", "json"), default="csv")

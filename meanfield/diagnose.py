@@ -129,8 +129,16 @@ class Diagnosis:
                  self.fixed_points.summary(digits)]
         for o in self.other_stable:
             lines.append(f"  other stable fixed point q = {v(o.q)}: chi_1 = {v(o.chi1)}")
-        lo, hi = self.basin
-        lines.append(f"basin of q*: ({'0' if lo is None else v(lo)}, {'inf' if hi is None else v(hi)})")
+        lo, hi = ("0" if self.basin[0] is None else v(self.basin[0]),
+                  "inf" if self.basin[1] is None else v(self.basin[1]))
+        if p.kind == "unstable":
+            lines.append("basin of q*: none (q* repels on both sides)")
+        elif p.kind == "half-stable" and p.attracts_from == "below":
+            lines.append(f"basin of q*: ({lo}, q*] (attracts from below only)")
+        elif p.kind == "half-stable" and p.attracts_from == "above":
+            lines.append(f"basin of q*: [q*, {hi}) (attracts from above only)")
+        else:
+            lines.append(f"basin of q*: ({lo}, {hi})")
         if self.margin is not None:
             lines.append(f"smallest margin (q - V(q))/(q - q*) above q*: {v(self.margin)}"
                          + (f" at q = {v(self.margin_at)}" if self.margin_at is not None else ""))

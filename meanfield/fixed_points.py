@@ -134,7 +134,7 @@ class FixedPointReport:
             return "fixed points: every q > 0 (V(q) = q identically)"
         lo, hi = self.search_range
         lines = [f"fixed points in [{lo:.6g}, {hi:.6g}]"
-                 f"{'' if self.certified else ' (not certified, see docs)'}: {len(self.points)}"]
+                 f"{'' if self.certified else ' (not certified: see docs/theory.md, Every fixed point)'}: {len(self.points)}"]
         for p in self.points:
             side = f", attracts from {p.attracts_from}" if p.attracts_from else ""
             lines.append(f"  q = {_text(p.q, digits)}  V' = {_text(p.v_prime, digits)}  "

@@ -202,7 +202,9 @@ def phase_diagram_figure(diagrams: Iterable | None = None, *, n: int = 100, jobs
     if mark_paper_grid:
         from matplotlib.lines import Line2D
         handles.append(Line2D([], [], marker="o", color="k", mfc="white", ls="", label="paper grid"))
-    fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), fontsize=9)
+    # one row under two panels; under a single panel, rows of three so it is not cropped
+    fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 3 * len(diagrams)),
+               fontsize=9)
     return fig
 
 

@@ -319,7 +319,7 @@ class PhaseDiagram:
         recs = self.records()
         writer = csv.DictWriter(buf, fieldnames=list(recs[0]), lineterminator="\n")
         writer.writeheader()
-        writer.writerows(recs)
+        writer.writerows([{k: _csv_cell(v) for k, v in r.items()} for r in recs])
         return buf.getvalue()
 
     def to_json(self) -> str:
@@ -330,6 +330,14 @@ class PhaseDiagram:
         """How many points have each verdict."""
         words, n = np.unique(self.verdict.astype(str), return_counts=True)
         return {str(w): int(c) for w, c in zip(words, n)}
+
+
+def _csv_cell(v):
+    """An undefined number (NaN) is an empty cell and an infinite one '+inf' / '-inf', as in
+    the stability table's CSV: the text 'nan' never appears."""
+    if isinstance(v, float) and not math.isfinite(v):
+        return "" if math.isnan(v) else ("+inf" if v > 0 else "-inf")
+    return v
 
 
 def _check_axis(values, name, lo, hi, lo_closed):

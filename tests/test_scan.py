@@ -258,7 +258,9 @@ def test_records_csv_json_are_consistent():
     rows = list(csv.DictReader(io.StringIO(d.to_csv())))
     assert len(rows) == 36 and list(rows[0]) == list(recs[0])
     for row, rec in zip(rows, recs):
-        assert row == {k: str(v) for k, v in rec.items()}
+        want = {k: ("" if math.isnan(v) else ("+inf" if v > 0 else "-inf"))
+                if isinstance(v, float) and not math.isfinite(v) else str(v) for k, v in rec.items()}
+        assert row == want
     text = d.to_json()
     assert "NaN" not in text and "Infinity" not in text
     back = json.loads(text)
