@@ -53,3 +53,20 @@ def test_api_reference_comes_from_the_docstrings(site):
     assert ":math:`" not in html and ":func:`" not in html
     first_line = meanfield.eoc.eoc_parameters.__doc__.strip().splitlines()[0]
     assert first_line.split("``")[0].strip()[:30] in html
+
+
+def test_the_docstring_converter():
+    """docs/scripts/griffe_rst.py: reST roles, doctest blocks, math and literal blocks."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("griffe_rst", ROOT / "docs" / "scripts" / "griffe_rst.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    text = ("See :func:`~meanfield.eoc.eoc_parameters` and :mod:`meanfield.maps`, with :math:`q^*` "
+            "and ``digits``.\n\n.. math::\n\n   V(q) = q\n\nExample::\n\n    x = 1\n\n"
+            ">>> 1 + 1\n2\n\nafter")
+    out = mod.to_markdown(text)
+    assert "`eoc_parameters`" in out and "`meanfield.maps`" in out and "$q^*$" in out
+    assert "`digits`" in out and "``digits``" not in out
+    assert "$$\nV(q) = q\n$$" in out
+    assert "Example:\n\n```text\n    x = 1\n```" in out
+    assert "```pycon\n>>> 1 + 1\n2\n```" in out and out.endswith("after")

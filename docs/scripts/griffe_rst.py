@@ -57,6 +57,8 @@ def to_markdown(text: str) -> str:
                 i += 1
             while body and not body[-1].strip():
                 body.pop()
+            while body and not body[0].strip():
+                body.pop(0)
             out += ["", f"{indent}```text", *body, f"{indent}```", ""]
             continue
         out.append(_inline(line))
