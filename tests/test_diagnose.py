@@ -647,3 +647,13 @@ def test_precision_does_not_leak(outer):
             diagnose(eoc("cst", "0.8", "0.9"), q_star="1.2", depth=10)
         assert mpmath.mp.dps == outer
     assert mpmath.mp.dps == 15
+
+
+def test_summary_basin_of_a_half_stable_point_ends_at_it():
+    """ReLU_tau on the EoC: q* attracts from below only (Price et al. 2024, Lemma 1), so its
+    basin is (0, q*], not (0, inf); the text says so."""
+    d = diagnose(eoc_parameters("relu", sparsity="0.85"), digits=20)
+    assert d.q_star_point.kind == "half-stable"
+    text = d.summary(8)
+    assert "basin of q*: (0, q*] (attracts from below only)" in text
+    assert "(0, inf)" not in text and "large q: diverges" in text
