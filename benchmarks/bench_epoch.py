@@ -10,6 +10,8 @@ the same initial network on the same batches in the same order:
 - ``sparse``: ``meanfield.nn.train.training_step`` with the compiled sparse passes (what
   ``meanfield train`` runs: gradient, per-layer gradient norms, overflow check, Adam);
 - ``dense``: the same step with the dense numpy pass;
+- ``sparse-np``: the sparse step with Adam written in numpy (ten passes over the
+  parameters) instead of the compiled one-pass kernel: what fusing the update saves;
 - ``torch``: PyTorch CPU eager, autograd, ``torch.optim.Adam``, and the per-layer
   gradient norms (so that it does the same work).
 
@@ -57,8 +59,8 @@ def data(cfg):
     return (*T._prepare(d, cfg), what)
 
 
-def ours(net, backend, cfg):
-    opt = T._Optimizer(cfg, net.buffer.size, net.dtype)
+def ours(net, backend, cfg, fused=None):
+    opt = T._Optimizer(cfg, net.buffer.size, net.dtype, fused=fused)
     grad = np.empty_like(net.buffer)
 
     def step(x, y):
@@ -91,7 +93,8 @@ def main(argv=None):
     order = np.random.default_rng(0).permutation(len(x))
     steps = -(-len(x) // BATCH) if a.steps is None else min(a.steps, -(-len(x) // BATCH))
     batches = [order[i * BATCH:(i + 1) * BATCH] for i in range(steps)]
-    methods = {"sparse": ours(net.copy(), "numba", cfg), "dense": ours(net.copy(), "dense", cfg)}
+    methods = {"sparse": ours(net.copy(), "numba", cfg), "dense": ours(net.copy(), "dense", cfg),
+               "sparse-np": ours(net.copy(), "numba", cfg, fused=False)}
     if torch is not None:
         methods["torch"] = peer(torch_model(net), cfg)
     print(f"one epoch: {steps} steps of batch {BATCH} on {what}; depth {DEPTH}, width {WIDTH}, cst s = {S}, "
@@ -120,7 +123,8 @@ def main(argv=None):
         T._evaluate(net, xt, yt, backend)
         print(f"test-set evaluation with per-layer sparsity, {name}: {time.perf_counter() - t0:.2f} s")
     sp = spent["sparse"]
-    print(f"epoch: sparse vs dense numpy {spent['dense'] / sp:.2f}x"
+    print(f"epoch: sparse vs dense numpy {spent['dense'] / sp:.2f}x, "
+          f"fused Adam vs numpy Adam (both sparse) {spent['sparse-np'] / sp:.2f}x"
           + (f", sparse vs PyTorch {spent['torch'] / sp:.2f}x" if torch is not None else " (no PyTorch)"))
 
 

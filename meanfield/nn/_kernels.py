@@ -513,9 +513,27 @@ def _max_abs_kernel(bits, mask, out, c, nchunks):
     out[c] = mx
 
 
+def _adam_kernel(g, m, v, w, out, b1, c1, b2, c2, r2, eps, lr1, c, nchunks):
+    """Share c of one Adam step: m <- b1 m + c1 g, v <- b2 v + c2 g^2 in place and
+    out <- w - lr1 m / (r2 sqrt(v) + eps), with every constant a float of the arrays'
+    dtype. Each operation is the one numpy's step does, in the same order and precision
+    (no fused multiply-add: numba contracts nothing without fastmath), so the two steps
+    agree bit for bit; one pass instead of numpy's ten, and no 36 MB temporary."""
+    n = g.shape[0]
+    i0, i1 = c * n // nchunks, (c + 1) * n // nchunks
+    gs, ms, vs, ws, os = g[i0:i1], m[i0:i1], v[i0:i1], w[i0:i1], out[i0:i1]
+    for i in range(gs.shape[0]):  # a loop over slices vectorises (see _max_abs_kernel)
+        gi = gs[i]
+        mi = ms[i] * b1 + c1 * gi
+        vi = vs[i] * b2 + gi * gi * c2
+        ms[i] = mi
+        vs[i] = vi
+        os[i] = ws[i] - mi / (np.sqrt(vi) * r2 + eps) * lr1
+
+
 _COMPILED = {}
 _SOURCES = {"forward": _forward_kernel, "delta": _delta_kernel, "weight": _weight_kernel,
-            "max_abs": _max_abs_kernel}
+            "max_abs": _max_abs_kernel, "adam": _adam_kernel}
 
 
 def _compiled(name: str):
@@ -707,6 +725,17 @@ def max_abs(a) -> float:
     _run("max_abs", (bits, kind[0](kind[1]), out), nchunks)
     v = float(out.max().view(a.dtype))
     return v if math.isfinite(v) else math.inf
+
+
+def adam_step(g, m, v, w, out, betas, eps, learning_rate, t):
+    """Adam's step ``t`` (1, 2, ...) by the compiled :func:`_adam_kernel`: m and v updated
+    in place, the new parameters written to ``out`` (w is not touched)."""
+    f = g.dtype.type
+    b1, b2 = betas
+    args = (g, m, v, w, out, f(b1), f(1 - b1), f(b2), f(1 - b2), f(1 / math.sqrt(1 - b2 ** t)),
+            f(eps), f(learning_rate / (1 - b1 ** t)))
+    nchunks = min(numba.config.NUMBA_NUM_THREADS, 8) if g.size >= 1 << 20 else 1
+    _run("adam", args, nchunks)
 
 
 _WORK = threading.local()

@@ -292,8 +292,11 @@ def _prepare(data, config: TrainConfig):
 
 # -- optimisers ----------------------------------------------------------------------
 class _Optimizer:
-    def __init__(self, config: TrainConfig, size, dtype):
+    def __init__(self, config: TrainConfig, size, dtype, fused: bool | None = None):
+        """``fused``: Adam by the compiled one-pass kernel (the default where numba is
+        installed), else by numpy; the two agree bit for bit."""
         self.c = config
+        self.fused = K.HAVE_NUMBA if fused is None else fused
         self.t = 0
         self.m = np.zeros(size, dtype=dtype)
         self.v = np.zeros(size, dtype=dtype) if config.optimizer == "adam" else None
@@ -310,6 +313,9 @@ class _Optimizer:
                 self.m *= c.momentum
                 self.m += g
                 np.multiply(self.m, c.learning_rate, out=tmp)
+                np.subtract(w, tmp, out=tmp)
+            elif self.fused:  # the same operations fused into one pass (bit for bit)
+                K.adam_step(g, self.m, self.v, w, tmp, c.betas, c.eps, c.learning_rate, self.t)
             else:
                 b1, b2 = c.betas
                 self.m *= b1
@@ -324,7 +330,7 @@ class _Optimizer:
                 tmp += c.eps
                 np.divide(self.m, tmp, out=tmp)
                 tmp *= c.learning_rate / (1 - b1 ** self.t)
-            np.subtract(w, tmp, out=tmp)
+                np.subtract(w, tmp, out=tmp)
         # Adam: an overflowing g^2 makes v infinite and the step zero, not infinite
         finite = (lambda a: math.isfinite(K.max_abs(a))) if K.HAVE_NUMBA else (lambda a: np.all(np.isfinite(a)))
         if self.v is not None and not finite(self.v):
