@@ -273,6 +273,7 @@ def _build_parser() -> argparse.ArgumentParser:
     tr.add_argument("-o", "--output-dir", help="write result.json, epochs.csv, layers.csv and a "
                     "checkpoint after every epoch")
     tr.add_argument("--resume", action="store_true", help="continue from the checkpoint in --output-dir")
+    tr.add_argument("--force", action="store_true", help="replace a run already in --output-dir")
     tr.add_argument("--no-progress", action="store_true", help="no progress bar")
     tr.add_argument("--json", action="store_true", help="print result.json instead of the summary")
 
@@ -284,8 +285,9 @@ def _build_parser() -> argparse.ArgumentParser:
     _train_args(rp)
     rp.add_argument("--seeds", type=int, default=5, help="seeds per configuration (default 5)")
     rp.add_argument("--first-seed", type=int, default=0, help="the first seed (default 0)")
-    rp.add_argument("-o", "--output-dir", default="results/mnist",
-                    help="table, figures and the journal runs.jsonl (default results/mnist)")
+    rp.add_argument("-o", "--output-dir",
+                    help="table, figures and the journal runs.jsonl (default results/mnist for the "
+                    "protocol, results/mnist-TAG for another, e.g. results/mnist-depth30)")
     rp.add_argument("--runs-dir", help="per-run checkpoints (default: OUTPUT_DIR/runs, not committed)")
     rp.add_argument("--only", help="comma-separated parts of the grid to run: baseline, relu_tau, st_tau, "
                     "crelu, cst (default all)")
@@ -802,10 +804,13 @@ def _cmd_data(a):
 
 def _cmd_reproduce(a):
     from pathlib import Path
+    from ._jobs import check_jobs
     from .nn import reproduce
-    out = Path(a.output_dir)
+    check_jobs(a.jobs)  # also under --report-only, which does not use it
     over = _protocol_overrides(a)
     configs = reproduce.configs(a.grid, seeds=a.seeds, first_seed=a.first_seed, **over)
+    tag = reproduce.protocol_tag(configs[0])
+    out = Path(a.output_dir or ("results/mnist" + (f"-{tag}" if tag else "")))
     if a.only:
         wanted = {w.strip() for w in a.only.split(",")}
         if not wanted or not wanted <= set(reproduce.PARTS):
@@ -833,7 +838,10 @@ def _cmd_train(a):
     if a.resume and not a.output_dir:
         raise ParameterError("--resume needs --output-dir (the directory of the run to continue)")
     data = mnist.load(a.data)
-    run = train(cfg, data, directory=a.output_dir, resume=a.resume, progress=False if a.no_progress else None)
+    if a.resume and a.force:
+        raise ParameterError("--resume and --force exclude each other: continue the run or replace it")
+    run = train(cfg, data, directory=a.output_dir, resume=a.resume, overwrite=a.force,
+                progress=False if a.no_progress else None)
     if a.json:
         print(run.to_json(), end="")
         return

@@ -305,6 +305,7 @@ def test_cli_data_from_a_directory(tmp_path, monkeypatch, capsys):
     assert main(["data", "mnist", "--from", str(d), "--dir", str(tmp_path / "c")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("meanfield: error: ") and "train-labels-idx1-ubyte.gz" in err and len(err.splitlines()) == 1
+    assert "delete it" not in err and "check the file" in err  # the user's own file is not ours to delete
 
 
 # -- the real data, where it is cached ------------------------------------------------

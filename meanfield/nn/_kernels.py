@@ -34,7 +34,8 @@ order of floating-point summation:
   (phi' is kept by the forward pass) from the nonzero entries of the next layer's
   deltas, then each row of dW sums over the samples in which its unit is active. The SGD
   step (:func:`numba_sgd_step`) applies each row of dW to the parameters as it is formed,
-  without a gradient buffer, once a bound has shown that the step cannot overflow.
+  without a gradient buffer, once a bound has shown that the step cannot overflow. Adam
+(:func:`adam_step`) is one elementwise pass over the parameters, bit for bit numpy's ten.
 
 Parameters live in one flat buffer (``W^0, b^0, W^1, b^1, ...``) so a whole network is
 passed to a kernel as one array; gradients use the same layout.
@@ -50,7 +51,7 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = ["ActivationTable", "Trace", "HAVE_NUMBA", "dense_forward", "dense_backward",
-           "numpy_forward", "numpy_backward", "numba_forward", "numba_backward"]
+           "numpy_forward", "numpy_backward", "numba_forward", "numba_backward", "adam_step"]
 
 try:  # the compiled path is optional: ``pip install meanfield[fast]``
     import numba

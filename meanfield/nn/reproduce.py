@@ -32,14 +32,11 @@ from ..errors import ParameterError
 from .train import PROTOCOL, TrainConfig, TrainResult, train
 
 __all__ = ["grid", "configs", "run_grid", "summary", "table_markdown", "table_csv",
-           "write_results", "stored_results", "PARTS", "part", "GRIDS", "MOST_FREQUENT"]
+           "write_results", "stored_results", "protocol_tag", "PARTS", "part", "GRIDS"]
 
 GRIDS = ("minimum", "full")
 SPARSITIES = (0.6, 0.7, 0.8, 0.85)
 V_PRIMES = (0.5, 0.7, 0.9)
-#: test accuracy of always answering the most frequent test class (1: 1135 of 10000),
-#: the score given to a run that blew up before its first epoch ended
-MOST_FREQUENT = 0.1135
 
 
 def grid(name: str = "minimum") -> list[dict]:
@@ -76,13 +73,23 @@ def configs(name="minimum", *, seeds=5, first_seed=0, **protocol) -> list[TrainC
     return [TrainConfig(**{**base, **c, "seed": first_seed + k}) for c in grid(name) for k in range(seeds)]
 
 
+_PER_RUN = ("activation", "sparsity", "clip", "v_prime", "seed")
+
+
+def protocol_tag(c: TrainConfig) -> str:
+    """What of ``c``'s protocol differs from :data:`PROTOCOL` (and the defaults), e.g.
+    ``"depth30"`` or ``"depth30-epochs5"``; "" for the protocol itself."""
+    ref = TrainConfig(**{**PROTOCOL, **{k: getattr(c, k) for k in _PER_RUN}}).to_dict()
+    mine = c.to_dict()
+    return "-".join(f"{k}{mine[k]}".replace(" ", "").replace("_", "") for k in mine
+                    if k not in _PER_RUN and mine[k] != ref[k])
+
+
 def _key(c: TrainConfig) -> str:
     v = "" if c.v_prime is None else f"-v{c.v_prime!r}"
     m = "" if c.clip is None else f"-m{c.clip!r}"
-    return f"{c.activation}-s{c.sparsity!r}{v}{m}-seed{c.seed}"
-
-
-_PER_RUN = ("activation", "sparsity", "clip", "v_prime", "seed")
+    tag = protocol_tag(c)  # runs of other protocols never share a checkpoint directory
+    return f"{c.activation}-s{c.sparsity!r}{v}{m}-seed{c.seed}" + (f"-{tag}" if tag else "")
 
 
 def _run_one(config_dict: dict, data_path, verify: bool, runs_dir, progress):
@@ -120,30 +127,39 @@ def _group_key(c: TrainConfig):
 
 
 def summary(results: list[TrainResult]) -> list[dict]:
-    """One row per configuration: seeds, how many learnt / blew up, test accuracy mean and
-    std over all seeds (a run that blew up counts with its last finished epoch, or
-    :data:`MOST_FREQUENT` before one), realised train/test sparsity of the learnt seeds."""
+    """One row per configuration: seeds, how many learnt / blew up, and over the runs that
+    measured anything (finished at least one epoch; a run that blew up later counts with its
+    last finished epoch) the test accuracy (mean, std, each seed's) and the realised
+    train/test sparsity (mean, min, max; also the mean over the runs that learnt). A run
+    that blew up in its first epoch measured nothing: it is counted in ``blew_up``, never
+    given an accuracy. Undefined values are None."""
     groups: dict = {}
     for r in results:
         groups.setdefault(_group_key(r.config), []).append(r)
     rows = []
     for (act, s, v, depth, width), rs in groups.items():
-        acc = np.array([r.test_accuracy if r.epochs else MOST_FREQUENT for r in rs])
-        ok = [r for r in rs if r.learnt]
-        sp_tr = [float(np.mean(r.final["train_sparsity_layers"])) for r in ok]
-        sp_te = [float(np.mean(r.final["test_sparsity_layers"])) for r in ok]
+        measured = [r for r in rs if r.epochs]
+        acc = np.array([r.test_accuracy for r in measured])
         th = rs[0].theory
-        rows.append({
+        row = {
             "activation": act, "sparsity": s, "v_prime": v, "depth": depth, "width": width,
             "m": th.get("m"), "tau": th.get("tau"),
             "fixed_points": "all" if th.get("degenerate") else len(th.get("fixed_points", [])),
             "q_star_kind": _q_star_kind(th),
-            "seeds": len(rs), "learnt": len(ok), "blew_up": sum(r.status == "failed" for r in rs),
+            "seeds": len(rs), "learnt": sum(r.learnt for r in rs),
+            "blew_up": sum(r.status == "failed" for r in rs), "measured": len(measured),
             "epochs": max(len(r.epochs) for r in rs),
-            "accuracy_mean": float(acc.mean()), "accuracy_std": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0,
-            "accuracies": [float(a) for a in acc],
-            "train_sparsity": float(np.mean(sp_tr)) if sp_tr else math.nan,
-            "test_sparsity": float(np.mean(sp_te)) if sp_te else math.nan})
+            "accuracy_mean": float(acc.mean()) if len(acc) else None,
+            "accuracy_std": float(acc.std(ddof=1)) if len(acc) > 1 else None,
+            "accuracies": {str(r.config.seed): r.test_accuracy if r.epochs else None for r in rs}}
+        for part_ in ("train", "test"):
+            sp = np.array([np.mean(r.final[f"{part_}_sparsity_layers"]) for r in measured])
+            learnt = [float(x) for x, r in zip(sp, measured) if r.learnt]
+            row.update({f"{part_}_sparsity": float(sp.mean()) if len(sp) else None,
+                        f"{part_}_sparsity_min": float(sp.min()) if len(sp) else None,
+                        f"{part_}_sparsity_max": float(sp.max()) if len(sp) else None,
+                        f"{part_}_sparsity_learnt": float(np.mean(learnt)) if learnt else None})
+        rows.append(row)
     order = {p: i for i, p in enumerate(PARTS)}
     return sorted(rows, key=lambda r: (r["depth"], order[part(TrainConfig(r["activation"], r["sparsity"],
                                                                           v_prime=r["v_prime"], depth=2, width=2))],
@@ -167,7 +183,24 @@ def _name(row) -> str:
     return act
 
 
+def _accuracy_cell(r) -> str:
+    if r["accuracy_mean"] is None:
+        return "-"
+    std = "" if r["accuracy_std"] is None else f" +- {r['accuracy_std']:.4f}"
+    n = "" if r["measured"] == r["seeds"] else f" ({r['measured']} runs)"
+    return f"{r['accuracy_mean']:.4f}{std}{n}"
+
+
+def _sparsity_cell(r, part_) -> str:
+    mean, lo, hi = (r[f"{part_}_sparsity{k}"] for k in ("", "_min", "_max"))
+    if mean is None:
+        return "-"
+    return f"{mean:.3f}" if r["measured"] == 1 else f"{mean:.3f} ({lo:.3f}-{hi:.3f})"
+
+
 def table_markdown(rows) -> str:
+    """Test accuracy and sparsity over the runs that finished an epoch (their count in
+    brackets where it is not every seed; "-": none did); sparsity: mean (min-max)."""
     head = ("| activation | s | V'(q*) | m | q* | fixed points | seeds | learnt | blew up | "
             "test accuracy | train sparsity | test sparsity |\n"
             "|---|---|---|---|---|---|---|---|---|---|---|---|")
@@ -175,17 +208,16 @@ def table_markdown(rows) -> str:
     for r in rows:
         m = "" if r["m"] is None else f"{r['m']:.3f}"
         v = "" if r["v_prime"] is None else f"{r['v_prime']:g}"
-        sp = lambda x: "-" if not math.isfinite(x) else f"{x:.3f}"  # noqa: E731
         lines.append(f"| {_name(r)} | {r['sparsity']:g} | {v} | {m} | {r['q_star_kind']} | {r['fixed_points']} | "
-                     f"{r['seeds']} | {r['learnt']} | {r['blew_up']} | "
-                     f"{r['accuracy_mean']:.4f} +- {r['accuracy_std']:.4f} | "
-                     f"{sp(r['train_sparsity'])} | {sp(r['test_sparsity'])} |")
+                     f"{r['seeds']} | {r['learnt']} | {r['blew_up']} | {_accuracy_cell(r)} | "
+                     f"{_sparsity_cell(r, 'train')} | {_sparsity_cell(r, 'test')} |")
     return "\n".join(lines) + "\n"
 
 
 def table_csv(rows) -> str:
     cols = ["activation", "sparsity", "v_prime", "m", "tau", "q_star_kind", "fixed_points", "depth", "width", "seeds",
-            "learnt", "blew_up", "epochs", "accuracy_mean", "accuracy_std", "train_sparsity", "test_sparsity"]
+            "learnt", "blew_up", "measured", "epochs", "accuracy_mean", "accuracy_std",
+            *(f"{p}_sparsity{k}" for p in ("train", "test") for k in ("", "_min", "_max", "_learnt"))]
     out = [",".join(cols)]
     for r in rows:
         out.append(",".join("" if r[c] is None else (f"{r[c]:.6g}" if isinstance(r[c], float) else str(r[c]))
@@ -210,11 +242,16 @@ def accuracy_figure(rows):
                 continue
             rs = sorted((r for r in rows if r["activation"] == act and r["v_prime"] == v and r["sparsity"] != 0.5),
                         key=lambda r: r["sparsity"])
-            if rs:
-                ax.errorbar([r["sparsity"] for r in rs], [r["accuracy_mean"] for r in rs],
-                            yerr=[r["accuracy_std"] for r in rs], label=label, color=color, marker=marker,
+            ok = [r for r in rs if r["accuracy_mean"] is not None]
+            if ok:
+                ax.errorbar([r["sparsity"] for r in ok], [r["accuracy_mean"] for r in ok],
+                            yerr=[r["accuracy_std"] or 0.0 for r in ok], label=label, color=color, marker=marker,
                             capsize=3)
-        if base:
+            dead = [r["sparsity"] for r in rs if r["accuracy_mean"] is None]
+            if dead:  # no accuracy to plot: every seed blew up in its first epoch
+                ax.plot(dead, [0.02] * len(dead), "x", color=color, ms=9, mew=2,
+                        label=f"{label}: every seed blew up")
+        if base and base[0]["accuracy_mean"] is not None:
             ax.axhline(base[0]["accuracy_mean"], color="k", ls="--", lw=1, label="ReLU baseline")
         ax.set_xlabel("target sparsity s")
         ax.set_ylim(0, 1)
@@ -250,6 +287,9 @@ def loss_figure(results):
                 ax.plot(steps, loss, lw=1, marker="." if len(curve) < 30 else None, color=f"C{k}", label=label)
                 if r.failure:
                     ax.plot(steps[-1:], loss[-1:], "x", color=f"C{k}", ms=8)
+            elif r.failure:  # overflowed before any finite loss: listed, with nothing to draw
+                ax.plot([], [], "x", color=f"C{k}",
+                        label=f"seed {r.config.seed} (blew up at step {r.failure['step']}: no finite loss)")
         ax.set_title(rs[0].config.label(), fontsize=9)
         ax.set_xlabel("step")
         ax.set_ylabel("training loss")
@@ -313,7 +353,7 @@ def _write_results(results, directory, formats):
     rows = summary(results)
     paths = []
     for name, text in (("table.md", table_markdown(rows)), ("table.csv", table_csv(rows)),
-                       ("table.json", json.dumps(rows, indent=1) + "\n")):
+                       ("table.json", json.dumps(rows, indent=1, allow_nan=False) + "\n")):
         (directory / name).write_text(text, encoding="utf-8")
         paths.append(directory / name)
     for name, fig in (("accuracy", accuracy_figure(rows)), ("loss-curves", loss_figure(results)),

@@ -117,32 +117,29 @@ class TrainConfig:
         return f"{self.activation} s = {self.sparsity:g}{extra}"
 
 
-def _num(v, name, lo, hi, *, open_lo=True, integer=False):
+def _num(v, name, lo, hi, *, open_lo=True, open_hi=False, integer=False):
+    """v must be a finite number (an integer) in the interval lo..hi (ends as flagged)."""
+    interval = f"{'(' if open_lo else '['}{lo}, {hi}{')' if open_hi else ']'}"
     ok_type = isinstance(v, int) if integer else isinstance(v, (int, float))
     if isinstance(v, bool) or not ok_type:
-        raise ParameterError(f"{name} = {v!r} must be {'an integer' if integer else 'a number'} in "
-                             f"{'(' if open_lo else '['}{lo}, {hi}]")
-    if not (math.isfinite(v) and (v > lo if open_lo else v >= lo) and v <= hi):
-        raise ParameterError(f"{name} = {v!r} is out of range: must be in {'(' if open_lo else '['}{lo}, {hi}]")
+        raise ParameterError(f"{name} = {v!r} must be {'an integer' if integer else 'a number'} in {interval}")
+    if not (math.isfinite(v) and (v > lo if open_lo else v >= lo) and (v < hi if open_hi else v <= hi)):
+        raise ParameterError(f"{name} = {v!r} is out of range: must be in {interval}")
 
 
 def _check(c: TrainConfig):
     from ..activations import BUILTIN
     if c.activation not in ("relu", "st", "crelu", "cst"):
-        raise ParameterError(f"activation = {c.activation!r} is not valid: training takes relu, st, crelu "
-                             f"or cst (of {sorted(BUILTIN)})")
-    _num(c.sparsity, "sparsity", 0, 1)
-    if c.sparsity >= 1:
-        raise ParameterError(f"sparsity = {c.sparsity} is out of range: must be in (0, 1)")
+        raise ParameterError(f"activation = {c.activation!r} is not valid: must be relu, st, crelu or cst "
+                             f"(the activations of {sorted(BUILTIN)} that training takes)")
+    _num(c.sparsity, "sparsity", 0, 1, open_hi=True)
     if c.activation in _CLIPPED:
         if (c.clip is None) == (c.v_prime is None):
             raise ParameterError(f"{c.activation} needs exactly one of clip (m > 0) or v_prime (in (0, 1))")
         if c.clip is not None:
             _num(c.clip, "clip", 0, 1e6)
         else:
-            _num(c.v_prime, "v_prime", 0, 1)
-            if c.v_prime >= 1:
-                raise ParameterError(f"v_prime = {c.v_prime} is out of range: must be in (0, 1)")
+            _num(c.v_prime, "v_prime", 0, 1, open_hi=True)
     elif c.clip is not None or c.v_prime is not None:
         raise ParameterError(f"{c.activation} is not clipped: clip and v_prime go with crelu and cst")
     _num(c.q_star, "q_star", 0, 1e6)
@@ -153,15 +150,11 @@ def _check(c: TrainConfig):
     if c.optimizer not in OPTIMIZERS:
         raise ParameterError(f"optimizer = {c.optimizer!r} is not valid: choose from {OPTIMIZERS}")
     _num(c.learning_rate, "learning_rate", 0, 1e3)
-    _num(c.momentum, "momentum", 0, 1, open_lo=False)
-    if c.momentum >= 1:
-        raise ParameterError(f"momentum = {c.momentum} is out of range: must be in [0, 1)")
+    _num(c.momentum, "momentum", 0, 1, open_lo=False, open_hi=True)
     if not (isinstance(c.betas, tuple) and len(c.betas) == 2):
         raise ParameterError(f"betas = {c.betas!r} must be a pair (beta1, beta2) in [0, 1)")
     for i, b in enumerate(c.betas):
-        _num(b, f"betas[{i}]", 0, 1, open_lo=False)
-        if b >= 1:
-            raise ParameterError(f"betas[{i}] = {b} is out of range: must be in [0, 1)")
+        _num(b, f"betas[{i}]", 0, 1, open_lo=False, open_hi=True)
     _num(c.eps, "eps", 0, 1)
     _num(c.batch_size, "batch_size", 1, 1_000_000, open_lo=False, integer=True)
     for name in ("train_size", "test_size"):
@@ -217,7 +210,8 @@ class TrainResult:
                    [tuple(p) for p in d["loss_curve"]], dict(d["theory"]), float(d["seconds"]))
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=1, allow_nan=True) + "\n"
+        """Strict JSON: a non-finite number (none is expected) is written as null."""
+        return json.dumps(_json_safe(self.to_dict()), indent=1, allow_nan=False) + "\n"
 
     def epochs_csv(self) -> str:
         cols = ["epoch", "train_loss", "train_accuracy", "test_loss", "test_accuracy",
@@ -237,6 +231,16 @@ class TrainResult:
                                               e["grad_norm_layers"])):
                 lines.append(f"{e['epoch']},{l + 1},{_fmt(a)},{_fmt(b)},{_fmt(g)}")
         return "\n".join(lines) + "\n"
+
+
+def _json_safe(v):
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if isinstance(v, dict):
+        return {k: _json_safe(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_json_safe(x) for x in v]
+    return v
 
 
 def _fmt(v) -> str:
@@ -483,11 +487,13 @@ def _finished(folder: Path, config: TrainConfig):
     return old if old.status == "failed" and old.config == config else None
 
 
-def train(config: TrainConfig, data, *, directory=None, resume: bool = False, progress=None) -> TrainResult:
+def train(config: TrainConfig, data, *, directory=None, resume: bool = False, overwrite: bool = False,
+          progress=None) -> TrainResult:
     """Train the network of ``config`` on ``data`` (an :class:`~meanfield.datasets.mnist.MNIST`
     or ``(x_train, y_train, x_test, y_test)``). ``directory``: write ``result.json``,
     ``epochs.csv``, ``layers.csv`` and ``checkpoint.npz`` there after every epoch;
-    ``resume``: continue from its checkpoint. ``progress``: a tqdm bar per epoch (None:
+    ``resume``: continue from its checkpoint; a directory that already holds a run is
+    otherwise refused, unless ``overwrite``. ``progress``: a tqdm bar per epoch (None:
     on a terminal only)."""
     from tqdm.auto import tqdm
 
@@ -515,6 +521,10 @@ def train(config: TrainConfig, data, *, directory=None, resume: bool = False, pr
               "q_star": float(sol.q_star), "v_prime": float(sol.v_prime), "sparsity": float(sol.sparsity),
               "fixed_points": [[float(p.q), p.kind] for p in sol.fixed_points.points],
               "degenerate": bool(sol.fixed_points.degenerate)}
+    if (folder is not None and not resume and not overwrite
+            and any((folder / n).is_file() for n in ("checkpoint.npz", "result.json"))):
+        raise ParameterError(f"{folder} already holds a run: resume it (--resume), replace it "
+                             "(--force), or choose another directory")
     if resume and folder is not None and (folder / "checkpoint.npz").exists():
         result = _load_checkpoint(folder, config, net, opt, rng)
         done = _finished(folder, config)
