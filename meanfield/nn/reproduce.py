@@ -234,7 +234,7 @@ _STYLE = {("relu", None): ("ReLU_tau", "C3", "o"), ("st", None): ("ST_tau", "C1"
 
 def accuracy_figure(rows):
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 5.2), sharey=True)
     base = [r for r in rows if r["activation"] == "relu" and r["sparsity"] == 0.5]
     for ax, acts in zip(axes, (("relu", "crelu"), ("st", "cst"))):
         for (act, v), (label, color, marker) in _STYLE.items():
@@ -242,20 +242,24 @@ def accuracy_figure(rows):
                 continue
             rs = sorted((r for r in rows if r["activation"] == act and r["v_prime"] == v and r["sparsity"] != 0.5),
                         key=lambda r: r["sparsity"])
+            dx = {None: -0.009, 0.5: -0.003, 0.7: 0.003, 0.9: 0.009}.get(v, 0.0)  # side by side, not on top
             ok = [r for r in rs if r["accuracy_mean"] is not None]
             if ok:
-                ax.errorbar([r["sparsity"] for r in ok], [r["accuracy_mean"] for r in ok],
+                ax.errorbar([r["sparsity"] + dx for r in ok], [r["accuracy_mean"] for r in ok],
                             yerr=[r["accuracy_std"] or 0.0 for r in ok], label=label, color=color, marker=marker,
                             capsize=3)
-            dead = [r["sparsity"] for r in rs if r["accuracy_mean"] is None]
+            dead = [r["sparsity"] + dx for r in rs if r["accuracy_mean"] is None]
             if dead:  # no accuracy to plot: every seed blew up in its first epoch
                 ax.plot(dead, [0.02] * len(dead), "x", color=color, ms=9, mew=2,
                         label=f"{label}: every seed blew up")
         if base and base[0]["accuracy_mean"] is not None:
             ax.axhline(base[0]["accuracy_mean"], color="k", ls="--", lw=1, label="ReLU baseline")
-        ax.set_xlabel("target sparsity s")
+        xs = [r["sparsity"] for r in rows if r["sparsity"] != 0.5]
+        if xs:
+            ax.set_xlim(min(xs) - 0.03, max(xs) + 0.03)
+        ax.set_xlabel("target sparsity s (series shifted apart by < 0.01)")
         ax.set_ylim(0, 1)
-        ax.legend(fontsize=8, loc="lower left")
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)  # below: never on a point
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("test accuracy (mean +- std over seeds)")
     depth = rows[0]["depth"] if rows else "?"
