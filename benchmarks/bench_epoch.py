@@ -18,11 +18,11 @@ the same initial network on the same batches in the same order:
 The methods take turns in blocks of 20 steps, in a rotating order, each block after a
 0.15 s pause (an idle BLAS or OpenMP pool spins for about 0.1 s after its last call and
 slows whatever runs next; see bench_sparse.py). An epoch's time is the sum of a method's
-blocks. The test-set evaluation (10000 images, with the sparsity per layer for ours) is
-timed once per method after the epoch.
+blocks. The test-set evaluation (10000 images, with the sparsity per layer) is
+timed once after the epoch, sparse and dense (PyTorch has no sparsity count to time).
 
 Run: ``python benchmarks/bench_epoch.py [--steps N]`` (default: a full epoch, 469 steps,
-about three minutes for all three methods; ``--steps`` times the first N steps only).
+about four minutes for all four methods; ``--steps`` times the first N steps only).
 """
 
 from __future__ import annotations
@@ -116,7 +116,7 @@ def main(argv=None):
     print(f"{'method':>8} {'epoch s':>8} {'ms/step':>8} {'last loss':>9}")
     for name in methods:
         print(f"{name:>8} {spent[name]:>8.1f} {spent[name] / steps * 1e3:>8.1f} {np.mean(losses[name][-20:]):>9.3f}")
-    # evaluation of the test set, once per method
+    # evaluation of the test set, sparse and dense
     trained = {"sparse": "numba", "dense": "dense"}
     for name, backend in trained.items():
         t0 = time.perf_counter()
