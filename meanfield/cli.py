@@ -832,7 +832,7 @@ def _cmd_reproduce(a):
 
 def _cmd_train(a):
     from .datasets import mnist
-    from .nn.train import PROTOCOL, TrainConfig, train
+    from .nn.train import PROTOCOL, TrainConfig, diagnosis, train
     cfg = TrainConfig(**{**PROTOCOL, "activation": a.activation, "sparsity": a.sparsity, "clip": a.clip,
                          "v_prime": a.v_prime, "q_star": a.q_star, "seed": a.seed, **_protocol_overrides(a)})
     if a.resume and not a.output_dir:
@@ -840,13 +840,16 @@ def _cmd_train(a):
     data = mnist.load(a.data)
     if a.resume and a.force:
         raise ParameterError("--resume and --force exclude each other: continue the run or replace it")
+    if not a.json:  # what the theory predicts, before the training starts
+        print(f"{cfg.label()}, depth {cfg.depth}, width {cfg.width}, {cfg.optimizer} lr {cfg.learning_rate:g}, "
+              f"batch {cfg.batch_size}, seed {cfg.seed}")
+        verdict, reason = diagnosis(cfg)
+        print(f"the theory predicts (meanfield diagnose): {verdict}: {reason}", flush=True)
     run = train(cfg, data, directory=a.output_dir, resume=a.resume, overwrite=a.force,
                 progress=False if a.no_progress else None)
     if a.json:
         print(run.to_json(), end="")
         return
-    print(f"{cfg.label()}, depth {cfg.depth}, width {cfg.width}, {cfg.optimizer} lr {cfg.learning_rate:g}, "
-          f"batch {cfg.batch_size}, seed {cfg.seed}")
     print(f"{'epoch':>5} {'train loss':>10} {'test acc':>8} {'train s':>7} {'test s':>7} {'|g| first':>9} "
           f"{'|g| last':>9} {'seconds':>7}")
     for e in run.epochs:

@@ -454,8 +454,13 @@ def test_summary_statistics():
     assert math.isclose(c["test_sparsity"], 0.855) and math.isclose(c["train_sparsity"], 0.85)
     assert math.isclose(c["test_sparsity_learnt"], 0.855)
     text = reproduce.table_markdown(list(rows.values()))
-    assert "| CReLU | 0.85 | 0.9 | 1.000 | stable | 1 | 3 | 1 | 1 | 0.5300 +- 0.5940 (2 runs) | 0.850 (0.850-0.850) |" in text
-    assert "| ReLU | 0.5 |  | 1.000 | stable | 1 | 1 | 1 | 0 | 0.9600 | 0.500 | 0.505 |" in text  # one run: no std, no range
+    # the prediction is the diagnosis of the configuration (at its depth), before training
+    from meanfield.diagnose import diagnose_eoc
+    predicted = diagnose_eoc(T.initialisation(rs[0].config), depth=rs[0].config.depth).verdict
+    assert c["diagnosis"] == predicted and c["diagnosis_reason"]
+    assert (f"| CReLU | 0.85 | 0.9 | 1.000 | stable | 1 | {predicted} | 3 | 1 | 1 | 0.5300 +- 0.5940 (2 runs) "
+            "| 0.850 (0.850-0.850) |") in text
+    assert "| 1 | trainable | 1 | 1 | 0 | 0.9600 | 0.500 | 0.505 |" in text  # ReLU; one run: no std, no range
     # every seed blew up at once: nothing measured, shown as such, and the JSON stays strict
     dead = reproduce.summary([_result("st", 0.85, None, k, None, "failed") for k in range(2)])[0]
     assert dead["accuracy_mean"] is None and dead["test_sparsity"] is None

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ParameterError
-from .train import PROTOCOL, TrainConfig, TrainResult, train
+from .train import PROTOCOL, TrainConfig, TrainResult, diagnosis, train
 
 __all__ = ["grid", "configs", "run_grid", "summary", "table_markdown", "table_csv",
            "write_results", "stored_results", "protocol_tag", "PARTS", "part", "GRIDS"]
@@ -146,6 +146,7 @@ def summary(results: list[TrainResult]) -> list[dict]:
             "m": th.get("m"), "tau": th.get("tau"),
             "fixed_points": "all" if th.get("degenerate") else len(th.get("fixed_points", [])),
             "q_star_kind": _q_star_kind(th),
+            "diagnosis": None, "diagnosis_reason": None,
             "seeds": len(rs), "learnt": sum(r.learnt for r in rs),
             "blew_up": sum(r.status == "failed" for r in rs), "measured": len(measured),
             "epochs": max(len(r.epochs) for r in rs),
@@ -159,6 +160,7 @@ def summary(results: list[TrainResult]) -> list[dict]:
                         f"{part_}_sparsity_min": float(sp.min()) if len(sp) else None,
                         f"{part_}_sparsity_max": float(sp.max()) if len(sp) else None,
                         f"{part_}_sparsity_learnt": float(np.mean(learnt)) if learnt else None})
+        row["diagnosis"], row["diagnosis_reason"] = diagnosis(rs[0].config)  # the prediction
         rows.append(row)
     order = {p: i for i, p in enumerate(PARTS)}
     return sorted(rows, key=lambda r: (r["depth"], order[part(TrainConfig(r["activation"], r["sparsity"],
@@ -199,23 +201,26 @@ def _sparsity_cell(r, part_) -> str:
 
 
 def table_markdown(rows) -> str:
-    """Test accuracy and sparsity over the runs that finished an epoch (their count in
+    """The diagnosis: :func:`meanfield.diagnose.diagnose_eoc`'s verdict on the
+    initialisation, a prediction made without training. Test accuracy and sparsity over
+    the runs that finished an epoch (their count in
     brackets where it is not every seed; "-": none did); sparsity: mean (min-max)."""
-    head = ("| activation | s | V'(q*) | m | q* | fixed points | seeds | learnt | blew up | "
+    head = ("| activation | s | V'(q*) | m | q* | fixed points | diagnosis | seeds | learnt | blew up | "
             "test accuracy | train sparsity | test sparsity |\n"
-            "|---|---|---|---|---|---|---|---|---|---|---|---|")
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     lines = [head]
     for r in rows:
         m = "" if r["m"] is None else f"{r['m']:.3f}"
         v = "" if r["v_prime"] is None else f"{r['v_prime']:g}"
         lines.append(f"| {_name(r)} | {r['sparsity']:g} | {v} | {m} | {r['q_star_kind']} | {r['fixed_points']} | "
-                     f"{r['seeds']} | {r['learnt']} | {r['blew_up']} | {_accuracy_cell(r)} | "
+                     f"{r['diagnosis']} | {r['seeds']} | {r['learnt']} | {r['blew_up']} | {_accuracy_cell(r)} | "
                      f"{_sparsity_cell(r, 'train')} | {_sparsity_cell(r, 'test')} |")
     return "\n".join(lines) + "\n"
 
 
 def table_csv(rows) -> str:
-    cols = ["activation", "sparsity", "v_prime", "m", "tau", "q_star_kind", "fixed_points", "depth", "width", "seeds",
+    cols = ["activation", "sparsity", "v_prime", "m", "tau", "q_star_kind", "fixed_points", "diagnosis", "depth",
+            "width", "seeds",
             "learnt", "blew_up", "measured", "epochs", "accuracy_mean", "accuracy_std",
             *(f"{p}_sparsity{k}" for p in ("train", "test") for k in ("", "_min", "_max", "_learnt"))]
     out = [",".join(cols)]

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import functools
 import math
 import os
 import tempfile
@@ -253,6 +254,21 @@ def initialisation(config: TrainConfig):
     return eoc_parameters(config.activation, repr(config.sparsity), q_star=repr(config.q_star),
                           clip=None if config.clip is None else repr(config.clip),
                           v_prime=None if config.v_prime is None else repr(config.v_prime), digits=15)
+
+
+def diagnosis(config: TrainConfig) -> tuple[str, str]:
+    """(verdict, reason): what the theory predicts for ``config``'s initialisation at its
+    depth, before any training (:func:`meanfield.diagnose.diagnose_eoc`; cached)."""
+    return _diagnosis(config.activation, config.sparsity, config.clip, config.v_prime, config.q_star,
+                      config.depth)
+
+
+@functools.lru_cache(maxsize=256)
+def _diagnosis(activation, sparsity, clip, v_prime, q_star, depth):
+    from ..diagnose import diagnose_eoc
+    config = TrainConfig(activation, sparsity, clip=clip, v_prime=v_prime, q_star=q_star, depth=depth)
+    d = diagnose_eoc(initialisation(config), depth=depth)
+    return d.verdict, d.reason
 
 
 # -- data ----------------------------------------------------------------------------
