@@ -35,7 +35,7 @@ order of floating-point summation:
   deltas, then each row of dW sums over the samples in which its unit is active. The SGD
   step (:func:`numba_sgd_step`) applies each row of dW to the parameters as it is formed,
   without a gradient buffer, once a bound has shown that the step cannot overflow. Adam
-(:func:`adam_step`) is one elementwise pass over the parameters, bit for bit numpy's ten.
+  (:func:`adam_step`) is one elementwise pass over the parameters, bit for bit numpy's ten.
 
 Parameters live in one flat buffer (``W^0, b^0, W^1, b^1, ...``) so a whole network is
 passed to a kernel as one array; gradients use the same layout.

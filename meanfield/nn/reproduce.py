@@ -23,7 +23,6 @@ from its last epoch.
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import numpy as np
@@ -141,12 +140,13 @@ def summary(results: list[TrainResult]) -> list[dict]:
         measured = [r for r in rs if r.epochs]
         acc = np.array([r.test_accuracy for r in measured])
         th = rs[0].theory
+        verdict, reason = diagnosis(rs[0].config)  # the prediction, made without training
         row = {
             "activation": act, "sparsity": s, "v_prime": v, "depth": depth, "width": width,
             "m": th.get("m"), "tau": th.get("tau"),
             "fixed_points": "all" if th.get("degenerate") else len(th.get("fixed_points", [])),
             "q_star_kind": _q_star_kind(th),
-            "diagnosis": None, "diagnosis_reason": None,
+            "diagnosis": verdict, "diagnosis_reason": reason,
             "seeds": len(rs), "learnt": sum(r.learnt for r in rs),
             "blew_up": sum(r.status == "failed" for r in rs), "measured": len(measured),
             "epochs": max(len(r.epochs) for r in rs),
@@ -160,7 +160,6 @@ def summary(results: list[TrainResult]) -> list[dict]:
                         f"{part_}_sparsity_min": float(sp.min()) if len(sp) else None,
                         f"{part_}_sparsity_max": float(sp.max()) if len(sp) else None,
                         f"{part_}_sparsity_learnt": float(np.mean(learnt)) if learnt else None})
-        row["diagnosis"], row["diagnosis_reason"] = diagnosis(rs[0].config)  # the prediction
         rows.append(row)
     order = {p: i for i, p in enumerate(PARTS)}
     return sorted(rows, key=lambda r: (r["depth"], order[part(TrainConfig(r["activation"], r["sparsity"],

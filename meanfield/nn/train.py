@@ -37,8 +37,8 @@ epoch ends with a checkpoint (parameters, optimiser state, random state), and
 from __future__ import annotations
 
 import dataclasses
-import json
 import functools
+import json
 import math
 import os
 import tempfile
