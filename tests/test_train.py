@@ -394,6 +394,15 @@ def test_run_grid_journal_resumes_run_by_run(tmp_path, monkeypatch):
                                        "gradient-norms.png"}
 
 
+def test_a_configuration_the_theory_cannot_diagnose_still_trains(capsys):
+    """CReLU with m = 1e6 at s = 0.5 is ReLU in all but name: V has no isolated fixed point
+    to diagnose. The prediction says so; training is not blocked by it."""
+    cfg = T.TrainConfig(**{**SMALL, "sparsity": 0.5, "v_prime": None, "clip": 1e6})
+    verdict, reason = T.diagnosis(cfg)
+    assert verdict == "undiagnosed" and "fixed point" in reason
+    assert T.train(cfg, small_data(), progress=False).status == "ok"
+
+
 def test_another_protocol_gets_its_own_journal_and_checkpoints(tmp_path, monkeypatch, capsys):
     """Depth 30 next to the committed depth-100 results: its own output directory and run
     keys, while the protocol's keys (those of the committed journal) stay as they were."""

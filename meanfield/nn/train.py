@@ -48,7 +48,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError, ParameterError
+from ..errors import DataError, NoSolutionError, ParameterError
 from . import _kernels as K
 from .mlp import MLP, _check_backend, cross_entropy
 
@@ -258,7 +258,9 @@ def initialisation(config: TrainConfig):
 
 def diagnosis(config: TrainConfig) -> tuple[str, str]:
     """(verdict, reason): what the theory predicts for ``config``'s initialisation at its
-    depth, before any training (:func:`meanfield.diagnose.diagnose_eoc`; cached)."""
+    depth, before any training (:func:`meanfield.diagnose.diagnose_eoc`; cached). Where
+    the theory has nothing to say (no fixed point to diagnose), the verdict is
+    "undiagnosed" and the reason says why: the network can still be trained."""
     return _diagnosis(config.activation, config.sparsity, config.clip, config.v_prime, config.q_star,
                       config.depth)
 
@@ -267,7 +269,10 @@ def diagnosis(config: TrainConfig) -> tuple[str, str]:
 def _diagnosis(activation, sparsity, clip, v_prime, q_star, depth):
     from ..diagnose import diagnose_eoc
     config = TrainConfig(activation, sparsity, clip=clip, v_prime=v_prime, q_star=q_star, depth=depth)
-    d = diagnose_eoc(initialisation(config), depth=depth)
+    try:
+        d = diagnose_eoc(initialisation(config), depth=depth)
+    except NoSolutionError as exc:
+        return "undiagnosed", " ".join(str(exc).split())
     return d.verdict, d.reason
 
 
