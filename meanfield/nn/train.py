@@ -546,6 +546,9 @@ def train(config: TrainConfig, data, *, directory=None, resume: bool = False, ov
             and any((folder / n).is_file() for n in ("checkpoint.npz", "result.json"))):
         raise ParameterError(f"{folder} already holds a run: resume it (--resume), replace it "
                              "(--force), or choose another directory")
+    if overwrite and not resume and folder is not None:  # a replaced run must not come back on --resume
+        for name in ("checkpoint.npz", "result.json"):
+            (folder / name).unlink(missing_ok=True)
     if resume and folder is not None and (folder / "checkpoint.npz").exists():
         result = _load_checkpoint(folder, config, net, opt, rng)
         done = _finished(folder, config)
