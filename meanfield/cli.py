@@ -837,9 +837,9 @@ def _cmd_train(a):
                          "v_prime": a.v_prime, "q_star": a.q_star, "seed": a.seed, **_protocol_overrides(a)})
     if a.resume and not a.output_dir:
         raise ParameterError("--resume needs --output-dir (the directory of the run to continue)")
-    data = mnist.load(a.data)
-    if a.resume and a.force:
+    if a.resume and a.force:  # before the data load: a usage error should not wait for it
         raise ParameterError("--resume and --force exclude each other: continue the run or replace it")
+    data = mnist.load(a.data)
     if not a.json:  # what the theory predicts, before the training starts
         print(f"{cfg.label()}, depth {cfg.depth}, width {cfg.width}, {cfg.optimizer} lr {cfg.learning_rate:g}, "
               f"batch {cfg.batch_size}, seed {cfg.seed}")

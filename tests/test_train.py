@@ -263,6 +263,14 @@ def test_config_fuzz(changes):
         assert cfg.to_dict()["activation"] in ("relu", "st", "crelu", "cst")
 
 
+def test_eps_that_rounds_to_zero_is_refused(dtype="float32"):
+    """(In float64 every positive Python float is kept, and eps = 0 is refused as out of range.)"""
+    tiny = float(np.finfo(dtype).smallest_subnormal)
+    T.TrainConfig(**{**SMALL, "dtype": dtype, "eps": tiny})  # the smallest that is kept
+    with pytest.raises(ParameterError, match=rf"eps = .* rounds to 0 in {dtype}; must be in \["):
+        T.TrainConfig(**{**SMALL, "dtype": dtype, "eps": tiny / 4})
+
+
 @pytest.mark.parametrize("data", [None, (1, 2), (np.zeros(3), [0], np.zeros((1, 3)), [0]),
                                   (np.zeros((0, 3)), np.zeros(0, int), np.ones((2, 3)), np.zeros(2, int)), (np.ones((4, 3)), np.zeros(4, int), np.ones((2, 5)), np.zeros(2, int)),
                                   (np.zeros((4, 3)), np.zeros(4, int), np.zeros((2, 3)), np.zeros(2, int)),
@@ -305,7 +313,12 @@ def test_cli_train_and_resume(tmp_path, monkeypatch, capsys):
     assert (tmp_path / "run" / "result.json").read_bytes() == before
     assert main(base + ["--epochs", "1", "--force", "--json"]) == 0
     assert [e["epoch"] for e in json.loads(capsys.readouterr().out)["epochs"]] == [1]
-    assert main(base + ["--resume", "--force"]) == 2
+    capsys.readouterr()
+    # a usage error, found before the data load (here the data directory does not exist)
+    no_data = [a if a != str(d) else str(tmp_path / "missing") for a in base]
+    assert main(no_data + ["--resume", "--force"]) == 2
+    err = capsys.readouterr().err
+    assert "--resume and --force exclude each other" in err and "missing" not in err
 
 
 _TRAIN_FLAGS = ["--activation", "--sparsity", "--clip", "--v-prime", "--q-star", "--depth", "--width",
@@ -389,6 +402,14 @@ def test_run_grid_journal_resumes_run_by_run(tmp_path, monkeypatch):
     with pytest.raises(ParameterError, match="another job"):  # another protocol: refused
         reproduce.run_grid(reproduce.configs("minimum", seeds=1, **{**TINY, "epochs": 2})[:1], data=d,
                            verify=False, journal=journal)
+    # a key entered twice (an appended rerun) counts once, with its last result
+    lines = journal.read_text().splitlines()
+    again = json.loads(lines[1])
+    again["result"]["epochs"][-1]["test_accuracy"] = 0.123
+    journal.write_text("\n".join(lines + [json.dumps(again)]) + "\n")
+    stored = reproduce.stored_results(journal)
+    assert len(stored) == len(cs) and sum(r["seeds"] for r in reproduce.summary(stored)) == len(cs)
+    assert stored[0].epochs[-1]["test_accuracy"] == 0.123
     paths = reproduce.write_results(reproduce.stored_results(journal), tmp_path / "res")
     assert {p.name for p in paths} >= {"table.md", "table.csv", "accuracy.png", "loss-curves.png",
                                        "gradient-norms.png"}

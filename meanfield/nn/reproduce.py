@@ -374,17 +374,20 @@ def _write_results(results, directory, formats):
 
 
 def stored_results(journal) -> list[TrainResult]:
-    """Every run the journal of :func:`run_grid` holds (whatever grid it was run for)."""
+    """Every run the journal of :func:`run_grid` holds (whatever grid it was run for), in the
+    order of their first entry; a key entered twice counts once, with its last result, as
+    the grid's resume reads it."""
     path = Path(journal)
     if not path.exists():
         raise ParameterError(f"{path}: no such journal: run the reproduction first")
-    out = []
+    out: dict[str, TrainResult] = {}
     with open(path, encoding="utf-8") as fh:
         for n, line in enumerate(fh, start=1):
             if n == 1 or not line.endswith("\n"):
                 continue
             try:
-                out.append(TrainResult.from_dict(json.loads(line)["result"]))
+                entry = json.loads(line)
+                out[str(entry["key"])] = TrainResult.from_dict(entry["result"])
             except Exception:  # noqa: BLE001
                 raise ParameterError(f"{path} is corrupt at line {n}: delete that line or the file") from None
-    return out
+    return list(out.values())

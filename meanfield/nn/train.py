@@ -166,6 +166,10 @@ def _check(c: TrainConfig):
     _num(c.loss_every, "loss_every", 1, 10**9, open_lo=False, integer=True)
     if c.dtype not in ("float32", "float64"):
         raise ParameterError(f"dtype = {c.dtype!r} is not valid: must be float32 or float64")
+    tiny = float(np.finfo(c.dtype).smallest_subnormal)
+    if c.eps < tiny:  # it would round to 0 and Adam would divide 0 by 0 where v = 0
+        raise ParameterError(f"eps = {c.eps!r} is out of range: it rounds to 0 in {c.dtype}; "
+                             f"must be in [{tiny:.3g}, 1]")
     _check_backend(c.backend)
     _num(c.outputs, "outputs", 2, 100_000, open_lo=False, integer=True)
 
