@@ -291,6 +291,10 @@ def _build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--runs-dir", help="per-run checkpoints (default: OUTPUT_DIR/runs, not committed)")
     rp.add_argument("--only", help="comma-separated parts of the grid to run: baseline, relu_tau, st_tau, "
                     "crelu, cst (default all)")
+    rp.add_argument("--sparsities", help="comma-separated values of s to run, from the grid's (default all; "
+                    "the baseline, at s = 0.5, is kept)")
+    rp.add_argument("--v-primes", help="comma-separated targets V'(q*) to run for crelu and cst, from 0.5, "
+                    "0.7, 0.9 (default all)")
     rp.add_argument("--report-only", action="store_true",
                     help="no training: write table and figures from the runs in the journal")
     _jobs_args(rp)
@@ -802,6 +806,18 @@ def _cmd_data(a):
           f"sha256 verified, from {data.source.split(' (cached')[0]}\ncached: {path}")
 
 
+def _grid_values(flag, text, valid):
+    """The numbers of a comma-separated list, each one of ``valid`` (the grid's values)."""
+    choices = ", ".join(f"{v:g}" for v in sorted(valid))
+    try:
+        got = {float(w) for w in text.split(",")}
+    except ValueError:
+        raise ParameterError(f"{flag} {text}: must be comma-separated numbers from {choices}") from None
+    if not got <= valid:
+        raise ParameterError(f"{flag} {text}: not in this grid; choose from {choices}")
+    return got
+
+
 def _cmd_reproduce(a):
     from pathlib import Path
     from ._jobs import check_jobs
@@ -811,11 +827,18 @@ def _cmd_reproduce(a):
     configs = reproduce.configs(a.grid, seeds=a.seeds, first_seed=a.first_seed, **over)
     tag = reproduce.protocol_tag(configs[0])
     out = Path(a.output_dir or ("results/mnist" + (f"-{tag}" if tag else "")))
-    if a.only:
+    grid_s = {c.sparsity for c in configs if reproduce.part(c) != "baseline"}
+    if a.only is not None:
         wanted = {w.strip() for w in a.only.split(",")}
         if not wanted or not wanted <= set(reproduce.PARTS):
             raise ParameterError(f"--only {a.only}: choose from {', '.join(reproduce.PARTS)}")
         configs = [c for c in configs if reproduce.part(c) in wanted]
+    if a.sparsities is not None:
+        keep = _grid_values("--sparsities", a.sparsities, grid_s)
+        configs = [c for c in configs if reproduce.part(c) == "baseline" or c.sparsity in keep]
+    if a.v_primes is not None:
+        keep = _grid_values("--v-primes", a.v_primes, set(reproduce.V_PRIMES))
+        configs = [c for c in configs if c.v_prime is None or c.v_prime in keep]
     journal = out / "runs.jsonl"
     if a.report_only:
         results = reproduce.stored_results(journal)

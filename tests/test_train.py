@@ -436,6 +436,69 @@ def test_another_protocol_gets_its_own_journal_and_checkpoints(tmp_path, monkeyp
     assert "results/mnist-depth30/runs.jsonl: no such journal" in capsys.readouterr().err
 
 
+def test_reproduce_filters_select_part_of_the_grid(tmp_path, monkeypatch, capsys):
+    """--only, --sparsities and --v-primes: the runs handed to the grid, and a clear error for
+    a value the grid does not have."""
+    seen = []
+    monkeypatch.setattr(reproduce, "run_grid", lambda cs, **kw: seen.append(cs) or [])
+    monkeypatch.chdir(tmp_path)
+    base = ["reproduce", "mnist", "--seeds", "2", "--epochs", "40"]
+    assert main(base + ["--only", "baseline,crelu", "--sparsities", "0.85", "--v-primes", "0.7"]) == 2
+    assert "results/mnist-epochs40/runs.jsonl: no finished runs" in capsys.readouterr().err
+    got = [(c.activation, c.sparsity, c.v_prime, c.seed, c.epochs) for c in seen[-1]]
+    assert got == [("relu", 0.5, None, k, 40) for k in range(2)] + [("crelu", 0.85, 0.7, k, 40) for k in range(2)]
+    assert main(base + ["--sparsities", "0.7", "--v-primes", "0.5,0.9"]) == 2
+    assert {(c.activation, c.sparsity, c.v_prime) for c in seen[-1]} == {
+        ("relu", 0.5, None), ("relu", 0.7, None), ("st", 0.7, None),
+        *((a, 0.7, v) for a in ("crelu", "cst") for v in (0.5, 0.9))}
+    capsys.readouterr()
+    for flag, value in [("--sparsities", "0.6"), ("--sparsities", "nan,x"), ("--v-primes", "0.8"),
+                        ("--v-primes", "")]:
+        n = len(seen)
+        assert main(base + [flag, value]) == 2
+        err = capsys.readouterr().err
+        assert len(seen) == n and flag in err and ("choose from" in err or "must be" in err), err
+
+
+_SELECT = ["--grid", "--only", "--sparsities", "--v-primes", "--seeds", "--first-seed", "--jobs", "--epochs"]
+
+
+@settings(max_examples=80, deadline=None)
+@given(pairs=st.lists(st.tuples(st.sampled_from(_SELECT), st.one_of(
+    st.sampled_from(["minimum", "full", "baseline", "crelu,cst", "relu_tau", "0.85", "0.7,0.85", "0.5,0.9",
+                     "0.6", "nan", "inf", "-1", "0", "1", "2", "", ",", "1e400"]),
+    st.floats(allow_nan=True).map(repr), st.integers(-5, 10**6).map(str), st.text(max_size=5))), max_size=5))
+def test_cli_reproduce_selection_fuzz(tmp_path_factory, pairs):
+    """Hostile grid selections: a one-line error naming the problem (exit 2), or the grid
+    handed exactly the runs the flags select."""
+    import contextlib
+    import io
+    argv = ["reproduce", "mnist", "-o", str(tmp_path_factory.getbasetemp() / "sel")]
+    for flag, value in pairs:
+        argv += [flag, value]
+    seen, err = [], io.StringIO()
+    with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(io.StringIO()), \
+            contextlib.redirect_stderr(err):
+        mp.setattr(reproduce, "run_grid", lambda cs, **kw: seen.append(cs) or [])
+        code = main(argv)
+    assert code == 2, argv  # run_grid returns nothing here: "no finished runs" at the best
+    lines = err.getvalue().strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("meanfield: error: ") and "Traceback" not in err.getvalue()
+    if seen:  # every selected run is one the flags ask for
+        opts = {}
+        for flag, value in pairs:
+            opts[flag] = value
+        for c in seen[0]:
+            if "--only" in opts:
+                assert reproduce.part(c) in opts["--only"].split(",")
+            if "--sparsities" in opts and reproduce.part(c) != "baseline":
+                assert c.sparsity in {float(w) for w in opts["--sparsities"].split(",")}
+            if "--v-primes" in opts and c.v_prime is not None:
+                assert c.v_prime in {float(w) for w in opts["--v-primes"].split(",")}
+    else:
+        assert "no finished runs" not in err.getvalue()
+
+
 def test_run_grid_on_a_dask_cluster(tmp_path):
     """joblib's dask backend on a LocalCluster of two worker processes: the same results."""
     distributed = pytest.importorskip("dask.distributed")
