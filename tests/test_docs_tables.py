@@ -67,3 +67,13 @@ def test_committed_results_table_is_that_of_the_journal():
     """results/mnist/table.md is what `meanfield reproduce mnist --report-only` writes from
     the committed journal (so the table never drifts from the runs behind it)."""
     assert (JOURNAL.parent / "table.md").read_text(encoding="utf-8") == _reproduction_table()
+
+
+@pytest.mark.skipif(not JOURNAL.exists(), reason="no MNIST results committed yet")
+def test_committed_csv_files_are_those_of_the_journal():
+    from meanfield.nn import reproduce
+    results = reproduce.stored_results(JOURNAL)
+    assert (JOURNAL.parent / "table.csv").read_text(encoding="utf-8") == \
+        reproduce.table_csv(reproduce.summary(results))
+    assert (JOURNAL.parent / "accuracy-by-epoch.csv").read_text(encoding="utf-8") == \
+        reproduce.learning_curves_csv(reproduce.learning_curves(results))

@@ -412,7 +412,7 @@ def test_run_grid_journal_resumes_run_by_run(tmp_path, monkeypatch):
     assert stored[0].epochs[-1]["test_accuracy"] == 0.123
     paths = reproduce.write_results(reproduce.stored_results(journal), tmp_path / "res")
     assert {p.name for p in paths} >= {"table.md", "table.csv", "accuracy.png", "loss-curves.png",
-                                       "gradient-norms.png"}
+                                       "gradient-norms.png", "learning-curves.png", "accuracy-by-epoch.csv"}
 
 
 def test_a_configuration_the_theory_cannot_diagnose_still_trains(capsys):
@@ -593,3 +593,36 @@ def test_a_refused_step_keeps_its_loss_and_gradient_norms():
     np.testing.assert_allclose(e.value.details["grad_norm_layers"],
                                [np.linalg.norm(w.astype(np.float64)) for w in want.weights], rtol=1e-5)
     assert np.array_equal(net.buffer, before)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.lists(st.floats(0.0, 1.0), min_size=0, max_size=6), st.booleans()),
+                min_size=1, max_size=5))
+def test_learning_curves_end_at_the_tables_accuracy(runs):
+    # each run: its test accuracies by epoch, and whether it blew up after them (a run with
+    # no epoch blew up in its first); the ones that did not blow up all ran the full length
+    n = max([len(a) for a, _ in runs] + [1])
+    rs = []
+    for seed, (accs, blew) in enumerate(runs):
+        failed = blew or not accs
+        accs = accs if failed else accs + [0.5] * (n - len(accs))
+        r = _result("crelu", 0.85, 0.7, seed, None, "failed") if failed else _result("crelu", 0.85, 0.7, seed, 0.5)
+        r.epochs[:] = [dict(_result("crelu", 0.85, 0.7, seed, a).epochs[0], epoch=k + 1) for k, a in enumerate(accs)]
+        rs.append(r)
+    rows = reproduce.learning_curves(rs)
+    measured = [r for r in rs if r.epochs]
+    if not measured:
+        assert rows == []
+        return
+    assert [r["epoch"] for r in rows] == list(range(1, max(len(r.epochs) for r in measured) + 1))
+    assert all(r["runs"] == len(measured) for r in rows)
+    for row in rows:  # by hand: every run's accuracy at that epoch, or its last one
+        col = [r.epochs[min(row["epoch"], len(r.epochs)) - 1]["test_accuracy"] for r in measured]
+        assert math.isclose(row["accuracy_mean"], float(np.mean(col)), abs_tol=1e-12)
+        assert (row["accuracy_min"], row["accuracy_max"]) == (min(col), max(col))
+        assert row["accuracy_std"] is None if len(col) == 1 else math.isclose(
+            row["accuracy_std"], float(np.std(col, ddof=1)), abs_tol=1e-12)
+    table = reproduce.summary(rs)[0]
+    assert math.isclose(rows[-1]["accuracy_mean"], table["accuracy_mean"], abs_tol=1e-12)
+    lines = reproduce.learning_curves_csv(rows).splitlines()
+    assert len(lines) == 1 + len(rows) and lines[0].startswith("activation,sparsity,v_prime")

@@ -24,14 +24,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
 from ..errors import ParameterError
 from .train import PROTOCOL, TrainConfig, TrainResult, diagnosis, train
 
-__all__ = ["grid", "configs", "run_grid", "summary", "table_markdown", "table_csv",
-           "write_results", "stored_results", "protocol_tag", "PARTS", "part", "GRIDS"]
+__all__ = ["grid", "configs", "run_grid", "summary", "table_markdown", "table_csv", "learning_curves",
+           "learning_curves_csv", "write_results", "stored_results", "protocol_tag", "PARTS", "part", "GRIDS"]
 
 GRIDS = ("minimum", "full")
 SPARSITIES = (0.6, 0.7, 0.8, 0.85)
@@ -162,9 +163,7 @@ def summary(results: list[TrainResult]) -> list[dict]:
                         f"{part_}_sparsity_learnt": float(np.mean(learnt)) if learnt else None})
         rows.append(row)
     order = {p: i for i, p in enumerate(PARTS)}
-    return sorted(rows, key=lambda r: (r["depth"], order[part(TrainConfig(r["activation"], r["sparsity"],
-                                                                          v_prime=r["v_prime"], depth=2, width=2))],
-                                       r["sparsity"], r["v_prime"] or 0))
+    return sorted(rows, key=lambda r: (r["depth"], order[_row_part(r)], r["sparsity"], r["v_prime"] or 0))
 
 
 def _q_star_kind(theory) -> str:
@@ -229,6 +228,40 @@ def table_csv(rows) -> str:
     return "\n".join(out) + "\n"
 
 
+def learning_curves(results: list[TrainResult]) -> list[dict]:
+    """Test accuracy epoch by epoch: one row per configuration and epoch, with the mean, std
+    (ddof 1), min and max over the runs that measured anything, and their number. As in
+    :func:`summary`, a run that blew up after some epochs counts with its last finished
+    epoch from then on (its parameters stay as they were), so each configuration's last row
+    is the table's accuracy. This is what a training-budget study reads: when each
+    configuration comes near its final accuracy, and whether it is still rising."""
+    groups: dict = {}
+    for r in results:
+        if r.epochs:
+            groups.setdefault(_group_key(r.config), []).append([e["test_accuracy"] for e in r.epochs])
+    rows = []
+    for (act, s, v, depth, width), curves in groups.items():
+        n = max(len(c) for c in curves)
+        acc = np.array([c + [c[-1]] * (n - len(c)) for c in curves], dtype=float)  # carry the last epoch on
+        for k in range(n):
+            col = acc[:, k]
+            rows.append({"activation": act, "sparsity": s, "v_prime": v, "depth": depth, "width": width,
+                         "epoch": k + 1, "runs": len(col), "accuracy_mean": float(col.mean()),
+                         "accuracy_std": float(col.std(ddof=1)) if len(col) > 1 else None,
+                         "accuracy_min": float(col.min()), "accuracy_max": float(col.max())})
+    return rows
+
+
+def learning_curves_csv(rows) -> str:
+    cols = ["activation", "sparsity", "v_prime", "depth", "width", "epoch", "runs", "accuracy_mean",
+            "accuracy_std", "accuracy_min", "accuracy_max"]
+    out = [",".join(cols)]
+    for r in rows:
+        out.append(",".join("" if r[c] is None else (f"{r[c]:.6g}" if isinstance(r[c], float) else str(r[c]))
+                            for c in cols))
+    return "\n".join(out) + "\n"
+
+
 # -- figures --------------------------------------------------------------------------
 _STYLE = {("relu", None): ("ReLU_tau", "C3", "o"), ("st", None): ("ST_tau", "C1", "s"),
           ("crelu", 0.5): ("CReLU V'=0.5", "C0", "^"), ("crelu", 0.7): ("CReLU V'=0.7", "C9", "^"),
@@ -271,6 +304,51 @@ def accuracy_figure(rows):
     fig.suptitle(f"MNIST, depth {depth}, width {width}, EoC with q* = 1")
     fig.tight_layout()
     return fig
+
+
+def learning_curves_figure(curve_rows):
+    """Test accuracy against epoch (mean over seeds, min-max band), one panel per part of
+    the grid, the ReLU baseline in every panel; solid s >= 0.85, dashed below."""
+    import matplotlib.pyplot as plt
+    parts = [p for p in PARTS[1:] if any(_row_part(r) == p for r in curve_rows)] or ["baseline"]
+    cols = min(2, len(parts))
+    nrows = -(-len(parts) // cols)
+    fig, axes = plt.subplots(nrows, cols, figsize=(5.5 * cols, 5.0 * nrows), squeeze=False, sharey=True)
+    series: dict = {}
+    for r in curve_rows:
+        series.setdefault((r["activation"], r["sparsity"], r["v_prime"]), []).append(r)
+    for ax, p in zip(axes.flat, parts):
+        for (act, s, v), rs in series.items():
+            p_ = _row_part(rs[0])
+            if p_ not in (p, "baseline"):
+                continue
+            label, color, _ = ("ReLU baseline", "k", ".") if p_ == "baseline" else _STYLE.get((act, v), (act, "C7", "."))
+            if p_ != "baseline":
+                label += f" s={s:g}"
+            ep = [r["epoch"] for r in rs]
+            ax.plot(ep, [r["accuracy_mean"] for r in rs], "-" if s >= 0.85 or p_ == "baseline" else "--",
+                    color=color, lw=1.2, label=f"{label} ({rs[0]['runs']} runs)")
+            ax.fill_between(ep, [r["accuracy_min"] for r in rs], [r["accuracy_max"] for r in rs], color=color,
+                            alpha=0.12, lw=0)
+        ax.set_title(_PART_NAMES[p], fontsize=10)
+        ax.set_xlabel("epoch")
+        ax.set_ylim(0, 1)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2)  # below: off the curves
+    for ax in axes[:, 0]:
+        ax.set_ylabel("test accuracy (mean; band: min-max)")
+    for ax in list(axes.flat)[len(parts):]:
+        ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+_PART_NAMES = {"baseline": "ReLU", "relu_tau": "ReLU_tau", "st_tau": "ST_tau", "crelu": "CReLU", "cst": "CST"}
+
+
+def _row_part(r) -> str:
+    """:func:`part` of a row of :func:`summary` or :func:`learning_curves`."""
+    return part(SimpleNamespace(activation=r["activation"], sparsity=r["sparsity"]))
 
 
 def loss_figure(results):
@@ -360,12 +438,15 @@ def _write_results(results, directory, formats):
     directory.mkdir(parents=True, exist_ok=True)
     rows = summary(results)
     paths = []
+    curves = learning_curves(results)
     for name, text in (("table.md", table_markdown(rows)), ("table.csv", table_csv(rows)),
-                       ("table.json", json.dumps(rows, indent=1, allow_nan=False) + "\n")):
+                       ("table.json", json.dumps(rows, indent=1, allow_nan=False) + "\n"),
+                       ("accuracy-by-epoch.csv", learning_curves_csv(curves))):
         (directory / name).write_text(text, encoding="utf-8")
         paths.append(directory / name)
     for name, fig in (("accuracy", accuracy_figure(rows)), ("loss-curves", loss_figure(results)),
-                      ("gradient-norms", gradient_figure(results))):
+                      ("gradient-norms", gradient_figure(results)),
+                      ("learning-curves", learning_curves_figure(curves))):
         for fmt in formats:
             fig.savefig(directory / f"{name}.{fmt}", dpi=120)
             paths.append(directory / f"{name}.{fmt}")
