@@ -216,16 +216,21 @@ def table_markdown(rows) -> str:
     return "\n".join(lines) + "\n"
 
 
-def table_csv(rows) -> str:
-    cols = ["activation", "sparsity", "v_prime", "m", "tau", "q_star_kind", "fixed_points", "diagnosis", "depth",
-            "width", "seeds",
-            "learnt", "blew_up", "measured", "epochs", "accuracy_mean", "accuracy_std",
-            *(f"{p}_sparsity{k}" for p in ("train", "test") for k in ("", "_min", "_max", "_learnt"))]
+def _csv(rows, cols) -> str:
+    """``cols`` of ``rows`` as CSV: floats to 6 significant digits, None as an empty cell."""
     out = [",".join(cols)]
     for r in rows:
         out.append(",".join("" if r[c] is None else (f"{r[c]:.6g}" if isinstance(r[c], float) else str(r[c]))
                             for c in cols))
     return "\n".join(out) + "\n"
+
+
+def table_csv(rows) -> str:
+    cols = ["activation", "sparsity", "v_prime", "m", "tau", "q_star_kind", "fixed_points", "diagnosis", "depth",
+            "width", "seeds",
+            "learnt", "blew_up", "measured", "epochs", "accuracy_mean", "accuracy_std",
+            *(f"{p}_sparsity{k}" for p in ("train", "test") for k in ("", "_min", "_max", "_learnt"))]
+    return _csv(rows, cols)
 
 
 def learning_curves(results: list[TrainResult]) -> list[dict]:
@@ -255,11 +260,7 @@ def learning_curves(results: list[TrainResult]) -> list[dict]:
 def learning_curves_csv(rows) -> str:
     cols = ["activation", "sparsity", "v_prime", "depth", "width", "epoch", "runs", "accuracy_mean",
             "accuracy_std", "accuracy_min", "accuracy_max"]
-    out = [",".join(cols)]
-    for r in rows:
-        out.append(",".join("" if r[c] is None else (f"{r[c]:.6g}" if isinstance(r[c], float) else str(r[c]))
-                            for c in cols))
-    return "\n".join(out) + "\n"
+    return _csv(rows, cols)
 
 
 # -- figures --------------------------------------------------------------------------
