@@ -20,6 +20,8 @@ if MARKER in text:  # replace the table that follows the marker
 else:
     text = text.replace("TABLE\n", MARKER + "\n" + table)
 want = len(reproduce.configs("minimum"))
-text = re.sub(r"## Results \(partial: \d+ of", f"## Results (partial: {len(results)} of", text)
+heading = (f"## Results (the minimum grid: all {want} runs)" if len(results) >= want
+           else f"## Results (partial: {len(results)} of the minimum grid's {want} runs)")
+text = re.sub(r"## Results \([^\n]*\)", heading, text)
 doc.write_text(text, encoding="utf-8")
 print(f"{doc}: {len(results)} runs ({want} in the minimum grid)")
