@@ -11,6 +11,7 @@ import logging
 import math
 import os
 import re
+import warnings
 
 import numpy as np
 import pytest
@@ -413,6 +414,21 @@ def test_run_grid_journal_resumes_run_by_run(tmp_path, monkeypatch):
     paths = reproduce.write_results(reproduce.stored_results(journal), tmp_path / "res")
     assert {p.name for p in paths} >= {"table.md", "table.csv", "accuracy.png", "loss-curves.png",
                                        "gradient-norms.png", "learning-curves.png", "accuracy-by-epoch.csv"}
+
+
+def test_figures_of_one_part_of_the_grid_mark_the_empty_panel(tmp_path):
+    """A study of one configuration (CReLU only) leaves the ST/CST panel without a series:
+    it says so, and no figure warns of a legend without artists."""
+    d = write_idx_dir(tmp_path / "idx", arrays(200, 100))
+    cs = [c for c in _tiny_configs() if c.activation == "crelu"]
+    results = reproduce.run_grid(cs, data=d, verify=False)
+    fig = reproduce.accuracy_figure(reproduce.summary(results))
+    left, right = fig.axes[:2]
+    assert left.get_legend() is not None and right.get_legend() is None
+    assert [t.get_text() for t in right.texts] == ["no runs of ST_tau / CST"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        reproduce.write_results(results, tmp_path / "res")
 
 
 def test_a_configuration_the_theory_cannot_diagnose_still_trains(capsys):

@@ -297,7 +297,11 @@ def accuracy_figure(rows):
             ax.set_xlim(min(xs) - 0.03, max(xs) + 0.03)
         ax.set_xlabel("target sparsity s (series shifted apart by < 0.01)")
         ax.set_ylim(0, 1)
-        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)  # below: never on a point
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)  # below: never on a point
+        else:  # a part of the grid that was not run (e.g. a study of one configuration)
+            ax.text(0.5, 0.5, "no runs of " + {"relu": "ReLU_tau / CReLU", "st": "ST_tau / CST"}[acts[0]],
+                    transform=ax.transAxes, ha="center", va="center", color="0.4")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("test accuracy (mean +- std over seeds)")
     depth = rows[0]["depth"] if rows else "?"
