@@ -19,6 +19,8 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 MARKER = re.compile(r"<!-- meanfield ((?:table|reproduce mnist --report-only)[^>]*?) -->")
 JOURNAL = ROOT / "results" / "mnist" / "runs.jsonl"
+# every committed reproduction: the protocol's and those of other protocols (a budget study)
+JOURNALS = sorted((ROOT / "results").glob("*/runs.jsonl"))
 
 
 def _tables(path: Path):
@@ -50,30 +52,36 @@ def test_the_documents_hold_result_tables():
 def test_table_is_what_the_code_prints(path, args, table, line, capsys):
     assert args is not None, f"{path.name}:{line}: a result table without a <!-- meanfield table ... --> marker"
     if args.startswith("reproduce"):  # the MNIST results: the table of the committed journal
-        printed = _reproduction_table()
+        words = shlex.split(args)
+        out = words[words.index("-o") + 1] if "-o" in words else "results/mnist"
+        printed = _reproduction_table(ROOT / out / "runs.jsonl")
     else:
         assert main(shlex.split(args) + ["--no-progress"]) == 0
         printed = capsys.readouterr().out
     assert printed == table, f"{path.name}:{line} differs from `meanfield {args}`"
 
 
-def _reproduction_table() -> str:
+def _reproduction_table(journal: Path = JOURNAL) -> str:
     from meanfield.nn import reproduce
-    return reproduce.table_markdown(reproduce.summary(reproduce.stored_results(JOURNAL)))
+    return reproduce.table_markdown(reproduce.summary(reproduce.stored_results(journal)))
 
 
-@pytest.mark.skipif(not JOURNAL.exists(), reason="no MNIST results committed yet")
-def test_committed_results_table_is_that_of_the_journal():
-    """results/mnist/table.md is what `meanfield reproduce mnist --report-only` writes from
+def test_the_protocols_results_are_committed():
+    assert JOURNAL in JOURNALS
+
+
+@pytest.mark.parametrize("journal", JOURNALS, ids=[j.parent.name for j in JOURNALS])
+def test_committed_results_table_is_that_of_the_journal(journal):
+    """results/*/table.md is what `meanfield reproduce mnist --report-only` writes from
     the committed journal (so the table never drifts from the runs behind it)."""
-    assert (JOURNAL.parent / "table.md").read_text(encoding="utf-8") == _reproduction_table()
+    assert (journal.parent / "table.md").read_text(encoding="utf-8") == _reproduction_table(journal)
 
 
-@pytest.mark.skipif(not JOURNAL.exists(), reason="no MNIST results committed yet")
-def test_committed_csv_files_are_those_of_the_journal():
+@pytest.mark.parametrize("journal", JOURNALS, ids=[j.parent.name for j in JOURNALS])
+def test_committed_csv_files_are_those_of_the_journal(journal):
     from meanfield.nn import reproduce
-    results = reproduce.stored_results(JOURNAL)
-    assert (JOURNAL.parent / "table.csv").read_text(encoding="utf-8") == \
+    results = reproduce.stored_results(journal)
+    assert (journal.parent / "table.csv").read_text(encoding="utf-8") == \
         reproduce.table_csv(reproduce.summary(results))
-    assert (JOURNAL.parent / "accuracy-by-epoch.csv").read_text(encoding="utf-8") == \
+    assert (journal.parent / "accuracy-by-epoch.csv").read_text(encoding="utf-8") == \
         reproduce.learning_curves_csv(reproduce.learning_curves(results))
