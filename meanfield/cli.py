@@ -846,6 +846,8 @@ def _cmd_reproduce(a):
         results = reproduce.run_grid(configs, data=a.data, journal=journal,
                                      runs_dir=a.runs_dir or out / "runs", jobs=a.jobs,
                                      progress=False if a.no_progress else None)
+        if results:  # report every run of the journal, not only the part just run (--only, ...)
+            results = reproduce.stored_results(journal)
     if not results:
         raise ParameterError(f"{journal}: no finished runs to report")
     paths = reproduce.write_results(results, out)

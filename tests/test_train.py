@@ -476,6 +476,25 @@ def test_reproduce_filters_select_part_of_the_grid(tmp_path, monkeypatch, capsys
         assert len(seen) == n and flag in err and ("choose from" in err or "must be" in err), err
 
 
+def test_reproduce_of_part_of_a_grid_reports_the_whole_journal(tmp_path, capsys, real_mnist):
+    """A run of one part (--only) rewrites the directory's table and figures from every run
+    of its journal, so the parts run before are not dropped: the same as --report-only."""
+    out = tmp_path / "out"
+    protocol = ["--depth", "2", "--width", "16", "--epochs", "1", "--batch-size", "50", "--train-size", "300",
+                "--test-size", "100"]
+    base = ["reproduce", "mnist", "-o", str(out), *protocol, "--seeds", "1", "--no-progress"]
+    assert main(base + ["--only", "crelu", "--sparsities", "0.85", "--v-primes", "0.7"]) == 0
+    assert main(base + ["--only", "baseline"]) == 0
+    capsys.readouterr()
+    rows = [line.split(" | ")[0] for line in (out / "table.md").read_text().splitlines()[2:]]
+    assert rows == ["| ReLU", "| CReLU"]
+    curves = (out / "accuracy-by-epoch.csv").read_text()
+    assert "\nrelu,0.5," in curves and "\ncrelu,0.85,0.7," in curves
+    table = (out / "table.md").read_text()
+    assert main(["reproduce", "mnist", "-o", str(out), *protocol, "--report-only"]) == 0
+    assert (out / "table.md").read_text() == table
+
+
 _SELECT = ["--grid", "--only", "--sparsities", "--v-primes", "--seeds", "--first-seed", "--jobs", "--epochs"]
 
 

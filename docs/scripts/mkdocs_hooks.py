@@ -1,7 +1,8 @@
 """mkdocs hooks: publish the committed result figures beside the pages that show them.
 
-docs/mnist.md links its figures as ``../results/mnist/*.png`` so that they also show on
-the repository's web view; the site serves them as ``results/mnist/*.png``.
+docs/mnist.md links its figures as ``../results/DIR/*.png`` (DIR: mnist, mnist-epochs40, ...)
+so that they also show on the repository's web view; the site serves them as
+``results/DIR/*.png``.
 """
 
 from pathlib import Path
@@ -9,7 +10,8 @@ from pathlib import Path
 from mkdocs.structure.files import File
 
 ROOT = Path(__file__).resolve().parents[2]
-PUBLISHED = ("results/mnist",)
+#: every results directory with figures (the protocol's and each study outside it)
+PUBLISHED = tuple(sorted(str(d.relative_to(ROOT)) for d in (ROOT / "results").iterdir() if any(d.glob("*.png"))))
 
 
 def on_files(files, config):
