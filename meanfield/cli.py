@@ -79,7 +79,8 @@ five seeds each, with the protocol of `meanfield train`. Each finished run is ap
 once to OUTPUT_DIR/runs.jsonl, and every run checkpoints each epoch, so an interrupted
 reproduction resumes when the same command is given again. Runs go through joblib
 (--jobs); the table (table.md/csv/json) and figures (accuracy, loss curves, gradient
-norms) are written to OUTPUT_DIR at the end, and by --report-only at any time."""
+norms) of every run in the journal, not only the part selected (--only, ...), are
+written to OUTPUT_DIR at the end, and by --report-only at any time."""
 
 
 def _train_args(p):
