@@ -21,7 +21,8 @@ from hypothesis import strategies as st
 from meanfield.cli import main
 from meanfield.errors import DataError, ParameterError
 from meanfield.nn import MLP
-from meanfield.nn import reproduce
+from meanfield.nn import _kernels as K
+from meanfield.nn import optimizers, reproduce
 from meanfield.nn import train as T
 
 from _mnist_files import arrays, pin, write_idx_dir
@@ -67,39 +68,81 @@ def test_optimisers_match_their_formulas(opt, lr, mom, b1, b2, steps, seed, scal
     rng = np.random.default_rng(seed)
     w0 = rng.standard_normal(7)
     grads = [rng.standard_normal(7) * scale for _ in range(steps)]
-    o = T._Optimizer(cfg, 7, np.float64)
+    o = optimizers.make(cfg, 7, np.float64)
     w = w0.copy()
     for g in grads:
         assert o.step(w, g) is None
     np.testing.assert_allclose(w, _reference(cfg, grads, w0), rtol=1e-10, atol=1e-12 * (1 + abs(w0).max()))
 
 
-@pytest.mark.skipif(not T.K.HAVE_NUMBA, reason="the fused step needs numba")
+def _compiled_or_reference(o, w, g, widths):
+    """What training_step does with a gradient in a buffer: the compiled update pass where
+    the optimiser proves it finite, else the numpy reference step."""
+    bound, w_max = K.max_abs(g), K.max_abs(w)
+    if o.safe(bound, w_max):
+        m, v = o.arrays()
+        K.apply_gradient(g, w, widths, o.mode, o.constants(o.t + 1), m, v)
+        o.advance(bound)
+        return None, "compiled"
+    return o.step(w, g), "reference"
+
+
+@pytest.mark.skipif(not K.HAVE_NUMBA, reason="the compiled update pass needs numba")
 @settings(max_examples=40, deadline=None)
-@given(dtype=st.sampled_from(["float32", "float64"]), lr=st.floats(1e-7, 1.0),
-       b1=st.floats(0, 0.99), b2=st.floats(0.5, 0.9999), eps=st.floats(1e-12, 1e-3),
-       steps=st.integers(1, 4), seed=st.integers(0, 2**32 - 1), log_scale=st.integers(-30, 30),
-       n=st.sampled_from([1, 7, 1000, (1 << 20) + 3]))
-def test_fused_adam_step_is_the_numpy_step_bit_for_bit(dtype, lr, b1, b2, eps, steps, seed, log_scale, n):
-    """The compiled Adam step must not change a single bit of a run: a journal's runs stay
-    reproducible whichever path made them. Gradients over 60 orders of magnitude, a few
-    entries 1e10 larger still (so g^2 overflows float32 and v becomes inf), and the
-    threaded path (n above 2^20)."""
-    cfg = T.TrainConfig("relu", 0.5, optimizer="adam", learning_rate=lr, betas=(b1, b2), eps=eps,
+@given(opt=st.sampled_from(["sgd", "adam"]), dtype=st.sampled_from(["float32", "float64"]),
+       lr=st.floats(1e-7, 1.0), mom=st.floats(0, 0.99), b1=st.floats(0, 0.99), b2=st.floats(0.5, 0.9999),
+       eps=st.floats(1e-12, 1e-3), steps=st.integers(1, 4), seed=st.integers(0, 2**32 - 1),
+       log_scale=st.integers(-30, 30), huge=st.booleans(),
+       widths=st.sampled_from([(1, 1), (3, 2, 1), (7, 40, 40, 10), (1024, 1024, 3)]))
+def test_compiled_update_is_the_numpy_step_bit_for_bit(opt, dtype, lr, mom, b1, b2, eps, steps, seed,
+                                                       log_scale, huge, widths):
+    """The compiled update pass must not change a single bit of a run: a journal's runs
+    stay reproducible whichever path made each step. Gradients over 60 orders of magnitude,
+    with ``huge`` a few entries 1e10 larger still (so that g^2 overflows float32: then
+    the bound refuses the compiled pass and the reference step reports it); uneven layers,
+    and a layer of more rows than a work item (threads over blocks of rows)."""
+    cfg = T.TrainConfig("relu", 0.5, optimizer=opt, learning_rate=lr, momentum=mom, betas=(b1, b2), eps=eps,
                         dtype=dtype)
+    n = K.offsets(widths)[2]
     rng = np.random.default_rng(seed)
     w0 = rng.standard_normal(n).astype(dtype)
     grads = [(rng.standard_normal(n) * 10.0 ** log_scale).astype(dtype) for _ in range(steps)]
-    grads[0][:3] *= 1e10
-    results = []
-    for fused in (True, False):
-        o, w = T._Optimizer(cfg, n, np.dtype(dtype), fused=fused), w0.copy()
-        reasons = [o.step(w, g) for g in grads]
-        results.append((reasons, [a.view(f"u{a.itemsize}").copy() for a in (w, o.m, o.v, o.tmp)]))
-    (r1, a1), (r2, a2) = results
-    assert r1 == r2
+    if huge:
+        grads[0][:3] *= 1e10
+    runs = []
+    for compiled in (True, False):
+        o, w = optimizers.make(cfg, n, np.dtype(dtype)), w0.copy()
+        reasons = []
+        for g in grads:
+            reasons.append(_compiled_or_reference(o, w, g, widths)[0] if compiled else o.step(w, g))
+            if reasons[-1] is not None:
+                break
+        state = [a for a in o.arrays() if a is not None]
+        runs.append((reasons, [a.view(f"u{a.itemsize}").copy() for a in (w, *state)], o.t))
+    (r1, a1, t1), (r2, a2, t2) = runs
+    assert r1 == r2 and t1 == t2
     for x, y in zip(a1, a2):
         np.testing.assert_array_equal(x, y)
+
+
+@pytest.mark.skipif(not K.HAVE_NUMBA, reason="the compiled update pass needs numba")
+@pytest.mark.parametrize("opt", ["sgd", "adam"])
+def test_the_optimisers_bound_holds_and_admits_ordinary_steps(opt):
+    """The running bounds of the state stay above the state (so a compiled step never
+    writes an overflow), and ordinary gradients take the compiled pass."""
+    cfg = T.TrainConfig("relu", 0.5, optimizer=opt, learning_rate=1e-2, dtype="float32")
+    widths = (30, 20, 5)
+    n = K.offsets(widths)[2]
+    rng = np.random.default_rng(1)
+    o, w = optimizers.make(cfg, n, np.float32), rng.standard_normal(n).astype(np.float32)
+    for t in range(50):
+        g = (rng.standard_normal(n) * 10.0 ** rng.uniform(-3, 3)).astype(np.float32)
+        assert _compiled_or_reference(o, w, g, widths)[1] == "compiled"
+        m, v = o.arrays()
+        assert np.max(np.abs(m)) <= o.m_max
+        if v is not None:
+            assert np.max(v) <= o.v_max
+    assert o.t == 50
 
 
 @pytest.mark.parametrize("opt, g", [("sgd", 1e38), ("adam", 1e20), ("adam", np.inf), ("sgd", np.nan)])
@@ -107,7 +150,7 @@ def test_optimiser_refuses_an_overflowing_step(opt, g):
     """SGD: the new parameters overflow. Adam with g = 1e20: g^2 overflows float32, so v is
     infinite and the step would silently be zero: refused as well."""
     cfg = T.TrainConfig("relu", 0.5, optimizer=opt, learning_rate=1e3 if opt == "sgd" else 1e-3)
-    o = T._Optimizer(cfg, 3, np.float32)
+    o = optimizers.make(cfg, 3, np.float32)
     w = np.array([1.0, 2.0, 3.0], np.float32)
     reason = o.step(w, np.array([0, g, 1], np.float32))
     assert reason == ("the parameters overflowed" if opt == "sgd" else
@@ -160,18 +203,18 @@ def test_resume_is_bit_for_bit(tmp_path, monkeypatch):
     T.train(T.TrainConfig(**{**SMALL, "epochs": 2}), data, directory=tmp_path / "b", progress=False)
     resumed = T.train(T.TrainConfig(**SMALL), data, directory=tmp_path / "b", resume=True, progress=False)
     # interrupted in the middle of epoch 3, then resumed
-    real_step, count = T._Optimizer.step, {"n": 0}
+    real_step, count = T.training_step, {"n": 0}
 
-    def interrupting(self, w, g):
+    def interrupting(*args):
         count["n"] += 1
         if count["n"] == 2 * 12 + 5:
             raise KeyboardInterrupt
-        return real_step(self, w, g)
+        return real_step(*args)
 
-    monkeypatch.setattr(T._Optimizer, "step", interrupting)
+    monkeypatch.setattr(T, "training_step", interrupting)
     with pytest.raises(KeyboardInterrupt):
         T.train(T.TrainConfig(**SMALL), data, directory=tmp_path / "c", progress=False)
-    monkeypatch.setattr(T._Optimizer, "step", real_step)
+    monkeypatch.setattr(T, "training_step", real_step)
     assert len(json.loads((tmp_path / "c" / "result.json").read_text())["epochs"]) == 2
     again = T.train(T.TrainConfig(**SMALL), data, directory=tmp_path / "c", resume=True, progress=False)
     strip = lambda r: [{k: v for k, v in e.items() if k != "seconds"} for e in r.epochs]  # noqa: E731
@@ -615,14 +658,17 @@ def test_a_refused_step_keeps_its_loss_and_gradient_norms():
     xtr, ytr, _, _ = small_data()
     x = (xtr[:50] / np.sqrt(np.mean(xtr[:50] ** 2, axis=1, keepdims=True))).astype(np.float32)
 
-    class Refusing(T._Optimizer):
+    class Refusing(optimizers.Adam):
+        def safe(self, bound, w_max):  # so that the reference step decides
+            return False
+
         def step(self, w, g):
             return "refused"
 
     grad = np.empty_like(net.buffer)
     before = net.buffer.copy()
     with pytest.raises(T._BlowUp, match="refused") as e:
-        T.training_step(net, Refusing(cfg, net.buffer.size, net.dtype), x, ytr[:50], "dense", grad)
+        T.training_step(net, Refusing(net.buffer.size, net.dtype, learning_rate=1e-3), x, ytr[:50], "dense", grad)
     want = net.gradients(x, ytr[:50], backend="dense")
     assert abs(e.value.details["loss"] - want.loss) < 1e-6
     np.testing.assert_allclose(e.value.details["grad_norm_layers"],

@@ -50,8 +50,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["ActivationTable", "Trace", "HAVE_NUMBA", "dense_forward", "dense_backward",
-           "numpy_forward", "numpy_backward", "numba_forward", "numba_backward", "adam_step"]
+__all__ = ["ActivationTable", "Trace", "Step", "HAVE_NUMBA", "dense_forward", "dense_backward",
+           "numpy_forward", "numpy_backward", "numba_forward", "numba_backward", "numba_gradient",
+           "numba_sgd_step", "fused_step", "apply_gradient", "layer_norms", "max_abs",
+           "WRITE", "SGD", "MOMENTUM", "ADAM"]
 
 try:  # the compiled path is optional: ``pip install meanfield[fast]``
     import numba
@@ -254,14 +256,25 @@ def _act(coef, ends, h):
     return v
 
 
-def _forward_kernel(x, params, woff, boff, widths, ends, coef, dcoef, lin, first, last, bufs,
-                    logits, trace_h, trace_a, trace_d, toff, keep, counts, c, nchunks):
+def _forward_kernel(x, params, woff, boff, widths, ends, coef, dcoef, lin, first, last, bufs, bbits,
+                    mask, logits, keep, toff, trace_h, trace_a, ioff, counts, in_start, in_idx, in_val,
+                    live_start, live_idx, live_d, nlive, amax, c, nchunks):
     """Layers ``first .. last-1`` for samples ``c * batch // nchunks ..``; the input of
     layer l is ``x`` (l = 0) or ``bufs[l % 2]``; the output of the last layer goes to
-    ``logits``.  ``keep``: 0 keeps nothing, 1 keeps h (``trace_h``) and phi(h)
-    (``trace_a``), 2 keeps phi(h) and phi'(h) (``trace_d``, what backpropagation needs).
-    ``lin``: for a piecewise-linear phi with at most 4 breakpoints, row i = (slope,
-    intercept, lower end, phi') of piece i (ends padded with +inf), else empty."""
+    ``logits``; ``counts[l, s]``: the active inputs of layer l in sample s. ``lin``: for a
+    piecewise-linear phi with at most 4 breakpoints, row i = (slope, intercept, lower end,
+    phi') of piece i (ends padded with +inf), else empty.
+
+    ``keep``: 0 keeps nothing; 1 keeps h (``trace_h``) and phi(h) (``trace_a``) of every
+    hidden unit (at ``toff[l] + s * n_{l+1}``); 2 keeps what backpropagation needs, as
+    lists: the active inputs of each layer and sample with their values (``in_idx``,
+    ``in_val`` from ``in_start[l, s]``, ``counts`` of them), the hidden units with
+    phi'(h) != 0 with phi'(h) (``live_idx``, ``live_d`` from ``live_start[l, s]``,
+    ``nlive`` of them), each thread's lists of a layer one after the other from
+    ``ioff[l] + s0 * n_l`` (``toff[l] + s0 * n_{l+1}``; s0 its first sample: packed, so
+    that the passes that read them stream them), and raises ``amax[c]`` to the largest |phi(h)| as the bits of a
+    float (``bbits``: ``bufs`` seen as unsigned integers; see :func:`_max_abs_kernel`),
+    which bounds the weight gradient before a fused step writes anything."""
     batch = x.shape[0]
     layers = widths.shape[0] - 1
     nmax = 1
@@ -277,6 +290,8 @@ def _forward_kernel(x, params, woff, boff, widths, ends, coef, dcoef, lin, first
     s1 = (c + 1) * batch // nchunks
     idx = np.empty(nmax, dtype=np.int64)
     piece = np.empty(nmax, dtype=np.int32)
+    dloc = np.empty(nmax, dtype=bufs.dtype)
+    mx = amax[c]
     for l in range(first, last):
         n_in = widths[l]
         n_out = widths[l + 1]
@@ -284,6 +299,8 @@ def _forward_kernel(x, params, woff, boff, widths, ends, coef, dcoef, lin, first
         b = params[boff[l]:boff[l] + n_out]
         src_buf = bufs[l % 2]
         dst_buf = bufs[(l + 1) % 2]
+        ipos = ioff[l] + s0 * n_in
+        lpos = toff[l] + s0 * n_out if l < layers - 1 else 0
         for s in range(s0, s1):
             src = x[s] if l == 0 else src_buf[s]
             n = 0
@@ -291,6 +308,14 @@ def _forward_kernel(x, params, woff, boff, widths, ends, coef, dcoef, lin, first
                 idx[n] = k
                 n += src[k] != 0
             counts[l, s] = n
+            if keep == 2:
+                in_start[l, s] = ipos
+                li = in_idx[ipos:ipos + n]
+                lv = in_val[ipos:ipos + n]
+                for t in range(n):
+                    li[t] = idx[t]
+                    lv[t] = src[idx[t]]
+                ipos += n
             row = dst_buf[s]
             for j in range(n_out):
                 row[j] = b[j]
@@ -327,26 +352,24 @@ def _forward_kernel(x, params, woff, boff, widths, ends, coef, dcoef, lin, first
                 continue
             base = toff[l] + s * n_out
             if keep == 1:
+                th = trace_h[base:base + n_out]
                 for j in range(n_out):
-                    trace_h[base + j] = row[j]
-            if fast:  # piecewise linear with at most 4 breakpoints: selects only
-                if keep == 2:
-                    for j in range(n_out):
-                        h = row[j]
-                        u1 = h > e1
-                        u2 = h > e2
-                        u3 = h > e3
-                        u4 = h > e4
-                        trace_d[base + j] = d4 if u4 else (d3 if u3 else (d2 if u2 else (d1 if u1 else d0)))
+                    th[j] = row[j]
+            if fast:  # piecewise linear with at most 4 breakpoints: selects only, one pass
+                # (the piece is that of the last end below h: the ends ascend)
                 for j in range(n_out):
                     h = row[j]
-                    u1 = h > e1
-                    u2 = h > e2
-                    u3 = h > e3
-                    u4 = h > e4
-                    sl = m4 if u4 else (m3 if u3 else (m2 if u2 else (m1 if u1 else m0)))
-                    ic = c4 if u4 else (c3 if u3 else (c2 if u2 else (c1 if u1 else c0)))
+                    sl, ic, dv = m0, c0, d0
+                    u = h > e1
+                    sl, ic, dv = (m1 if u else sl), (c1 if u else ic), (d1 if u else dv)
+                    u = h > e2
+                    sl, ic, dv = (m2 if u else sl), (c2 if u else ic), (d2 if u else dv)
+                    u = h > e3
+                    sl, ic, dv = (m3 if u else sl), (c3 if u else ic), (d3 if u else dv)
+                    u = h > e4
+                    sl, ic, dv = (m4 if u else sl), (c4 if u else ic), (d4 if u else dv)
                     row[j] = sl * h + ic
+                    dloc[j] = dv
             else:  # piece by piece (an inner loop over breakpoints would not vectorise)
                 for j in range(n_out):
                     piece[j] = 0
@@ -357,31 +380,52 @@ def _forward_kernel(x, params, woff, boff, widths, ends, coef, dcoef, lin, first
                 for j in range(n_out):
                     i = piece[j]
                     h = row[j]
-                    if keep == 2:
-                        v = dcoef[i, 0]
-                        for d in range(1, dcoef.shape[1]):
-                            v = v * h + dcoef[i, d]
-                        trace_d[base + j] = v
+                    v = dcoef[i, 0]
+                    for d in range(1, dcoef.shape[1]):
+                        v = v * h + dcoef[i, d]
+                    dloc[j] = v
                     v = coef[i, 0]
                     for d in range(1, coef.shape[1]):
                         v = v * h + coef[i, d]
                     row[j] = v
-            if keep != 0:
+            if keep == 1:
+                ta = trace_a[base:base + n_out]
                 for j in range(n_out):
-                    trace_a[base + j] = row[j]
+                    ta[j] = row[j]
+            elif keep == 2:
+                live_start[l, s] = lpos
+                ld = live_idx[lpos:lpos + n_out]
+                lv = live_d[lpos:lpos + n_out]
+                nl = 0
+                for j in range(n_out):  # branchless compaction of the units with phi' != 0
+                    ld[nl] = j
+                    lv[nl] = dloc[j]
+                    nl += dloc[j] != 0
+                nlive[l, s] = nl
+                lpos += nl
+                rb = bbits[(l + 1) % 2, s]  # an integer maximum vectorises; a float one with NaN would not
+                for j in range(n_out):
+                    bj = rb[j] & mask
+                    mx = bj if bj > mx else mx
+    amax[c] = mx
 
 
-def _delta_kernel(params, woff, widths, trace_d, toff, gtrace, goff, batch, c, nchunks):
+def _delta_kernel(params, woff, widths, live_start, live_idx, live_d, nlive, gtrace, goff, batch, gbits,
+                  mask, gmax, c, nchunks):
     """g^l = phi'(h^l) * (g^{l+1} W^l^T) for l = L-1 .. 1, each sample from its own
-    g^{l+1} (gtrace at goff[l]), only for the units with phi' != 0 (``trace_d``) and the j
-    with g != 0."""
+    g^{l+1} (gtrace at goff[l]), only for the units with phi' != 0 and from the j with
+    g^{l+1}_j != 0 (both found in the forward pass's lists ``live_idx``, ``live_d``,
+    ``nlive``); ``gmax[c]`` becomes the largest |g| formed, as the bits of a float
+    (``gbits``: ``gtrace`` seen as unsigned integers; see :func:`_max_abs_kernel`). Each
+    g^l_k is the same sum in the same order whichever way it is computed below (a gradient
+    does not depend on the thread count or on the batch it shares a pass with)."""
     layers = widths.shape[0] - 1
     wmax = widths[1:].max()
     s0 = c * batch // nchunks
     s1 = (c + 1) * batch // nchunks
     gidx = np.empty(wmax, dtype=np.int64)
-    gval = np.empty(wmax, dtype=trace_d.dtype)
-    kidx = np.empty(wmax, dtype=np.int64)
+    gval = np.empty(wmax, dtype=gtrace.dtype)
+    mx = mask ^ mask
     for l in range(layers - 1, 0, -1):
         n_in = widths[l]
         n_out = widths[l + 1]
@@ -389,114 +433,273 @@ def _delta_kernel(params, woff, widths, trace_d, toff, gtrace, goff, batch, c, n
         for s in range(s0, s1):
             g = gtrace[goff[l] + s * n_out:goff[l] + (s + 1) * n_out]
             n = 0
-            for j in range(n_out):
-                gidx[n] = j
-                gval[n] = g[j]
-                n += g[j] != 0
-            dd = trace_d[toff[l - 1] + s * n_in:toff[l - 1] + (s + 1) * n_in]
+            if l == layers - 1:  # the logits' deltas
+                for j in range(n_out):
+                    gidx[n] = j
+                    gval[n] = g[j]
+                    n += g[j] != 0
+            else:  # nonzero at most where phi' != 0 in the layer above
+                above = live_start[l, s]
+                for u in range(nlive[l, s]):
+                    j = live_idx[above + u]
+                    gidx[n] = j
+                    gval[n] = g[j]
+                    n += g[j] != 0
             out = gtrace[goff[l - 1] + s * n_in:goff[l - 1] + (s + 1) * n_in]
-            m = 0
-            for k in range(n_in):  # units that can carry a gradient: phi'(h) != 0
-                kidx[m] = k
-                m += dd[k] != 0
+            for k in range(n_in):
                 out[k] = 0
+            here = live_start[l - 1, s]
+            m = nlive[l - 1, s]
+            kidx = live_idx[here:here + m]  # the units that can carry a gradient, and phi'
+            dd = live_d[here:here + m]
             if n == 0:
                 continue
-            if 4 * n < n_out:  # few live deltas: gather them
+            if 4 * n < n_out:  # few live deltas: gather them, eight rows at a time (eight
+                # independent sums in flight; one sum alone waits on each addition)
+                t = 0
+                j0 = gidx[0]
+                v0 = gval[0]
+                while t + 8 <= m:
+                    ka, kb, kc, kd = kidx[t], kidx[t + 1], kidx[t + 2], kidx[t + 3]
+                    ke, kf, kg, kh = kidx[t + 4], kidx[t + 5], kidx[t + 6], kidx[t + 7]
+                    wa, wb, wc, wd = w[ka], w[kb], w[kc], w[kd]
+                    we, wf, wg, wh = w[ke], w[kf], w[kg], w[kh]
+                    aa, ab, ac, ad = wa[j0] * v0, wb[j0] * v0, wc[j0] * v0, wd[j0] * v0
+                    ae, af, ag, ah = we[j0] * v0, wf[j0] * v0, wg[j0] * v0, wh[j0] * v0
+                    for u in range(1, n):
+                        j = gidx[u]
+                        gv = gval[u]
+                        aa += wa[j] * gv
+                        ab += wb[j] * gv
+                        ac += wc[j] * gv
+                        ad += wd[j] * gv
+                        ae += we[j] * gv
+                        af += wf[j] * gv
+                        ag += wg[j] * gv
+                        ah += wh[j] * gv
+                    out[ka] = aa * dd[t]
+                    out[kb] = ab * dd[t + 1]
+                    out[kc] = ac * dd[t + 2]
+                    out[kd] = ad * dd[t + 3]
+                    out[ke] = ae * dd[t + 4]
+                    out[kf] = af * dd[t + 5]
+                    out[kg] = ag * dd[t + 6]
+                    out[kh] = ah * dd[t + 7]
+                    t += 8
+                while t + 4 <= m:
+                    ka, kb, kc, kd = kidx[t], kidx[t + 1], kidx[t + 2], kidx[t + 3]
+                    wa, wb, wc, wd = w[ka], w[kb], w[kc], w[kd]
+                    aa, ab, ac, ad = wa[j0] * v0, wb[j0] * v0, wc[j0] * v0, wd[j0] * v0
+                    for u in range(1, n):
+                        j = gidx[u]
+                        gv = gval[u]
+                        aa += wa[j] * gv
+                        ab += wb[j] * gv
+                        ac += wc[j] * gv
+                        ad += wd[j] * gv
+                    out[ka] = aa * dd[t]
+                    out[kb] = ab * dd[t + 1]
+                    out[kc] = ac * dd[t + 2]
+                    out[kd] = ad * dd[t + 3]
+                    t += 4
+                while t < m:
+                    k = kidx[t]
+                    wk = w[k]
+                    acc = wk[j0] * v0
+                    for u in range(1, n):
+                        acc += wk[gidx[u]] * gval[u]
+                    out[k] = acc * dd[t]
+                    t += 1
+            else:
+                # a contiguous dot product per live row, in 8 independent partial sums
+                # (a gather per term costs more than the zeros it skips)
                 for t in range(m):
                     k = kidx[t]
                     wk = w[k]
-                    acc = wk[gidx[0]] * gval[0]
-                    for u in range(1, n):
-                        acc += wk[gidx[u]] * gval[u]
-                    out[k] = acc * dd[k]
-                continue
-            # else a contiguous dot product per live row, in 8 independent partial sums
-            # (a gather per term costs more than the zeros it skips)
-            for t in range(m):
-                k = kidx[t]
-                wk = w[k]
-                a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = wk[0] * 0
-                j = 0
-                while j + 8 <= n_out:
-                    a0 += wk[j] * g[j]
-                    a1 += wk[j + 1] * g[j + 1]
-                    a2 += wk[j + 2] * g[j + 2]
-                    a3 += wk[j + 3] * g[j + 3]
-                    a4 += wk[j + 4] * g[j + 4]
-                    a5 += wk[j + 5] * g[j + 5]
-                    a6 += wk[j + 6] * g[j + 6]
-                    a7 += wk[j + 7] * g[j + 7]
-                    j += 8
-                acc = ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7))
-                while j < n_out:
-                    acc += wk[j] * g[j]
-                    j += 1
-                out[k] = acc * dd[k]
+                    a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = wk[0] * 0
+                    j = 0
+                    while j + 8 <= n_out:
+                        a0 += wk[j] * g[j]
+                        a1 += wk[j + 1] * g[j + 1]
+                        a2 += wk[j + 2] * g[j + 2]
+                        a3 += wk[j + 3] * g[j + 3]
+                        a4 += wk[j + 4] * g[j + 4]
+                        a5 += wk[j + 5] * g[j + 5]
+                        a6 += wk[j + 6] * g[j + 6]
+                        a7 += wk[j + 7] * g[j + 7]
+                        j += 8
+                    acc = ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7))
+                    while j < n_out:
+                        acc += wk[j] * g[j]
+                        j += 1
+                    out[k] = acc * dd[t]
+            ob = gbits[goff[l - 1] + s * n_in:goff[l - 1] + (s + 1) * n_in]
+            for k in range(n_in):
+                bk = ob[k] & mask
+                mx = bk if bk > mx else mx
+    gmax[c] = mx
 
 
-#: Rows of dW a thread takes at a time in the weight pass (fewer cache lines shared).
-_ROW_BLOCK = 8
+#: What the update pass does with each row of the gradient it forms: write it (the
+#: gradient), plain SGD, SGD with momentum, Adam.
+WRITE, SGD, MOMENTUM, ADAM = 0, 1, 2, 3
 
 
-def _weight_kernel(x, trace_a, toff, gtrace, goff, widths, woff, boff, out, rows_l, rows_k,
-                   nlr, update, c, nchunks):
-    """Row k of dW^l is sum_s a^l[s, k] g^{l+1}[s, :] over the samples with a^l[s, k] != 0
-    (rows with k = -1: db^l = sum_s g^{l+1}[s, :]).  ``update`` False: write it into
-    ``out`` (the gradient, flat); True: ``out`` is the parameters, and the row becomes
-    ``dW * nlr + out`` (SGD with nlr = -learning rate; rows with no active sample are left
-    alone).  Thread c takes the blocks of rows c, c + nchunks, ..."""
-    batch = x.shape[0]
-    nrows = rows_l.shape[0]
-    sidx = np.empty(batch, dtype=np.int64)
-    sval = np.empty(batch, dtype=out.dtype)
-    acc = np.empty(widths[1:].max(), dtype=out.dtype)
-    for r0 in range(c * _ROW_BLOCK, nrows, nchunks * _ROW_BLOCK):
-        for r in range(r0, min(r0 + _ROW_BLOCK, nrows)):
-            l = rows_l[r]
-            k = rows_k[r]
-            n_in = widths[l]
-            n_out = widths[l + 1]
-            g = gtrace[goff[l]:goff[l] + batch * n_out].reshape((batch, n_out))
-            if k < 0:
-                dst = out[boff[l]:boff[l] + n_out]
+def _apply_row(mode, acc, w, m, v, k):
+    """Row update of ``mode`` from the gradient row ``acc`` (see :func:`_update_kernel`).
+    Each operation is the one numpy's step does, in the same order and precision (no fused
+    multiply-add: numba contracts nothing without fastmath), so that the two agree bit for
+    bit. (No running maximum here: a reduction in the loop stops it vectorising, 5x.)"""
+    n = w.shape[0]
+    if mode == WRITE:
+        for j in range(n):
+            w[j] = acc[j]
+    elif mode == SGD:  # w <- dW * (-lr) + w
+        nlr = k[0]
+        for j in range(n):
+            w[j] = acc[j] * nlr + w[j]
+    elif mode == MOMENTUM:  # m <- mu m + g; w <- w - lr m
+        mu, lr = k[0], k[1]
+        for j in range(n):
+            mi = m[j] * mu + acc[j]
+            m[j] = mi
+            w[j] = w[j] - mi * lr
+    else:  # Adam: m <- b1 m + c1 g; v <- b2 v + c2 g^2; w <- w - lr1 m / (r2 sqrt(v) + eps)
+        b1, c1, b2, c2, r2, eps, lr1 = k[0], k[1], k[2], k[3], k[4], k[5], k[6]
+        for j in range(n):
+            gi = acc[j]
+            mi = m[j] * b1 + c1 * gi
+            vi = v[j] * b2 + gi * gi * c2
+            m[j] = mi
+            v[j] = vi
+            w[j] = w[j] - mi / (np.sqrt(vi) * r2 + eps) * lr1
+
+
+def _square_sum(row):
+    """sum(row**2) in float64, in eight partial sums (one sum alone waits on each add)."""
+    n = row.shape[0]
+    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = 0.0
+    j = 0
+    while j + 8 <= n:
+        e0, e1, e2, e3 = np.float64(row[j]), np.float64(row[j + 1]), np.float64(row[j + 2]), np.float64(row[j + 3])
+        e4, e5, e6, e7 = np.float64(row[j + 4]), np.float64(row[j + 5]), np.float64(row[j + 6]), np.float64(row[j + 7])
+        s0 += e0 * e0
+        s1 += e1 * e1
+        s2 += e2 * e2
+        s3 += e3 * e3
+        s4 += e4 * e4
+        s5 += e5 * e5
+        s6 += e6 * e6
+        s7 += e7 * e7
+        j += 8
+    sq = ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+    while j < n:
+        e = np.float64(row[j])
+        sq += e * e
+        j += 1
+    return sq
+
+
+def _update_kernel(in_start, counts, in_idx, in_val, gtrace, goff, batch, widths, woff, boff, items,
+                   grad, from_grad, params, m, v, mode, k, norms, csc_s, csc_v, ptrs, accs, c,
+                   nchunks):
+    """The gradient of each weight row, applied as it is formed: row k of dW^l is
+    sum_s a^l[s, k] g^{l+1}[s, :] over the samples with a^l[s, k] != 0, summed in the order
+    of s (db^l = sum_s g^{l+1}[s, :]); ``from_grad``: read the rows from ``grad`` instead
+    (a gradient computed elsewhere). Each row then goes to :func:`_apply_row` with
+    ``mode`` and the constants ``k`` (WRITE: ``params`` is the gradient's buffer; SGD:
+    rows with no active sample are left alone); ``norms[c, l]`` adds the squared norm of
+    each weight row (float64).
+
+    The active samples of each row come from the active units of each sample, which the
+    forward pass listed (``in_idx``, ``in_val``, ``counts``), turned around by a counting sort: work
+    in proportion to the nonzeros, not to batch x width. Thread c takes the items c,
+    c + nchunks, ... of ``items`` (layer, first row, end row: a layer, or a block of a
+    wide one), so the threads share nothing."""
+    acc = accs[c]
+    cs = csc_s[c]
+    cv = csc_v[c]
+    ptr = ptrs[c]
+    for it in range(c, items.shape[0], nchunks):
+        l = items[it, 0]
+        r0 = items[it, 1]
+        r1 = items[it, 2]
+        nr = r1 - r0
+        n_in = widths[l]
+        n_out = widths[l + 1]
+        g = gtrace[goff[l]:goff[l] + batch * n_out].reshape((batch, n_out))
+        row = acc[:n_out]
+        if r0 == 0:  # the bias
+            if from_grad:
                 for j in range(n_out):
-                    acc[j] = 0
+                    row[j] = grad[boff[l] + j]
+            else:
+                for j in range(n_out):
+                    row[j] = 0
                 for s in range(batch):
                     gs = g[s]
                     for j in range(n_out):
-                        acc[j] += gs[j]
+                        row[j] += gs[j]
+            _apply_row(mode, row, params[boff[l]:boff[l] + n_out], m[boff[l]:boff[l] + n_out],
+                       v[boff[l]:boff[l] + n_out], k)
+        if not from_grad:  # each row's active samples, in the order of s (counting sort)
+            for r in range(nr + 1):
+                ptr[r] = 0
+            for s in range(batch):
+                lst = in_idx[in_start[l, s]:in_start[l, s] + counts[l, s]]
+                for t in range(lst.shape[0]):
+                    kk = lst[t]
+                    if r0 <= kk < r1:
+                        ptr[kk - r0 + 1] += 1
+            for r in range(nr):
+                ptr[r + 1] += ptr[r]
+            for s in range(batch):
+                start = in_start[l, s]
+                lst = in_idx[start:start + counts[l, s]]
+                vals = in_val[start:start + counts[l, s]]
+                for t in range(lst.shape[0]):
+                    kk = lst[t]
+                    if r0 <= kk < r1:
+                        p = ptr[kk - r0]
+                        cs[p] = s
+                        cv[p] = vals[t]
+                        ptr[kk - r0] = p + 1
+            # ptr[r] is now the end of row r's list, and its start is ptr[r - 1] (0 for r = 0)
+        for r in range(nr):
+            start = woff[l] + (r0 + r) * n_out
+            if from_grad:
+                for j in range(n_out):
+                    row[j] = grad[start + j]
             else:
-                dst = out[woff[l] + k * n_out:woff[l] + (k + 1) * n_out]
-                n = 0
-                for s in range(batch):
-                    v = x[s, k] if l == 0 else trace_a[toff[l - 1] + s * n_in + k]
-                    sidx[n] = s
-                    sval[n] = v
-                    n += v != 0
-                if update and n == 0:
+                t = ptr[r - 1] if r > 0 else 0
+                end = ptr[r]
+                if mode == SGD and t == end:
                     continue
                 for j in range(n_out):
-                    acc[j] = 0
-                t = 0
-                while t + 4 <= n:
-                    v0, v1, v2, v3 = sval[t], sval[t + 1], sval[t + 2], sval[t + 3]
-                    g0, g1, g2, g3 = g[sidx[t]], g[sidx[t + 1]], g[sidx[t + 2]], g[sidx[t + 3]]
+                    row[j] = 0
+                while t + 8 <= end:  # eight samples per pass over the row, added in order
+                    v0, v1, v2, v3, v4, v5, v6, v7 = cv[t], cv[t + 1], cv[t + 2], cv[t + 3], cv[t + 4], cv[t + 5], cv[t + 6], cv[t + 7]
+                    g0, g1, g2, g3 = g[cs[t]], g[cs[t + 1]], g[cs[t + 2]], g[cs[t + 3]]
+                    g4, g5, g6, g7 = g[cs[t + 4]], g[cs[t + 5]], g[cs[t + 6]], g[cs[t + 7]]
                     for j in range(n_out):
-                        acc[j] = (((acc[j] + v0 * g0[j]) + v1 * g1[j]) + v2 * g2[j]) + v3 * g3[j]
+                        row[j] = (((((((row[j] + v0 * g0[j]) + v1 * g1[j]) + v2 * g2[j]) + v3 * g3[j])
+                                    + v4 * g4[j]) + v5 * g5[j]) + v6 * g6[j]) + v7 * g7[j]
+                    t += 8
+                while t + 4 <= end:
+                    v0, v1, v2, v3 = cv[t], cv[t + 1], cv[t + 2], cv[t + 3]
+                    g0, g1, g2, g3 = g[cs[t]], g[cs[t + 1]], g[cs[t + 2]], g[cs[t + 3]]
+                    for j in range(n_out):
+                        row[j] = (((row[j] + v0 * g0[j]) + v1 * g1[j]) + v2 * g2[j]) + v3 * g3[j]
                     t += 4
-                while t < n:
-                    v0 = sval[t]
-                    g0 = g[sidx[t]]
+                while t < end:
+                    v0 = cv[t]
+                    g0 = g[cs[t]]
                     for j in range(n_out):
-                        acc[j] += v0 * g0[j]
+                        row[j] += v0 * g0[j]
                     t += 1
-            if update:
-                for j in range(n_out):
-                    dst[j] = acc[j] * nlr + dst[j]
-            else:
-                for j in range(n_out):
-                    dst[j] = acc[j]
+            norms[c, l] += _square_sum(row)
+            _apply_row(mode, row, params[start:start + n_out], m[start:start + n_out],
+                       v[start:start + n_out], k)
 
 
 def _max_abs_kernel(bits, mask, out, c, nchunks):
@@ -514,34 +717,18 @@ def _max_abs_kernel(bits, mask, out, c, nchunks):
     out[c] = mx
 
 
-def _adam_kernel(g, m, v, w, out, b1, c1, b2, c2, r2, eps, lr1, c, nchunks):
-    """Share c of one Adam step: m <- b1 m + c1 g, v <- b2 v + c2 g^2 in place and
-    out <- w - lr1 m / (r2 sqrt(v) + eps), with every constant a float of the arrays'
-    dtype. Each operation is the one numpy's step does, in the same order and precision
-    (no fused multiply-add: numba contracts nothing without fastmath), so the two steps
-    agree bit for bit; one pass instead of numpy's ten, and no 36 MB temporary."""
-    n = g.shape[0]
-    i0, i1 = c * n // nchunks, (c + 1) * n // nchunks
-    gs, ms, vs, ws, os = g[i0:i1], m[i0:i1], v[i0:i1], w[i0:i1], out[i0:i1]
-    for i in range(gs.shape[0]):  # a loop over slices vectorises (see _max_abs_kernel)
-        gi = gs[i]
-        mi = ms[i] * b1 + c1 * gi
-        vi = vs[i] * b2 + gi * gi * c2
-        ms[i] = mi
-        vs[i] = vi
-        os[i] = ws[i] - mi / (np.sqrt(vi) * r2 + eps) * lr1
-
-
 _COMPILED = {}
-_SOURCES = {"forward": _forward_kernel, "delta": _delta_kernel, "weight": _weight_kernel,
-            "max_abs": _max_abs_kernel, "adam": _adam_kernel}
+_SOURCES = {"forward": _forward_kernel, "delta": _delta_kernel, "update": _update_kernel,
+            "max_abs": _max_abs_kernel}
 
 
 def _compiled(name: str):
     """The numba kernel ``name``, compiled on first use (cached on disk by numba)."""
     if name not in _COMPILED:
         opts = dict(cache=True, nogil=True, error_model="numpy", boundscheck=False)
-        helpers = {"_act": numba.njit(inline="always", **opts)(_act)}
+        helpers = {"_act": numba.njit(inline="always", **opts)(_act),
+                   "_apply_row": numba.njit(inline="always", **opts)(_apply_row),
+                   "_square_sum": numba.njit(inline="always", **opts)(_square_sum)}
         source = _SOURCES[name]
         func = type(source)(source.__code__, {**source.__globals__, **helpers}, source.__name__)
         _COMPILED[name] = numba.njit(**opts)(func)
@@ -553,6 +740,8 @@ NUMBA_PARALLEL_FROM = 16
 #: Large batches: a layer whose inputs have a smaller zero fraction than this is computed
 #: by a BLAS matrix product instead (with 2 threads the dense product wins below ~0.7).
 NUMBA_SPARSE_FROM = 0.65
+#: The update pass splits a weight matrix of more rows than this into blocks (work items).
+ITEM_ROWS = 512
 
 _POOL = None
 _POOL_LOCK = threading.Lock()
@@ -597,24 +786,54 @@ def _linear(table):
     return lin
 
 
+@dataclass(frozen=True)
+class _Layout:
+    """Offsets into the flat buffers, for one (widths, batch): of W^l and b^l in the
+    parameters (``woff``, ``boff``), of each hidden layer's (batch, n) block in a trace
+    (``toff``), of each layer's output deltas (``goff``) and of each layer's lists of
+    active inputs (``ioff``); ``widths`` as an array."""
+
+    woff: np.ndarray
+    boff: np.ndarray
+    widths: np.ndarray
+    toff: np.ndarray
+    goff: np.ndarray
+    ioff: np.ndarray
+
+
 _LAYOUTS: dict = {}
 
 
-def _layout(widths, batch):
-    """Offsets a kernel needs, computed once per (widths, batch): weight and bias offsets,
-    widths as an array, the trace offsets of each hidden layer (``toff``) and of each
-    layer's output deltas (``goff``)."""
+def _layout(widths, batch) -> _Layout:
     key = (tuple(widths), batch)
     got = _LAYOUTS.get(key)
     if got is None:
         woff, boff, _ = offsets(widths)
-        widths_arr = np.asarray(widths, dtype=np.int64)
-        toff = np.concatenate([[0], np.cumsum(widths_arr[1:-1] * batch)]).astype(np.int64)
-        goff = np.concatenate([[0], np.cumsum(widths_arr[1:] * batch)]).astype(np.int64)
+        w = np.asarray(widths, dtype=np.int64)
+
+        def starts(sizes):
+            return np.concatenate([[0], np.cumsum(sizes * batch)]).astype(np.int64)
         if len(_LAYOUTS) > 64:
             _LAYOUTS.clear()
-        got = _LAYOUTS[key] = (woff, boff, widths_arr, toff, goff)
+        got = _LAYOUTS[key] = _Layout(woff, boff, w, starts(w[1:-1]), starts(w[1:]), starts(w[:-1]))
     return got
+
+
+_ITEMS: dict = {}
+
+
+def _items(widths):
+    """The update pass's work items (layer, first row, end row): each weight matrix, in
+    blocks of at most ``ITEM_ROWS`` rows, the largest first (so the threads end together)."""
+    key = tuple(widths)
+    if key not in _ITEMS:
+        items = [(l, r, min(r + ITEM_ROWS, n_in)) for l, n_in in enumerate(widths[:-1])
+                 for r in range(0, n_in, ITEM_ROWS)]
+        items.sort(key=lambda it: -(it[2] - it[1]) * widths[it[0] + 1])
+        if len(_ITEMS) > 64:
+            _ITEMS.clear()
+        _ITEMS[key] = np.array(items, dtype=np.int64).reshape(-1, 3)
+    return _ITEMS[key]
 
 
 def _threads(batch):
@@ -623,20 +842,72 @@ def _threads(batch):
     return min(numba.config.NUMBA_NUM_THREADS, batch) if batch >= NUMBA_PARALLEL_FROM else 1
 
 
-def _forward_into(x, buffer, widths, table, keep, trace_h, trace_a, trace_d, logits, counts,
-                  bufs):
-    """The compiled forward pass into the arrays given (``keep`` as in the kernel)."""
+_BITS = {4: (np.uint32, 0x7FFFFFFF), 8: (np.uint64, 0x7FFFFFFFFFFFFFFF)}
+
+
+def _bits(a):
+    """``a`` seen as unsigned integers of its width, and the mask that clears their sign
+    bit: with it, IEEE floats order as their bit patterns (inf and NaN above all others)."""
+    kind, mask = _BITS[a.dtype.itemsize]
+    return a.view(kind), kind(mask)
+
+
+def _worst(maxima, dtype) -> float:
+    """The largest of per-thread maxima kept as bits (:func:`_bits`), inf if it is NaN or
+    infinite."""
+    v = float(np.max(maxima).view(dtype))
+    return v if math.isfinite(v) else math.inf
+
+
+def _arrays(widths, batch, dtype, keep):
+    """Fresh arrays for a forward pass that keeps ``keep`` (see :func:`_forward_kernel`)."""
+    lay = _layout(widths, batch)
+    dtype = np.dtype(dtype)
+    dense = int(lay.toff[-1]) if keep == 1 else 0
+    hidden = int(lay.toff[-1]) if keep == 2 else 0
+    inputs = int(lay.ioff[-1]) if keep == 2 else 0
+    layers = len(widths) - 1
+    return dict(trace_h=np.empty(dense, dtype), trace_a=np.empty(dense, dtype),
+                in_idx=np.empty(inputs, np.int32), in_val=np.empty(inputs, dtype),
+                live_idx=np.empty(hidden, np.int32), live_d=np.empty(hidden, dtype),
+                counts=np.empty((layers, batch), np.int64), nlive=np.empty((layers, batch), np.int64),
+                in_start=np.empty((layers, batch), np.int64), live_start=np.empty((layers, batch), np.int64),
+                logits=np.empty((batch, widths[-1]), dtype), bufs=np.empty((2, batch, max(widths[1:])), dtype),
+                amax=np.zeros(numba.config.NUMBA_NUM_THREADS, _BITS[dtype.itemsize][0]))
+
+
+def _list_rows(a, counts, starts, idx, vals, offset):
+    """The nonzeros of each row of ``a`` (batch, width) as lists packed from ``offset``:
+    their number into ``counts``, where each starts into ``starts``, their columns and
+    values into ``idx``, ``vals`` (what the kernels write for a layer they compute, done
+    here for one computed by BLAS)."""
+    counts[:] = np.count_nonzero(a, axis=1)
+    starts[:] = offset + np.concatenate([[0], np.cumsum(counts[:-1])])
+    rows, cols = np.nonzero(a)
+    idx[offset:offset + cols.size] = cols
+    vals[offset:offset + cols.size] = a[rows, cols]
+
+
+def _forward_into(x, buffer, widths, table, keep, arrays):
+    """The compiled forward pass into ``arrays`` (:func:`_arrays`, :func:`_workspace`;
+    ``keep`` as in :func:`_forward_kernel`)."""
     batch = x.shape[0]
     layers = len(widths) - 1
-    woff, boff, widths_arr, toff, _ = _layout(widths, batch)
+    lay = _layout(widths, batch)
     nchunks = _threads(batch)
-    args = (woff, boff, widths_arr, table.ends, table.coef, table.dcoef, _linear(table))
-    tail = (trace_h, trace_a, trace_d, toff, keep, counts)
+    ar = arrays
+    ar["amax"][:] = 0
+    bbits, mask = _bits(ar["bufs"])
+    args = (lay.woff, lay.boff, lay.widths, table.ends, table.coef, table.dcoef, _linear(table))
+    tail = (ar["logits"], keep, lay.toff, ar["trace_h"], ar["trace_a"], lay.ioff, ar["counts"], ar["in_start"],
+            ar["in_idx"], ar["in_val"], ar["live_start"], ar["live_idx"], ar["live_d"], ar["nlive"], ar["amax"])
+    bufs = ar["bufs"]
     if nchunks == 1:  # small batches: always sparse (at batch 1 it reads fewer rows)
-        _run("forward", (x, buffer, *args, 0, layers, bufs, logits, *tail), 1)
+        _run("forward", (x, buffer, *args, 0, layers, bufs, bbits, mask, *tail), 1)
         return
     l = 0
     layers_w = _views(buffer, widths)
+    toff = lay.toff
     while l < layers:
         # the first layer is always ours: a BLAS call before our threads run leaves its
         # workers spinning for work, on the cores our threads need (measured: it made the
@@ -646,71 +917,76 @@ def _forward_into(x, buffer, widths, table, keep, trace_h, trace_a, trace_d, log
             w, b = layers_w[l]
             h = a @ w
             h += b
-            counts[l] = np.count_nonzero(a, axis=1)
+            if keep == 2:
+                _list_rows(a, ar["counts"][l], ar["in_start"][l], ar["in_idx"], ar["in_val"], lay.ioff[l])
+            else:
+                ar["counts"][l] = np.count_nonzero(a, axis=1)
             if l == layers - 1:
-                logits[...] = h
+                ar["logits"][...] = h
                 return
             act = table.phi(h)
             bufs[(l + 1) % 2, :, :widths[l + 1]] = act
             if keep == 1:
-                trace_h[toff[l]:toff[l + 1]] = h.ravel()
+                ar["trace_h"][toff[l]:toff[l + 1]] = h.ravel()
+                ar["trace_a"][toff[l]:toff[l + 1]] = act.ravel()
             if keep == 2:
-                trace_d[toff[l]:toff[l + 1]] = table.dphi(h).ravel()
-            if keep:
-                trace_a[toff[l]:toff[l + 1]] = act.ravel()
+                _list_rows(table.dphi(h), ar["nlive"][l], ar["live_start"][l], ar["live_idx"], ar["live_d"], toff[l])
+                amax = ar["amax"]
+                amax[0] = max(amax[0], np.array(max_abs(act), dtype=act.dtype).view(amax.dtype))
             l += 1
             continue
         # sparse from here on: the first layer alone (to measure its output), the rest in one call
         stop = 1 if l == 0 else layers
-        _run("forward", (x, buffer, *args, l, stop, bufs, logits, *tail), nchunks)
+        _run("forward", (x, buffer, *args, l, stop, bufs, bbits, mask, *tail), nchunks)
         l = stop
 
 
 def numba_forward(x, buffer, widths, table, keep):
     x = np.ascontiguousarray(x)
     batch = x.shape[0]
-    layers = len(widths) - 1
-    toff = _layout(widths, batch)[3]
-    size = int(toff[-1]) if keep else 0
-    trace_h = np.empty(size, dtype=x.dtype)
-    trace_a = np.empty(size, dtype=x.dtype)
-    logits = np.empty((batch, widths[-1]), dtype=x.dtype)
-    counts = np.empty((layers, batch), dtype=np.int64)
-    bufs = np.empty((2, batch, max(widths[1:])), dtype=x.dtype)
-    _forward_into(x, buffer, widths, table, 1 if keep else 0, trace_h, trace_a, trace_a[:0],
-                  logits, counts, bufs)
+    arrays = _arrays(widths, batch, x.dtype, 1 if keep else 0)
+    _forward_into(x, buffer, widths, table, 1 if keep else 0, arrays)
+    logits, counts = arrays["logits"], arrays["counts"]
     if not keep:
-        return logits, None
+        return logits, Trace([], [], None, counts)
+    toff = _layout(widths, batch).toff
+    trace_h, trace_a = arrays["trace_h"], arrays["trace_a"]
     hidden = widths[1:-1]
     hs = [trace_h[toff[i]:toff[i + 1]].reshape(batch, n) for i, n in enumerate(hidden)]
     acts = [trace_a[toff[i]:toff[i + 1]].reshape(batch, n) for i, n in enumerate(hidden)]
     return logits, Trace(hs, acts, (trace_h, trace_a), counts)
 
 
-def _deltas(x, buffer, widths, trace_d, g, gtrace):
-    """Fill ``gtrace`` (flat, ``goff`` layout) with g^{l+1} (batch, n_{l+1}) for
-    l = 0 .. L: the hidden layers' deltas, then ``g`` = dL/dlogits."""
+def _deltas(x, buffer, widths, g, work):
+    """Fill ``work["gtrace"]`` (flat, ``goff`` layout) with g^{l+1} (batch, n_{l+1}) for
+    l = 0 .. L: the hidden layers' deltas, then ``g`` = dL/dlogits; ``work["gmax"][c]``:
+    the largest |g| thread c formed, as bits (:func:`_bits`)."""
     batch = x.shape[0]
-    woff, _, widths_arr, toff, goff = _layout(widths, batch)
-    gtrace[goff[len(widths) - 2]:] = np.asarray(g, dtype=x.dtype).ravel()
-    _run("delta", (buffer, woff, widths_arr, trace_d, toff, gtrace, goff, batch), _threads(batch))
+    lay = _layout(widths, batch)
+    gtrace, gmax = work["gtrace"], work["gmax"]
+    gtrace[lay.goff[len(widths) - 2]:] = np.asarray(g, dtype=x.dtype).ravel()
+    gmax[:] = 0
+    gbits, mask = _bits(gtrace)
+    _run("delta", (buffer, lay.woff, lay.widths, work["live_start"], work["live_idx"], work["live_d"], work["nlive"],
+                   gtrace, lay.goff, batch, gbits, mask, gmax), _threads(batch))
 
 
-def numba_backward(x, buffer, widths, table, trace, g, grad):
-    x = np.ascontiguousarray(x)
-    batch = x.shape[0]
-    woff, boff, widths_arr, toff, goff = _layout(widths, batch)
-    if trace.flat is None:  # a trace of another backend: gather it into flat buffers
-        flat = tuple(np.concatenate([v.ravel() for v in vs] or [np.empty(0, x.dtype)])
-                     for vs in (trace.pre, trace.post))
-    else:
-        flat = trace.flat
-    trace_h, trace_a = flat[0], flat[1]
-    gtrace = np.empty(int(goff[-1]), dtype=x.dtype)
-    _deltas(x, buffer, widths, table.dphi(trace_h), g, gtrace)
-    rows_l, rows_k = _weight_rows(tuple(widths))
-    _run("weight", (x, trace_a, toff, gtrace, goff, widths_arr, woff, boff, grad, rows_l, rows_k,
-                    grad.dtype.type(0), False), _threads(batch))
+def _update(batch, widths, buffer, mode, consts, m, v, work, grad=None):
+    """The update pass (:func:`_update_kernel`) over every weight and bias, from the
+    lists and deltas in ``work`` (or from ``grad``); returns the squared gradient norm of
+    each weight matrix."""
+    lay = _layout(widths, batch)
+    items = _items(widths)
+    nchunks = max(1, min(_threads(batch) if grad is None else numba.config.NUMBA_NUM_THREADS, len(items)))
+    norms = work["norms"]
+    norms[...] = 0
+    dummy = buffer[:0]
+    _run("update", (work["in_start"], work["counts"], work["in_idx"], work["in_val"], work["gtrace"], lay.goff, batch,
+                    lay.widths, lay.woff, lay.boff, items, dummy if grad is None else grad, grad is not None,
+                    buffer, dummy if m is None else m, dummy if v is None else v, mode,
+                    np.asarray(consts, dtype=buffer.dtype), norms, work["csc_s"], work["csc_v"], work["ptrs"],
+                    work["accs"]), nchunks)
+    return norms[:nchunks].sum(axis=0)
 
 
 def max_abs(a) -> float:
@@ -719,24 +995,11 @@ def max_abs(a) -> float:
     a = np.ascontiguousarray(a).ravel()
     if a.size == 0:
         return 0.0
-    kind = {4: (np.uint32, 0x7FFFFFFF), 8: (np.uint64, 0x7FFFFFFFFFFFFFFF)}[a.dtype.itemsize]
-    bits = a.view(kind[0])
+    bits, mask = _bits(a)
     nchunks = min(numba.config.NUMBA_NUM_THREADS, 8) if a.size >= 1 << 20 else 1
-    out = np.zeros(nchunks, dtype=kind[0])
-    _run("max_abs", (bits, kind[0](kind[1]), out), nchunks)
-    v = float(out.max().view(a.dtype))
-    return v if math.isfinite(v) else math.inf
-
-
-def adam_step(g, m, v, w, out, betas, eps, learning_rate, t):
-    """Adam's step ``t`` (1, 2, ...) by the compiled :func:`_adam_kernel`: m and v updated
-    in place, the new parameters written to ``out`` (w is not touched)."""
-    f = g.dtype.type
-    b1, b2 = betas
-    args = (g, m, v, w, out, f(b1), f(1 - b1), f(b2), f(1 - b2), f(1 / math.sqrt(1 - b2 ** t)),
-            f(eps), f(learning_rate / (1 - b1 ** t)))
-    nchunks = min(numba.config.NUMBA_NUM_THREADS, 8) if g.size >= 1 << 20 else 1
-    _run("adam", args, nchunks)
+    out = np.zeros(nchunks, dtype=bits.dtype)
+    _run("max_abs", (bits, mask, out), nchunks)
+    return _worst(out, a.dtype)
 
 
 _WORK = threading.local()
@@ -744,66 +1007,129 @@ _WORK = threading.local()
 
 def _workspace(widths, batch, dtype):
     """Arrays of the training step, kept per thread and per (widths, batch, dtype) so that
-    a step does not fault in 50 MB of fresh pages (none of them leaves this module)."""
+    a step does not fault in fresh pages (none of them leaves this module)."""
     key = (tuple(widths), batch, np.dtype(dtype))
     work = getattr(_WORK, "arrays", None)
     if work is None or work[0] != key:
-        toff, goff = _layout(widths, batch)[3:]
-        size = int(toff[-1])
-        work = (key, dict(trace_a=np.empty(size, dtype), trace_d=np.empty(size, dtype),
-                          gtrace=np.empty(int(goff[-1]), dtype),
-                          logits=np.empty((batch, widths[-1]), dtype),
-                          counts=np.empty((len(widths) - 1, batch), np.int64),
-                          bufs=np.empty((2, batch, max(widths[1:])), dtype)))
+        lay = _layout(widths, batch)
+        threads = numba.config.NUMBA_NUM_THREADS
+        rows = min(max(widths[:-1]), ITEM_ROWS)
+        work = dict(_arrays(widths, batch, dtype, 2), gtrace=np.empty(int(lay.goff[-1]), dtype),
+                    gmax=np.zeros(threads, _BITS[np.dtype(dtype).itemsize][0]),
+                    norms=np.zeros((threads, len(widths) - 1)),
+                    csc_s=np.empty((threads, rows * batch), np.int32),
+                    csc_v=np.empty((threads, rows * batch), dtype),
+                    ptrs=np.empty((threads, rows + 1), np.int64),
+                    accs=np.empty((threads, max(widths[1:])), dtype))
+        work = (key, work)
         _WORK.arrays = work
     return work[1]
 
 
-def numba_sgd_step(x, buffer, widths, table, loss_and_grad, learning_rate):
-    """One SGD step in place without a gradient buffer: forward (keeping phi and phi'),
-    ``loss, g = loss_and_grad(logits)``, deltas, then each row of W^l and b^l updated as
-    its gradient is formed.  Returns ``("ok", loss)``; ``("forward", None)`` when the
-    logits are not finite; ``("unsafe", None)`` when the step could overflow (then nothing
-    has changed, and the caller takes the buffered path, which reports it).
+@dataclass(frozen=True)
+class Step:
+    """What :func:`fused_step` did. ``status``: "ok" (the update was applied), "forward"
+    (the logits are not finite; nothing was written), "unsafe" (``safe`` could not prove
+    the update finite; nothing was written, the caller takes the checked path). ``loss``:
+    the batch loss before the step (None if the forward pass failed); ``bound``: a bound
+    on |every gradient entry|; ``norms``: the squared gradient norm of each weight matrix."""
 
-    Nothing is written before it is known to be safe: with A = max |a| over the inputs and
-    hidden activations, G = max |g| over all deltas, |W| the largest parameter, every
-    partial sum of a gradient entry is at most batch * A * G (times 1 + batch * eps), so
-    the step cannot overflow or make a NaN when batch * A * G and |W| + lr * batch * A * G
-    stay below a quarter of the largest float."""
+    status: str
+    loss: float | None = None
+    bound: float = math.inf
+    norms: np.ndarray | None = None
+
+
+def _gradient_pass(x, buffer, widths, table, loss_and_grad):
+    """Forward (keeping phi, phi' and the active inputs) and deltas into the workspace:
+    (workspace, loss, bound), or (None, None, inf) where the logits are not finite. The
+    bound is batch * A * G with A = max |a| over the inputs and hidden activations and
+    G = max |g| over all deltas (both kept by the passes as they run): every partial sum
+    of a gradient entry is at most that (times 1 + batch * eps)."""
+    batch = x.shape[0]
+    work = _workspace(widths, batch, x.dtype)
+    _forward_into(x, buffer, widths, table, 2, work)
+    logits = work["logits"]
+    if not np.all(np.isfinite(logits)):
+        return None, None, math.inf
+    loss, g = loss_and_grad(logits)
+    _deltas(x, buffer, widths, g, work)
+    bound = batch * max(max_abs(x), _worst(work["amax"], x.dtype)) * max(max_abs(g), _worst(work["gmax"], x.dtype))
+    return work, loss, (bound if math.isfinite(bound) else math.inf)  # (0 * inf would be NaN)
+
+
+def fused_step(x, buffer, widths, table, loss_and_grad, mode, consts=(0,), m=None, v=None,
+               safe=lambda bound: True) -> Step:
+    """One training step of the compiled passes: the forward pass, ``loss, g =
+    loss_and_grad(logits)``, the deltas, then the update pass, in which each row of the
+    gradient is applied (``mode``, ``consts``, ``m``, ``v``: see :func:`_apply_row`) as
+    soon as it is formed: no gradient buffer, one pass over the parameters and the
+    optimiser's state. Nothing is written unless ``safe(bound)`` (the optimiser's own
+    test that what it writes stays finite, given the bound of :func:`_gradient_pass`)."""
+    x = np.ascontiguousarray(x)
+    work, loss, bound = _gradient_pass(x, buffer, widths, table, loss_and_grad)
+    if work is None:
+        return Step("forward")
+    if not safe(bound):
+        return Step("unsafe", loss, bound)
+    norms = _update(x.shape[0], widths, buffer, mode, consts, m, v, work)
+    return Step("ok", loss, bound, norms)
+
+
+def numba_gradient(x, buffer, widths, table, loss_and_grad, out) -> Step:
+    """dL/dparameters into ``out`` by the compiled passes (:func:`fused_step` in WRITE
+    mode, with ``out`` in place of the parameters). Status "unsafe": the gradient may have
+    overflowed (it was written all the same: the caller checks it)."""
+    x = np.ascontiguousarray(x)
+    work, loss, bound = _gradient_pass(x, buffer, widths, table, loss_and_grad)
+    if work is None:
+        return Step("forward")
+    norms = _update(x.shape[0], widths, out, WRITE, (0,), None, None, work)
+    return Step("ok" if bound < float(np.finfo(x.dtype).max) / 4 else "unsafe", loss, bound, norms)
+
+
+def apply_gradient(grad, buffer, widths, mode, consts, m=None, v=None) -> np.ndarray:
+    """The update pass for a gradient already in ``grad`` (flat, the parameters' layout);
+    returns the squared norm of each weight matrix. The caller has made sure that the
+    update stays finite."""
+    return _update(0, widths, buffer, mode, consts, m, v, _workspace(widths, 0, buffer.dtype), grad=grad)
+
+
+def layer_norms(grad, widths) -> np.ndarray:
+    """The squared norm of each weight matrix of a gradient (float64), in one pass."""
+    return apply_gradient(grad, np.empty_like(grad), widths, WRITE, (0,))
+
+
+def numba_backward(x, buffer, widths, table, trace, g, grad):
+    """dL/dparameters into ``grad`` from a forward trace (of any backend) and g = dL/dlogits:
+    the lists the compiled forward pass would have kept, made from the trace, then the
+    compiled deltas and update pass."""
     x = np.ascontiguousarray(x)
     batch = x.shape[0]
-    woff, boff, widths_arr, toff, goff = _layout(widths, batch)
-    work = _workspace(widths, batch, x.dtype)
-    trace_a, trace_d, gtrace, logits = work["trace_a"], work["trace_d"], work["gtrace"], work["logits"]
-    _forward_into(x, buffer, widths, table, 2, trace_a[:0], trace_a, trace_d, logits,
-                  work["counts"], work["bufs"])
-    if not np.all(np.isfinite(logits)):
-        return "forward", None
-    loss, g = loss_and_grad(logits)
-    _deltas(x, buffer, widths, trace_d, g, gtrace)
-    big = float(np.finfo(x.dtype).max) / 4
-    a_max = max(max_abs(x), max_abs(trace_a))
-    g_max = max_abs(gtrace)
-    bound = batch * a_max * g_max
-    if not (bound < big and max_abs(buffer) + learning_rate * bound < big):
-        return "unsafe", None
-    rows_l, rows_k = _weight_rows(tuple(widths))
-    _run("weight", (x, trace_a, toff, gtrace, goff, widths_arr, woff, boff, buffer, rows_l,
-                    rows_k, buffer.dtype.type(-learning_rate), True), _threads(batch))
-    return "ok", loss
+    lay = _layout(widths, batch)
+    work = dict(_workspace(widths, batch, x.dtype))  # its arrays, these lists
+    for l in range(len(widths) - 1):
+        a = x if l == 0 else trace.post[l - 1]
+        _list_rows(np.asarray(a, dtype=x.dtype), work["counts"][l], work["in_start"][l], work["in_idx"],
+                   work["in_val"], lay.ioff[l])
+        if l < len(widths) - 2:
+            _list_rows(table.dphi(trace.pre[l]), work["nlive"][l], work["live_start"][l], work["live_idx"],
+                       work["live_d"], lay.toff[l])
+    _deltas(x, buffer, widths, g, work)
+    _update(batch, widths, grad, WRITE, (0,), None, None, work)
 
 
-_ROWS: dict = {}
+def numba_sgd_step(x, buffer, widths, table, loss_and_grad, learning_rate):
+    """One plain SGD step in place without a gradient buffer (:func:`fused_step`, SGD
+    mode): each row of W^l and b^l updated as its gradient is formed. Returns
+    ``("ok", loss)``; ``("forward", None)`` when the logits are not finite; ``("unsafe",
+    None)`` when the step could overflow (then nothing has changed, and the caller takes
+    the buffered path, which reports it): the step runs only when batch * A * G and
+    |W| + lr * batch * A * G stay below a quarter of the largest float."""
+    big = float(np.finfo(buffer.dtype).max) / 4
 
+    def safe(bound):
+        return bound < big and max_abs(buffer) + learning_rate * bound < big
 
-def _weight_rows(widths):
-    """(layer, row) of every row of the gradient, row -1 standing for the bias."""
-    if widths not in _ROWS:
-        ls, ks = [], []
-        for l, n_in in enumerate(widths[:-1]):
-            ls.append(np.full(n_in + 1, l, dtype=np.int64))
-            ks.append(np.arange(-1, n_in, dtype=np.int64))
-        _ROWS.clear()
-        _ROWS[widths] = (np.concatenate(ls), np.concatenate(ks))
-    return _ROWS[widths]
+    step = fused_step(x, buffer, widths, table, loss_and_grad, SGD, (-learning_rate,), safe=safe)
+    return step.status, (step.loss if step.status == "ok" else None)

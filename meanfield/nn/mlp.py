@@ -309,7 +309,15 @@ class MLP:
             raise ParameterError(f"labels must lie in [0, {self.widths[-1] - 1}]")
         return arr.astype(np.intp)
 
-    def _overflowed(self, what):
+    def check_batch(self, x, labels) -> tuple[np.ndarray, np.ndarray]:
+        """``(inputs, labels)`` as the passes take them: inputs (batch, input_dim) of the
+        network's dtype, finite, and ``batch`` integer labels in [0, outputs); anything
+        else raises ParameterError."""
+        xs = self._inputs(x)
+        return xs, self._labels(labels, xs.shape[0])
+
+    def overflow_error(self, what) -> ParameterError:
+        """The error for a pass or step (``what``) that overflowed."""
         return ParameterError(f"the {what} overflowed ({self.dtype}): inputs or weights too large "
                               "for the network (a diverging initialisation, or a learning rate too "
                               "large); use smaller ones, or float64")
@@ -321,7 +329,7 @@ class MLP:
         with _quiet():  # an overflow is detected below, and reported once
             logits, _ = _FORWARD[_check_backend(backend)](x, self.buffer, self.widths, self.table(), False)
         if not np.isfinite(logits).all():
-            raise self._overflowed("forward pass")
+            raise self.overflow_error("forward pass")
         return logits
 
     def trace(self, x, *, backend: str = "auto", finite: bool = True) -> tuple[np.ndarray, K.Trace]:
@@ -332,7 +340,7 @@ class MLP:
         with _quiet():
             logits, trace = _FORWARD[_check_backend(backend)](x, self.buffer, self.widths, self.table(), True)
         if finite is not False and not np.all(np.isfinite(logits)):
-            raise self._overflowed("forward pass")
+            raise self.overflow_error("forward pass")
         return logits, trace
 
     def _check_out(self, out, name):
@@ -351,19 +359,28 @@ class MLP:
         parameter (backpropagation through the sparse pass of ``backend``); ``out``: a
         buffer to write the gradient into (same shape and dtype as ``buffer``)."""
         backend = _check_backend(backend)
-        x = self._inputs(x)
-        labels = self._labels(labels, x.shape[0])
+        x, labels = self.check_batch(x, labels)
         out = self._check_out(out, _name)
         table = self.table()
-        with _quiet():
-            logits, trace = _FORWARD[backend](x, self.buffer, self.widths, table, True)
-        if not np.all(np.isfinite(logits)):
-            raise self._overflowed("forward pass")
-        loss, g = cross_entropy(logits, labels)
-        with _quiet():
-            _BACKWARD[backend](x, self.buffer, self.widths, table, trace, g, out)
-        if not np.all(np.isfinite(out)):
-            raise self._overflowed("backward pass")
+        if backend == "numba":  # the compiled passes keep what the backward pass needs
+            with _quiet():
+                step = K.numba_gradient(x, self.buffer, self.widths, table,
+                                        lambda logits: cross_entropy(logits, labels), out)
+            if step.status == "forward":
+                raise self.overflow_error("forward pass")
+            loss = step.loss  # (an "ok" bound proves the gradient finite: no scan)
+            if step.status != "ok" and not np.all(np.isfinite(out)):
+                raise self.overflow_error("backward pass")
+        else:
+            with _quiet():
+                logits, trace = _FORWARD[backend](x, self.buffer, self.widths, table, True)
+            if not np.all(np.isfinite(logits)):
+                raise self.overflow_error("forward pass")
+            loss, g = cross_entropy(logits, labels)
+            with _quiet():
+                _BACKWARD[backend](x, self.buffer, self.widths, table, trace, g, out)
+            if not np.all(np.isfinite(out)):
+                raise self.overflow_error("backward pass")
         views = K._views(out, self.widths)
         return Gradients(loss, out, tuple(w for w, _ in views), tuple(b for _, b in views))
 
@@ -378,15 +395,14 @@ class MLP:
         if _check_backend(backend) == "numba":
             # fused: each row of dW is applied as it is formed, no gradient buffer; a step
             # that could overflow is left to the buffered path below, which reports it
-            xs = self._inputs(x)
-            ys = self._labels(labels, xs.shape[0])
+            xs, ys = self.check_batch(x, labels)
             if scratch is not None:
                 self._check_out(scratch, "scratch")
             with _quiet():
                 status, loss = K.numba_sgd_step(xs, self.buffer, self.widths, self.table(),
                                                 lambda logits: cross_entropy(logits, ys), lr)
             if status == "forward":
-                raise self._overflowed("forward pass")
+                raise self.overflow_error("forward pass")
             if status == "ok":
                 return loss
         grads = self.gradients(x, labels, backend=backend, out=scratch, _name="scratch")
@@ -395,7 +411,7 @@ class MLP:
             np.multiply(step, -lr, out=step)
             np.add(step, self.buffer, out=step)  # the new parameters, checked before they are kept
         if not np.all(np.isfinite(step)):
-            raise self._overflowed("SGD step")
+            raise self.overflow_error("SGD step")
         self.buffer[...] = step
         return grads.loss
 

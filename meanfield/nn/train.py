@@ -1,15 +1,7 @@
 r"""Training a network initialised on the edge of chaos: mini-batch SGD with momentum or
-Adam on softmax cross-entropy, through the sparse passes of :class:`~meanfield.nn.MLP`.
-
-The optimisers are the usual ones, on the flat parameter vector :math:`w` with the batch
-gradient :math:`g_t`:
-
-- SGD with momentum :math:`\mu` (the form PyTorch uses):
-  :math:`v_t=\mu v_{t-1}+g_t,\ w_t=w_{t-1}-\eta v_t`;
-- Adam (Kingma and Ba 2015): :math:`m_t=\beta_1m_{t-1}+(1-\beta_1)g_t`,
-  :math:`v_t=\beta_2v_{t-1}+(1-\beta_2)g_t^2`,
-  :math:`w_t=w_{t-1}-\eta\,\hat m_t/(\sqrt{\hat v_t}+\epsilon)` with the bias-corrected
-  :math:`\hat m_t=m_t/(1-\beta_1^t)`, :math:`\hat v_t=v_t/(1-\beta_2^t)`.
+Adam (:mod:`meanfield.nn.optimizers`, which gives the formulas) on softmax cross-entropy,
+through the sparse passes of :class:`~meanfield.nn.MLP`; with the compiled passes each
+step is one fused forward, backward and update (:func:`training_step`).
 
 Inputs are scaled per image to mean square 1 (as :func:`~meanfield.nn.normalise_inputs`,
 but without its division by the maximum for ordinary data, so that the rounding is that of
@@ -50,11 +42,13 @@ import numpy as np
 
 from ..errors import DataError, NoSolutionError, ParameterError
 from . import _kernels as K
+from . import optimizers
 from .mlp import MLP, _check_backend, cross_entropy
+from .optimizers import Optimizer
 
 __all__ = ["TrainConfig", "TrainResult", "train", "OPTIMIZERS", "PROTOCOL", "initialisation"]
 
-OPTIMIZERS = ("sgd", "adam")
+OPTIMIZERS = tuple(optimizers.OPTIMIZERS)
 _CLIPPED = ("crelu", "cst")
 _FORMAT = "meanfield-train-1"
 #: The protocol of the MNIST reproduction (docs/mnist.md says why): the defaults of
@@ -319,70 +313,6 @@ def _prepare(data, config: TrainConfig):
     return out
 
 
-# -- optimisers ----------------------------------------------------------------------
-class _Optimizer:
-    def __init__(self, config: TrainConfig, size, dtype, fused: bool | None = None):
-        """``fused``: Adam by the compiled one-pass kernel (the default where numba is
-        installed), else by numpy; the two agree bit for bit."""
-        self.c = config
-        self.fused = K.HAVE_NUMBA if fused is None else fused
-        self.t = 0
-        self.m = np.zeros(size, dtype=dtype)
-        self.v = np.zeros(size, dtype=dtype) if config.optimizer == "adam" else None
-        self.tmp = np.empty(size, dtype=dtype)
-
-    def step(self, w, g):
-        """w <- w - update(g) in place, unless the new parameters (or Adam's second
-        moments) would not be finite: then w is left as it was and the reason is returned
-        (the optimiser's own state has moved on; the run stops there). None: stepped."""
-        c, tmp = self.c, self.tmp
-        self.t += 1
-        with np.errstate(over="ignore", invalid="ignore"):
-            if c.optimizer == "sgd":
-                self.m *= c.momentum
-                self.m += g
-                np.multiply(self.m, c.learning_rate, out=tmp)
-                np.subtract(w, tmp, out=tmp)
-            elif self.fused:  # the same operations fused into one pass (bit for bit)
-                K.adam_step(g, self.m, self.v, w, tmp, c.betas, c.eps, c.learning_rate, self.t)
-            else:
-                b1, b2 = c.betas
-                self.m *= b1
-                self.m += (1 - b1) * g
-                self.v *= b2
-                np.multiply(g, g, out=tmp)
-                tmp *= 1 - b2
-                self.v += tmp
-                # lr * m_hat / (sqrt(v_hat) + eps)
-                np.sqrt(self.v, out=tmp)
-                tmp *= 1 / math.sqrt(1 - b2 ** self.t)
-                tmp += c.eps
-                np.divide(self.m, tmp, out=tmp)
-                tmp *= c.learning_rate / (1 - b1 ** self.t)
-                np.subtract(w, tmp, out=tmp)
-        # Adam: an overflowing g^2 makes v infinite and the step zero, not infinite
-        finite = (lambda a: math.isfinite(K.max_abs(a))) if K.HAVE_NUMBA else (lambda a: np.all(np.isfinite(a)))
-        if self.v is not None and not finite(self.v):
-            return (f"Adam's second moment overflowed ({self.v.dtype}): a gradient entry beyond "
-                    f"{math.sqrt(float(np.finfo(self.v.dtype).max)):.2g}")
-        if not finite(tmp):
-            return "the parameters overflowed"
-        w[...] = tmp
-        return None
-
-    def state(self) -> dict:
-        out = {"t": np.array(self.t), "m": self.m}
-        if self.v is not None:
-            out["v"] = self.v
-        return out
-
-    def load(self, z):
-        self.t = int(z["t"])
-        self.m[...] = z["m"]
-        if self.v is not None:
-            self.v[...] = z["v"]
-
-
 # -- evaluation ----------------------------------------------------------------------
 def _evaluate(net: MLP, x, y, backend, chunk=500):
     """(loss, accuracy, sparsity per hidden layer) over all of x."""
@@ -399,8 +329,11 @@ def _evaluate(net: MLP, x, y, backend, chunk=500):
 
 
 def _layer_norms(g: np.ndarray, net: MLP) -> np.ndarray:
-    """Squared Frobenius norm of each weight matrix's gradient (einsum: not BLAS, whose
-    idle worker threads would slow the sparse kernels that follow)."""
+    """Squared Frobenius norm of each weight matrix's gradient (compiled, in one pass, where
+    numba is installed; else einsum: not BLAS, whose idle worker threads would slow the
+    sparse kernels that follow)."""
+    if K.HAVE_NUMBA:
+        return K.layer_norms(g, net.widths)
     return np.array([np.einsum("ij,ij->", w, w, dtype=np.float64) for w in K._views(g, net.widths)
                      for w in (w[0],)])
 
@@ -414,15 +347,44 @@ class _BlowUp(Exception):
         self.details = details
 
 
-def training_step(net: MLP, opt: _Optimizer, x, y, backend: str, grad: np.ndarray):
+def training_step(net: MLP, opt: Optimizer, x, y, backend: str, grad: np.ndarray):
     """One step in place: (batch loss, squared gradient norm of each weight matrix);
-    raises _BlowUp (the network unchanged) where the step would not be finite."""
+    raises _BlowUp (the network unchanged) where the step would not be finite.
+
+    With the compiled passes (``numba``) the step is fused: each row of the gradient is
+    applied as it is formed, no gradient buffer (:func:`meanfield.nn._kernels.fused_step`);
+    with the other passes the gradient goes to ``grad`` and the compiled update pass (or,
+    without numba, the numpy step) applies it. Either way the update runs only where the
+    optimiser has proved that it stays finite (:meth:`Optimizer.safe`); otherwise the
+    numpy reference step decides, and says what overflowed. Every path gives the same
+    parameters, bit for bit, for the same gradient."""
+    fast = K.HAVE_NUMBA and opt.mode is not None
+    if fast and backend == "numba":
+        xs, ys = net.check_batch(x, y)
+        w_max = K.max_abs(net.buffer)
+        m, v = opt.arrays()
+        with np.errstate(over="ignore", invalid="ignore"):
+            step = K.fused_step(xs, net.buffer, net.widths, net.table(), lambda z: cross_entropy(z, ys),
+                                opt.mode, opt.constants(opt.t + 1), m, v, safe=lambda b: opt.safe(b, w_max))
+        if step.status == "forward":
+            raise _BlowUp(" ".join(str(net.overflow_error("forward pass")).split()))
+        if step.status == "ok":
+            opt.advance(step.bound)
+            return step.loss, step.norms
+        # "unsafe": the checked path below decides, from the same gradient
     try:
         g = net.gradients(x, y, backend=backend, out=grad)
     except ParameterError as exc:  # an overflowing pass
         raise _BlowUp(" ".join(str(exc).split())) from None
     if not math.isfinite(g.loss):
         raise _BlowUp("the loss is not finite")
+    if fast:
+        bound, w_max = K.max_abs(grad), K.max_abs(net.buffer)
+        if opt.safe(bound, w_max):
+            m, v = opt.arrays()
+            norms = K.apply_gradient(grad, net.buffer, net.widths, opt.mode, opt.constants(opt.t + 1), m, v)
+            opt.advance(bound)
+            return g.loss, norms
     norms = _layer_norms(grad, net)
     failure = opt.step(net.buffer, grad)
     if failure is not None:  # the finite loss and gradient of the failing step are kept
@@ -531,7 +493,7 @@ def train(config: TrainConfig, data, *, directory=None, resume: bool = False, ov
                          outputs=config.outputs, dtype=config.dtype,
                          seed=int(seeds[0].generate_state(1, np.uint64)[0] >> np.uint64(1)))
     rng = np.random.default_rng(seeds[1])
-    opt = _Optimizer(config, net.buffer.size, net.dtype)
+    opt = optimizers.make(config, net.buffer.size, net.dtype)
     grad = np.empty_like(net.buffer)
     sample = np.random.default_rng(config.seed).permutation(len(xtr))[:config.sparsity_sample]
     xs, ys = xtr[np.sort(sample)], ytr[np.sort(sample)]
