@@ -1,34 +1,46 @@
 """One training epoch of the MNIST protocol at depth 100, width 300, s = 0.85: the sparse
-passes against the dense numpy pass and against PyTorch, every figure measured in this run.
+step phase by phase against its bounds, then the epoch against the dense numpy pass and
+against PyTorch. Every figure is measured in this one run (these machines are shared and
+noisy: compare the ratios, which are measured side by side).
 
 The network is CST on the edge of chaos with V'(q*) = 0.7 at s = 0.85 (the clipped
 configuration of the reproduction), float32, batch 128, Adam at the protocol's learning
 rate, on MNIST's 60000 training images (the cache of ``meanfield data mnist``; without it,
-random images of the same shape, said in the output). Each method trains its own copy of
-the same initial network on the same batches in the same order:
+random images of the same shape, said in the output).
 
-- ``sparse``: ``meanfield.nn.train.training_step`` with the compiled sparse passes (what
-  ``meanfield train`` runs: gradient, per-layer gradient norms, overflow check, Adam);
-- ``dense``: the same step with the dense numpy pass;
-- ``sparse-np``: the sparse step with Adam written in numpy (ten passes over the
-  parameters) instead of the compiled one-pass kernel: what fusing the update saves;
-- ``torch``: PyTorch CPU eager, autograd, ``torch.optim.Adam``, and the per-layer
-  gradient norms (so that it does the same work).
+1. **The machine, now**: float32 GEMM throughput (numpy's BLAS, every core: the peak
+   the arithmetic bounds use) and memory bandwidth (a 256 MB streaming copy, bytes read
+   plus written: the bound of every pass over the parameters).
+2. **The phases of one sparse Adam step** (``meanfield.nn.train.training_step`` with the
+   compiled passes, its ``profile``): forward; loss; deltas; bound (the scans that prove
+   the update finite before anything is written); update (the weight gradient formed row
+   by row, its norm, and Adam, in one pass). Each phase's median time over the timed
+   steps, next to its bound: max(FLOPs / peak, bytes / bandwidth), with FLOPs counted
+   from the active units of each step (2 per multiply-add) and bytes the least the phase
+   must move (the weights it reads; Adam's parameters and two moments, read and written).
+3. **One epoch** (469 steps; ``--steps`` for fewer), each method training its own copy of
+   the same network on the same batches: ``sparse`` (the fused step above: what
+   ``meanfield train`` runs); ``dense`` (the dense numpy pass, its gradient applied by the
+   same compiled update pass); ``torch`` (PyTorch CPU eager, autograd,
+   ``torch.optim.Adam``, and the per-layer gradient norms, so that it does the same
+   work). The methods take turns in blocks of 20 steps, in a rotating order, each block
+   after a 0.15 s pause (an idle BLAS or OpenMP pool spins for about 0.1 s after its last
+   call and slows whatever runs next). Then the epoch's evaluation (10000 test and 2000
+   training images, accuracy and sparsity per layer), sparse and dense.
+4. **The SGD step** at batch 128: plain SGD (``MLP.sgd_step``, fused) and SGD with
+   momentum 0.9 (``training_step``), against PyTorch's SGD and SGD with momentum.
+5. **The targets** of the issue, met or not.
 
-The methods take turns in blocks of 20 steps, in a rotating order, each block after a
-0.15 s pause (an idle BLAS or OpenMP pool spins for about 0.1 s after its last call and
-slows whatever runs next; see bench_sparse.py). An epoch's time is the sum of a method's
-blocks. The test-set evaluation (10000 images, with the sparsity per layer) is
-timed once after the epoch, sparse and dense (PyTorch has no sparsity count to time).
-
-Run: ``python benchmarks/bench_epoch.py [--steps N]`` (default: a full epoch, 469 steps,
-about four minutes for all four methods; ``--steps`` times the first N steps only).
+Run: ``python benchmarks/bench_epoch.py [--steps N]`` (default: a full epoch, about three
+minutes with PyTorch; ``--steps 60`` takes under a minute).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import platform
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -36,17 +48,18 @@ from pathlib import Path
 import numpy as np
 
 import meanfield as mf
-from meanfield.nn import MLP
+from meanfield.nn import MLP, describe_backend, optimizers
 from meanfield.nn import train as T
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_sparse import torch, torch_model  # noqa: E402  (the same PyTorch network)
 
 DEPTH, WIDTH, S, BATCH, BLOCK, PAUSE = 100, 300, 0.85, 128, 20, 0.15
+PHASES = ("forward", "loss", "deltas", "bound", "update")
 
 
 def data(cfg):
-    """The protocol's inputs (``train._prepare``: rows of mean square 1) and labels."""
+    """The protocol's inputs (rows of mean square 1, as ``meanfield train`` prepares them) and labels."""
     from meanfield.datasets import mnist
     from meanfield.errors import DataError
     try:
@@ -56,11 +69,73 @@ def data(cfg):
         d = (rng.random((60000, 784)), rng.integers(0, 10, 60000), rng.random((10000, 784)),
              rng.integers(0, 10, 10000))
         what = "random images (MNIST is not cached: meanfield data mnist)"
-    return (*T._prepare(d, cfg), what)
+    return (*T.prepare_data(d, cfg), what)
 
 
-def ours(net, backend, cfg, fused=None):
-    opt = T._Optimizer(cfg, net.buffer.size, net.dtype, fused=fused)
+# -- 1. the machine ----------------------------------------------------------------------
+def peak_flops(repeats=5) -> float:
+    """float32 GEMM FLOP/s of numpy's BLAS (2000^3, best of ``repeats``)."""
+    a = np.random.default_rng(0).random((2000, 2000), dtype=np.float32)
+    a @ a
+    best = min(_timed(lambda: a @ a) for _ in range(repeats))
+    return 2 * 2000 ** 3 / best
+
+
+def bandwidth(repeats=5) -> float:
+    """Bytes per second of a 256 MB streaming copy (read plus written, best of ``repeats``)."""
+    src = np.ones(1 << 26, dtype=np.float32)
+    dst = np.empty_like(src)
+    np.copyto(dst, src)
+    best = min(_timed(lambda: np.copyto(dst, src)) for _ in range(repeats))
+    return 2 * src.nbytes / best
+
+
+def _timed(f) -> float:
+    t0 = time.perf_counter()
+    f()
+    return time.perf_counter() - t0
+
+
+# -- 2. the phases -----------------------------------------------------------------------
+def phases(net, cfg, x, y, batches, flops, bw):
+    opt = optimizers.make(cfg, net.buffer.size, net.dtype)
+    grad = np.empty_like(net.buffer)
+    rows = []
+    for idx in batches:
+        prof = {}
+        T.training_step(net, opt, x[idx], y[idx], "numba", grad, profile=prof)
+        rows.append(prof)
+    rows = rows[3:]  # the first steps warm the caches
+    med = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
+    med["bound"] += med.pop("safe")  # the scan of the parameters is part of the bound
+    p = net.buffer.size * 4  # bytes of the parameters (float32)
+    trace = sum(net.widths[1:]) * BATCH * 4  # bytes of one pass over the deltas
+    work = {  # (FLOPs, bytes) each phase must at least do and move
+        "forward": (2 * med["forward_terms"], p),
+        "loss": (0.0, 0.0),
+        "deltas": (2 * med["delta_terms"], p + trace),
+        "bound": (0.0, p),
+        "update": (2 * med["update_terms"] + 10 * net.buffer.size, 6 * p + trace),
+    }
+    print(f"2. One sparse Adam step, phase by phase (median of {len(rows)} steps); bound = max(FLOPs / "
+          f"{flops / 1e9:.0f} GFLOP/s, bytes / {bw / 1e9:.1f} GB/s)")
+    print(f"   {'phase':>8} {'ms':>7} {'GFLOP':>7} {'MB':>7} {'bound ms':>9} {'x bound':>8}")
+    total = total_bound = 0.0
+    for name in PHASES:
+        f, b = work[name]
+        bound = max(f / flops, b / bw)
+        total += med[name]
+        total_bound += bound
+        ratio = f"{med[name] / bound:7.1f}x" if bound else "       -"
+        print(f"   {name:>8} {med[name] * 1e3:7.2f} {f / 1e9:7.3f} {b / 1e6:7.1f} {bound * 1e3:9.2f} {ratio}")
+    print(f"   {'step':>8} {total * 1e3:7.2f} {'':>7} {'':>7} {total_bound * 1e3:9.2f} {total / total_bound:7.1f}x"
+          f"   (x {-(-len(x) // BATCH)} steps: {total * -(-len(x) // BATCH):.1f} s an epoch at this pace)")
+    return med, total_bound
+
+
+# -- 3. the epoch ------------------------------------------------------------------------
+def ours(net, backend, cfg):
+    opt = optimizers.make(cfg, net.buffer.size, net.dtype)
     grad = np.empty_like(net.buffer)
 
     def step(x, y):
@@ -68,8 +143,11 @@ def ours(net, backend, cfg, fused=None):
     return step
 
 
-def peer(model, cfg):
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate, betas=cfg.betas, eps=cfg.eps)
+def peer(model, cfg, optimizer="adam"):
+    if optimizer == "adam":
+        opt = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate, betas=cfg.betas, eps=cfg.eps)
+    else:
+        opt = torch.optim.SGD(model.parameters(), lr=cfg.learning_rate, momentum=cfg.momentum)
     weights = [p for name, p in model.named_parameters() if name.endswith("weight")]
 
     def step(x, y):
@@ -82,50 +160,121 @@ def peer(model, cfg):
     return step
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--steps", type=int, default=None, help="time the first N steps (default: the epoch)")
-    a = ap.parse_args(argv)
-    cfg = T.TrainConfig("cst", S, v_prime=0.7, **{k: v for k, v in T.PROTOCOL.items() if k != "epochs"})
-    x, y, xt, yt, what = data(cfg)
-    sol = T.initialisation(cfg)
-    net = MLP.initialise(sol, width=WIDTH, depth=DEPTH, input_dim=784, seed=0)
-    order = np.random.default_rng(0).permutation(len(x))
-    steps = -(-len(x) // BATCH) if a.steps is None else min(a.steps, -(-len(x) // BATCH))
-    batches = [order[i * BATCH:(i + 1) * BATCH] for i in range(steps)]
-    methods = {"sparse": ours(net.copy(), "numba", cfg), "dense": ours(net.copy(), "dense", cfg),
-               "sparse-np": ours(net.copy(), "numba", cfg, fused=False)}
-    if torch is not None:
-        methods["torch"] = peer(torch_model(net), cfg)
-    print(f"one epoch: {steps} steps of batch {BATCH} on {what}; depth {DEPTH}, width {WIDTH}, cst s = {S}, "
-          f"V' = 0.7, float32, Adam lr {cfg.learning_rate:g}")
-    print(f"python {platform.python_version()}, numpy {np.__version__}, meanfield {mf.__version__}"
-          + (f", torch {torch.__version__} ({torch.get_num_threads()} threads)" if torch else ", no torch"))
-    for name, step in methods.items():  # compile, warm the caches: untimed
+def interleaved(methods, x, y, batches):
+    """Seconds each method spends on the batches, in blocks of BLOCK steps taking turns;
+    the mean loss of each method's last 20 steps."""
+    for step in methods.values():  # compile, warm the caches: untimed
         step(x[batches[0]], y[batches[0]])
     spent = dict.fromkeys(methods, 0.0)
     losses = {k: [] for k in methods}
     names = list(methods)
-    for b, start in enumerate(range(0, steps, BLOCK)):
+    for b, start in enumerate(range(0, len(batches), BLOCK)):
         for name in names[b % len(names):] + names[:b % len(names)]:
             time.sleep(PAUSE)
             t0 = time.perf_counter()
             for idx in batches[start:start + BLOCK]:
                 losses[name].append(methods[name](x[idx], y[idx]))
             spent[name] += time.perf_counter() - t0
-    print(f"{'method':>8} {'epoch s':>8} {'ms/step':>8} {'last loss':>9}")
+    return spent, {k: float(np.mean(v[-20:])) for k, v in losses.items()}
+
+
+def epoch(net, cfg, x, y, xt, yt, batches, steps_per_epoch):
+    methods = {"sparse": ours(net.copy(), "numba", cfg), "dense": ours(net.copy(), "dense", cfg)}
+    if torch is not None:
+        methods["torch"] = peer(torch_model(net), cfg)
+    spent, losses = interleaved(methods, x, y, batches)
+    scale = steps_per_epoch / len(batches)
+    label = "one epoch" if scale == 1 else f"{len(batches)} steps, scaled to an epoch of {steps_per_epoch}"
+    print(f"3. Adam, {label}: seconds")
+    print(f"   {'method':>8} {'epoch s':>8} {'ms/step':>8} {'last loss':>9}")
     for name in methods:
-        print(f"{name:>8} {spent[name]:>8.1f} {spent[name] / steps * 1e3:>8.1f} {np.mean(losses[name][-20:]):>9.3f}")
-    # evaluation of the test set, sparse and dense
-    trained = {"sparse": "numba", "dense": "dense"}
-    for name, backend in trained.items():
+        print(f"   {name:>8} {spent[name] * scale:8.1f} {spent[name] / len(batches) * 1e3:8.1f} {losses[name]:9.3f}")
+    evals = {}
+    sample = np.random.default_rng(0).permutation(len(x))[:2000]
+    for name, backend in (("sparse", "numba"), ("dense", "dense")):
         t0 = time.perf_counter()
-        T._evaluate(net, xt, yt, backend)
-        print(f"test-set evaluation with per-layer sparsity, {name}: {time.perf_counter() - t0:.2f} s")
-    sp = spent["sparse"]
-    print(f"epoch: sparse vs dense numpy {spent['dense'] / sp:.2f}x, "
-          f"fused Adam vs numpy Adam (both sparse) {spent['sparse-np'] / sp:.2f}x"
-          + (f", sparse vs PyTorch {spent['torch'] / sp:.2f}x" if torch is not None else " (no PyTorch)"))
+        T.evaluate(net, xt, yt, backend)
+        T.evaluate(net, x[np.sort(sample)], y[np.sort(sample)], backend)
+        evals[name] = time.perf_counter() - t0
+        print(f"   evaluation of an epoch (10000 test + 2000 training images, sparsity per layer), {name}: "
+              f"{evals[name]:.2f} s")
+    sp = spent["sparse"] * scale
+    ratios = {k: spent[k] / spent["sparse"] for k in methods if k != "sparse"}
+    print("   sparse epoch " + ", ".join(f"{r:.2f}x faster than {k}" for k, r in ratios.items())
+          + f"; with its evaluation {sp + evals['sparse']:.1f} s")
+    return sp, ratios, evals["sparse"]
+
+
+# -- 4. the SGD step ---------------------------------------------------------------------
+def sgd(net, cfg, x, y, batches):
+    lr = 1e-4
+    plain = net.copy()
+    methods = {"sparse SGD": lambda a, b: plain.sgd_step(a, b, lr, backend="numba")}
+    mcfg = T.TrainConfig(**{**cfg.to_dict(), "optimizer": "sgd", "learning_rate": lr, "betas": cfg.betas})
+    methods["sparse SGD+mom"] = ours(net.copy(), "numba", mcfg)
+    if torch is not None:
+        model_a, model_b = torch_model(net), torch_model(net)
+        opt_a = torch.optim.SGD(model_a.parameters(), lr=lr)
+
+        def torch_plain(a, b):
+            opt_a.zero_grad(set_to_none=True)
+            loss = torch.nn.functional.cross_entropy(model_a(torch.from_numpy(a)), torch.from_numpy(b.astype(np.int64)))
+            loss.backward()
+            opt_a.step()
+            return float(loss.detach())
+        methods["torch SGD"] = torch_plain
+        methods["torch SGD+mom"] = peer(model_b, mcfg, optimizer="sgd")
+    spent, _ = interleaved(methods, x, y, batches)
+    ms = {k: v / len(batches) * 1e3 for k, v in spent.items()}
+    print(f"4. SGD at batch 128 (lr {lr:g}; {len(batches)} steps each): ms per step")
+    for k, v in ms.items():
+        print(f"   {k:>15} {v:8.1f}")
+    out = {}
+    if torch is not None:
+        out = {"plain": ms["torch SGD"] / ms["sparse SGD"], "momentum": ms["torch SGD+mom"] / ms["sparse SGD+mom"]}
+        print(f"   sparse vs PyTorch: plain SGD {out['plain']:.2f}x, with momentum {out['momentum']:.2f}x faster")
+    return out
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--steps", type=int, default=None, help="time the first N steps (default: the epoch)")
+    a = ap.parse_args(argv)
+    cfg = T.TrainConfig("cst", S, v_prime=0.7, **{k: v for k, v in T.PROTOCOL.items() if k != "epochs"})
+    x, y, xt, yt, what = data(cfg)
+    net = MLP.initialise(T.initialisation(cfg), width=WIDTH, depth=DEPTH, input_dim=784, seed=0)
+    order = np.random.default_rng(0).permutation(len(x))
+    steps_per_epoch = -(-len(x) // BATCH)
+    steps = steps_per_epoch if a.steps is None else max(10, min(a.steps, steps_per_epoch))
+    batches = [order[i * BATCH:(i + 1) * BATCH] for i in range(steps)]
+    print(f"Training epoch benchmark: {steps} steps of batch {BATCH} on {what}; depth {DEPTH}, width {WIDTH}, "
+          f"cst s = {S}, V' = 0.7, float32, Adam lr {cfg.learning_rate:g}")
+    print(f"python {platform.python_version()}, numpy {np.__version__}, meanfield {mf.__version__}, "
+          f"backend {describe_backend()}"
+          + (f", torch {torch.__version__} ({torch.get_num_threads()} threads)" if torch else ", no torch")
+          + f"; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
+    flops, bw = peak_flops(), bandwidth()
+    print(f"1. This machine now: float32 GEMM {flops / 1e9:.0f} GFLOP/s (numpy BLAS), streaming copy "
+          f"{bw / 1e9:.1f} GB/s (read + write)")
+    med, step_bound = phases(net.copy(), cfg, x, y, batches[:min(len(batches), 40)], flops, bw)
+    sp, ratios, ev = epoch(net, cfg, x, y, xt, yt, batches, steps_per_epoch)
+    sgd_ratios = sgd(net, cfg, x, y, batches[:min(len(batches), 60)])
+    print("5. Targets")
+    rows = [(f"an epoch of the protocol in at most 15 s: {sp:.1f} s (stretch: under 10 s)", sp <= 15)]
+    for k in ("dense", "torch"):
+        if k in ratios:
+            rows.append((f"at least 3.5x faster than {k}: {ratios[k]:.2f}x", ratios[k] >= 3.5))
+        else:
+            rows.append((f"at least 3.5x faster than {k}: not measured (no torch)", None))
+    if sgd_ratios:
+        rows.append((f"the SGD step at least 3x faster than PyTorch's: {sgd_ratios['plain']:.2f}x "
+                     f"(with momentum {sgd_ratios['momentum']:.2f}x)", sgd_ratios["plain"] >= 3))
+    step = sum(med[k] for k in PHASES)
+    rows.append((f"the step within 2x of its bound: {step * 1e3:.1f} ms against {step_bound * 1e3:.1f} ms "
+                 f"({step / step_bound:.1f}x)", step <= 2 * step_bound))
+    for text, ok in rows:
+        print(f"   {'met    ' if ok else 'not measured' if ok is None else 'NOT met'}  {text}")
+    print(f"   load average at the end {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":

@@ -542,12 +542,13 @@ def _cmd_simulate(a):
 
 
 def _simulation_lines(sim, every, factor) -> list[str]:
+    from .nn import describe_backend
     t = sim.theory
     params = ", ".join(f"{k} = {v:.6g}" for k, v in sim.params.items())
     lines = [f"{sim.activation} ({params}), sigma_w2 = {sim.sigma_w2:.6g}, sigma_b2 = {sim.sigma_b2:.6g}: "
              f"q* = {sim.q_star:.6g} ({t.kind}), q^1 = {sim.q_first:.6g}",
              f"width {sim.width}, depth {sim.depth}, {sim.inputs} inputs, {len(sim.seeds)} networks "
-             f"(seeds {sim.seeds[0]}..{sim.seeds[-1]}), {sim.dtype}, backend {sim.backend}"]
+             f"(seeds {sim.seeds[0]}..{sim.seeds[-1]}), {sim.dtype}, backend {describe_backend(sim.backend)}"]
     qm, qs = sim.mean_and_se("q")
     sm, ss = sim.mean_and_se("sparsity")
     cm, cs = sim.mean_and_se("c")
@@ -858,7 +859,8 @@ def _cmd_reproduce(a):
 
 def _cmd_train(a):
     from .datasets import mnist
-    from .nn.train import PROTOCOL, TrainConfig, diagnosis, train
+    from .nn import describe_backend
+    from .nn.train import PROTOCOL, TrainConfig, diagnosis, train, training_backend
     cfg = TrainConfig(**{**PROTOCOL, "activation": a.activation, "sparsity": a.sparsity, "clip": a.clip,
                          "v_prime": a.v_prime, "q_star": a.q_star, "seed": a.seed, **_protocol_overrides(a)})
     if a.resume and not a.output_dir:
@@ -869,6 +871,7 @@ def _cmd_train(a):
     if not a.json:  # what the theory predicts, before the training starts
         print(f"{cfg.label()}, depth {cfg.depth}, width {cfg.width}, {cfg.optimizer} lr {cfg.learning_rate:g}, "
               f"batch {cfg.batch_size}, seed {cfg.seed}")
+        print(f"backend: {describe_backend(training_backend(cfg))}")
         verdict, reason = diagnosis(cfg)
         print(f"the theory predicts (meanfield diagnose): {verdict}: {reason}", flush=True)
     run = train(cfg, data, directory=a.output_dir, resume=a.resume, overwrite=a.force,

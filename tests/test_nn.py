@@ -1047,6 +1047,108 @@ def test_fused_step_near_overflow_changes_nothing_or_matches(dtype, batch):
 
 
 @NUMBA_ONLY
+@pytest.mark.parametrize("batch", [1, 7, 128])
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+@settings(max_examples=examples(4), deadline=None)
+@given(init=st.data())
+def test_compiled_gradient_matches_dense_at_the_protocol_batches(activation, batch, init):
+    """Every built-in activation at batch 1, 7 and 128 (the protocol's batch: both threads,
+    and a work item per layer), uneven widths, float64: the compiled gradient against the
+    dense one to relative 1e-10 (``check_against_dense``)."""
+    net = MLP.initialise(init.draw(initialisations((activation,))), width=[37, 5, 64, 23], depth=4,
+                         input_dim=41, outputs=10, dtype="float64", seed=batch)
+    x = normalise_inputs(np.random.default_rng(batch).standard_normal((batch, 41)))
+    x[:, ::3] = 0.0  # inactive inputs, as MNIST's borders
+    check_against_dense(net, x, np.arange(batch) % 10, "numba")
+
+
+def _train_step(net, opt, x, labels):
+    """``training_step`` with the compiled passes: (loss, norms), or the reason it refused."""
+    from meanfield.nn import train as T
+    try:
+        return T.training_step(net, opt, x, labels, "numba", np.empty_like(net.buffer))
+    except T._BlowUp as exc:
+        return str(exc)
+
+
+def _reference_step(net, opt, x, labels):
+    """The gradient of the compiled passes into a buffer, then the optimiser's numpy step:
+    (loss, None), or the reason it refused."""
+    try:
+        g = net.gradients(x, labels, backend="numba")
+    except ParameterError as exc:
+        return str(exc)
+    reason = opt.step(net.buffer, g.buffer)
+    return (g.loss, None) if reason is None else reason
+
+
+def _bits(*arrays):
+    return [a.view(f"u{a.itemsize}").copy() for a in arrays if a is not None]
+
+
+@NUMBA_ONLY
+@settings(max_examples=examples(40), deadline=None)
+@given(case=cases(max_depth=5, max_width=40, max_input=30, batches=BATCHES | st.just(128)),
+       opt=st.sampled_from(["sgd", "adam"]), lr=st.floats(1e-5, 0.1), steps=st.integers(1, 3))
+def test_fused_training_step_is_the_gradient_then_the_numpy_step(case, opt, lr, steps):
+    """The fused step (each row of the gradient applied by the optimiser as it is formed)
+    against the gradient in a buffer followed by the optimiser's numpy step: the same
+    parameters and optimiser state bit for bit, the same loss, for SGD with momentum and
+    Adam, over several steps."""
+    from meanfield.nn import optimizers
+    from meanfield.nn import train as T
+    net, x, labels = case
+    cfg = T.TrainConfig("relu", 0.5, optimizer=opt, learning_rate=lr, dtype=str(net.dtype))
+    fused, ref = net.copy(), net.copy()
+    o_fused = optimizers.make(cfg, net.buffer.size, net.dtype)
+    o_ref = optimizers.make(cfg, net.buffer.size, net.dtype)
+    for _ in range(steps):
+        a = _train_step(fused, o_fused, x, labels)
+        b = _reference_step(ref, o_ref, x, labels)
+        if isinstance(a, str) or isinstance(b, str):  # both refuse (an overflowing pass)
+            assert isinstance(a, str) and isinstance(b, str), (a, b)
+            break
+        assert a[0] == b[0]
+        for u, v in zip(_bits(fused.buffer, *o_fused.arrays()), _bits(ref.buffer, *o_ref.arrays())):
+            np.testing.assert_array_equal(u, v)
+        assert o_fused.t == o_ref.t
+        # what the step wrote, which train() takes for the next step's bound instead of a scan
+        assert o_fused.w_max == K.max_abs(fused.buffer)
+
+
+@NUMBA_ONLY
+@pytest.mark.parametrize("opt", ["sgd", "adam"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_a_step_that_would_overflow_leaves_the_network_untouched(opt, dtype):
+    """Inputs and learning rates up to near overflow: the fused step either proves its
+    update finite and applies it (then it is the numpy step's, bit for bit) or writes
+    nothing, and the numpy step decides: it steps, or it refuses (a blow-up, the
+    parameters unchanged)."""
+    from meanfield.nn import optimizers
+    base = MLP.initialise(eoc("relu"), width=20, depth=3, input_dim=6, outputs=3, dtype=dtype, seed=2)
+    x0 = normalise_inputs(np.random.default_rng(0).standard_normal((24, 6)))
+    labels = np.arange(24) % 3
+    outcomes = set()
+    scales = (1.0, 1e8, 1e16, 1e30) + ((1e100, 1e200, 1e300) if dtype == "float64" else ())
+    cls = {"sgd": optimizers.SGD, "adam": optimizers.Adam}[opt]
+    for scale, lr in itertools.product(scales, (1e-3, 1e10, 1e30)):
+        fused, ref = base.copy(), base.copy()
+        o_fused, o_ref = (cls(base.buffer.size, base.dtype, learning_rate=lr) for _ in range(2))
+        a = _train_step(fused, o_fused, x0 * scale, labels)
+        b = _reference_step(ref, o_ref, x0 * scale, labels)
+        if isinstance(a, str):
+            assert isinstance(b, str)
+            np.testing.assert_array_equal(fused.buffer, base.buffer)  # untouched
+            outcomes.add("refused")
+        else:
+            assert not isinstance(b, str) and a[0] == b[0]
+            for u, v in zip(_bits(fused.buffer, *o_fused.arrays()), _bits(ref.buffer, *o_ref.arrays())):
+                np.testing.assert_array_equal(u, v)
+            outcomes.add("stepped")
+    assert outcomes == {"refused", "stepped"}  # both branches were exercised
+
+
+@NUMBA_ONLY
 def test_fused_step_with_a_huge_parameter_takes_the_checked_path():
     """A parameter near the largest float in a row no sample uses: the bound cannot prove
     the step safe, so the buffered path decides (here: the step is fine)."""

@@ -46,6 +46,7 @@ from __future__ import annotations
 import concurrent.futures
 import math
 import threading
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,14 +54,14 @@ import numpy as np
 __all__ = ["ActivationTable", "Trace", "Step", "HAVE_NUMBA", "dense_forward", "dense_backward",
            "numpy_forward", "numpy_backward", "numba_forward", "numba_backward", "numba_gradient",
            "numba_sgd_step", "fused_step", "apply_gradient", "layer_norms", "max_abs",
-           "WRITE", "SGD", "MOMENTUM", "ADAM"]
+           "WRITE", "SGD", "MOMENTUM", "ADAM", "NORMS"]
 
-try:  # the compiled path is optional: ``pip install meanfield[fast]``
+try:  # a dependency, but a platform without a numba wheel still gets the numpy passes
     import numba
-    HAVE_NUMBA = True
-except ImportError:  # pragma: no cover - exercised where numba is missing
+    HAVE_NUMBA, NUMBA_ERROR = True, None
+except ImportError as exc:  # pragma: no cover - exercised where numba is missing
     numba = None
-    HAVE_NUMBA = False
+    HAVE_NUMBA, NUMBA_ERROR = False, f"{type(exc).__name__}: {exc}"
 
 
 class ActivationTable:
@@ -541,8 +542,8 @@ def _delta_kernel(params, woff, widths, live_start, live_idx, live_d, nlive, gtr
 
 
 #: What the update pass does with each row of the gradient it forms: write it (the
-#: gradient), plain SGD, SGD with momentum, Adam.
-WRITE, SGD, MOMENTUM, ADAM = 0, 1, 2, 3
+#: gradient), plain SGD, SGD with momentum, Adam; or nothing (its norm only).
+WRITE, SGD, MOMENTUM, ADAM, NORMS = 0, 1, 2, 3, 4
 
 
 def _apply_row(mode, acc, w, m, v, k):
@@ -558,6 +559,8 @@ def _apply_row(mode, acc, w, m, v, k):
         nlr = k[0]
         for j in range(n):
             w[j] = acc[j] * nlr + w[j]
+    elif mode == NORMS:
+        pass
     elif mode == MOMENTUM:  # m <- mu m + g; w <- w - lr m
         mu, lr = k[0], k[1]
         for j in range(n):
@@ -573,6 +576,15 @@ def _apply_row(mode, acc, w, m, v, k):
             m[j] = mi
             v[j] = vi
             w[j] = w[j] - mi / (np.sqrt(vi) * r2 + eps) * lr1
+
+
+def _row_max(bits, mask, mx):
+    """max(mx, the largest of ``bits & mask``): the largest |v| of a row of floats seen as
+    unsigned integers (see :func:`_max_abs_kernel`)."""
+    for j in range(bits.shape[0]):
+        b = bits[j] & mask
+        mx = b if b > mx else mx
+    return mx
 
 
 def _square_sum(row):
@@ -601,21 +613,25 @@ def _square_sum(row):
 
 
 def _update_kernel(in_start, counts, in_idx, in_val, gtrace, goff, batch, widths, woff, boff, items,
-                   grad, from_grad, params, m, v, mode, k, norms, csc_s, csc_v, ptrs, accs, c,
-                   nchunks):
+                   grad, from_grad, params, pbits, mask, m, v, mode, k, norms, wmax, csc_s, csc_v, ptrs,
+                   accs, c, nchunks):
     """The gradient of each weight row, applied as it is formed: row k of dW^l is
     sum_s a^l[s, k] g^{l+1}[s, :] over the samples with a^l[s, k] != 0, summed in the order
     of s (db^l = sum_s g^{l+1}[s, :]); ``from_grad``: read the rows from ``grad`` instead
     (a gradient computed elsewhere). Each row then goes to :func:`_apply_row` with
     ``mode`` and the constants ``k`` (WRITE: ``params`` is the gradient's buffer; SGD:
     rows with no active sample are left alone); ``norms[c, l]`` adds the squared norm of
-    each weight row (float64).
+    each weight row (float64); momentum and Adam (which write every row) raise ``wmax[c]``
+    to the largest |w| they write, as bits (``pbits``: ``params`` seen as unsigned
+    integers; see :func:`_max_abs_kernel`), for the next step's bound.
 
     The active samples of each row come from the active units of each sample, which the
     forward pass listed (``in_idx``, ``in_val``, ``counts``), turned around by a counting sort: work
     in proportion to the nonzeros, not to batch x width. Thread c takes the items c,
     c + nchunks, ... of ``items`` (layer, first row, end row: a layer, or a block of a
     wide one), so the threads share nothing."""
+    track = mode == MOMENTUM or mode == ADAM
+    mx = mask ^ mask
     acc = accs[c]
     cs = csc_s[c]
     cv = csc_v[c]
@@ -642,6 +658,8 @@ def _update_kernel(in_start, counts, in_idx, in_val, gtrace, goff, batch, widths
                         row[j] += gs[j]
             _apply_row(mode, row, params[boff[l]:boff[l] + n_out], m[boff[l]:boff[l] + n_out],
                        v[boff[l]:boff[l] + n_out], k)
+            if track:
+                mx = _row_max(pbits[boff[l]:boff[l] + n_out], mask, mx)
         if not from_grad:  # each row's active samples, in the order of s (counting sort)
             for r in range(nr + 1):
                 ptr[r] = 0
@@ -700,6 +718,9 @@ def _update_kernel(in_start, counts, in_idx, in_val, gtrace, goff, batch, widths
             norms[c, l] += _square_sum(row)
             _apply_row(mode, row, params[start:start + n_out], m[start:start + n_out],
                        v[start:start + n_out], k)
+            if track:  # (the row is in L1: an integer maximum over it costs little)
+                mx = _row_max(pbits[start:start + n_out], mask, mx)
+    wmax[c] = mx
 
 
 def _max_abs_kernel(bits, mask, out, c, nchunks):
@@ -728,7 +749,8 @@ def _compiled(name: str):
         opts = dict(cache=True, nogil=True, error_model="numpy", boundscheck=False)
         helpers = {"_act": numba.njit(inline="always", **opts)(_act),
                    "_apply_row": numba.njit(inline="always", **opts)(_apply_row),
-                   "_square_sum": numba.njit(inline="always", **opts)(_square_sum)}
+                   "_square_sum": numba.njit(inline="always", **opts)(_square_sum),
+                   "_row_max": numba.njit(inline="always", **opts)(_row_max)}
         source = _SOURCES[name]
         func = type(source)(source.__code__, {**source.__globals__, **helpers}, source.__name__)
         _COMPILED[name] = numba.njit(**opts)(func)
@@ -973,20 +995,22 @@ def _deltas(x, buffer, widths, g, work):
 
 def _update(batch, widths, buffer, mode, consts, m, v, work, grad=None):
     """The update pass (:func:`_update_kernel`) over every weight and bias, from the
-    lists and deltas in ``work`` (or from ``grad``); returns the squared gradient norm of
-    each weight matrix."""
+    lists and deltas in ``work`` (or from ``grad``): (the squared gradient norm of each
+    weight matrix, the largest |w| written by momentum or Adam, else None)."""
     lay = _layout(widths, batch)
     items = _items(widths)
     nchunks = max(1, min(_threads(batch) if grad is None else numba.config.NUMBA_NUM_THREADS, len(items)))
-    norms = work["norms"]
+    norms, wmax = work["norms"], work["wmax"]
     norms[...] = 0
     dummy = buffer[:0]
-    _run("update", (work["in_start"], work["counts"], work["in_idx"], work["in_val"], work["gtrace"], lay.goff, batch,
-                    lay.widths, lay.woff, lay.boff, items, dummy if grad is None else grad, grad is not None,
-                    buffer, dummy if m is None else m, dummy if v is None else v, mode,
-                    np.asarray(consts, dtype=buffer.dtype), norms, work["csc_s"], work["csc_v"], work["ptrs"],
+    pbits, mask = _bits(buffer)
+    _run("update", (work["in_start"], work["counts"], work["in_idx"], work["in_val"], work["gtrace"], lay.goff,
+                    batch, lay.widths, lay.woff, lay.boff, items, dummy if grad is None else grad, grad is not None,
+                    buffer, pbits, mask, dummy if m is None else m, dummy if v is None else v, mode,
+                    np.asarray(consts, dtype=buffer.dtype), norms, wmax, work["csc_s"], work["csc_v"], work["ptrs"],
                     work["accs"]), nchunks)
-    return norms[:nchunks].sum(axis=0)
+    written = _worst(wmax[:nchunks], buffer.dtype) if mode in (MOMENTUM, ADAM) else None
+    return norms[:nchunks].sum(axis=0), written
 
 
 def max_abs(a) -> float:
@@ -1007,23 +1031,29 @@ _WORK = threading.local()
 
 def _workspace(widths, batch, dtype):
     """Arrays of the training step, kept per thread and per (widths, batch, dtype) so that
-    a step does not fault in fresh pages (none of them leaves this module)."""
+    a step does not fault in fresh pages (none of them leaves this module); the two most
+    recent shapes are kept (a training batch, and the batch-free one of apply_gradient)."""
     key = (tuple(widths), batch, np.dtype(dtype))
-    work = getattr(_WORK, "arrays", None)
-    if work is None or work[0] != key:
+    kept = getattr(_WORK, "kept", None)
+    if kept is None:
+        kept = _WORK.kept = {}
+    work = kept.pop(key, None)
+    if work is None:
         lay = _layout(widths, batch)
         threads = numba.config.NUMBA_NUM_THREADS
         rows = min(max(widths[:-1]), ITEM_ROWS)
+        bits = _BITS[np.dtype(dtype).itemsize][0]
         work = dict(_arrays(widths, batch, dtype, 2), gtrace=np.empty(int(lay.goff[-1]), dtype),
-                    gmax=np.zeros(threads, _BITS[np.dtype(dtype).itemsize][0]),
+                    gmax=np.zeros(threads, bits), wmax=np.zeros(threads, bits),
                     norms=np.zeros((threads, len(widths) - 1)),
                     csc_s=np.empty((threads, rows * batch), np.int32),
                     csc_v=np.empty((threads, rows * batch), dtype),
                     ptrs=np.empty((threads, rows + 1), np.int64),
                     accs=np.empty((threads, max(widths[1:])), dtype))
-        work = (key, work)
-        _WORK.arrays = work
-    return work[1]
+        while len(kept) >= 2:
+            kept.pop(next(iter(kept)))
+    kept[key] = work  # the most recent last
+    return work
 
 
 @dataclass(frozen=True)
@@ -1032,48 +1062,76 @@ class Step:
     (the logits are not finite; nothing was written), "unsafe" (``safe`` could not prove
     the update finite; nothing was written, the caller takes the checked path). ``loss``:
     the batch loss before the step (None if the forward pass failed); ``bound``: a bound
-    on |every gradient entry|; ``norms``: the squared gradient norm of each weight matrix."""
+    on |every gradient entry|; ``norms``: the squared gradient norm of each weight matrix;
+    ``w_max``: the largest |w| the update wrote (momentum and Adam, which write them all)."""
 
     status: str
     loss: float | None = None
     bound: float = math.inf
     norms: np.ndarray | None = None
+    w_max: float | None = None
 
 
-def _gradient_pass(x, buffer, widths, table, loss_and_grad):
-    """Forward (keeping phi, phi' and the active inputs) and deltas into the workspace:
-    (workspace, loss, bound), or (None, None, inf) where the logits are not finite. The
-    bound is batch * A * G with A = max |a| over the inputs and hidden activations and
-    G = max |g| over all deltas (both kept by the passes as they run): every partial sum
-    of a gradient entry is at most that (times 1 + batch * eps)."""
+def _gradient_pass(x, buffer, widths, table, loss_and_grad, profile=None):
+    """Forward (keeping the lists) and deltas into the workspace: (workspace, loss, bound),
+    or (None, None, inf) where the logits are not finite. The bound is batch * A * G with
+    A = max |a| over the inputs and hidden activations and G = max |g| over all deltas
+    (both kept by the passes as they run), raised by (1 + (batch + 1) eps): no partial sum
+    of a gradient entry (at most batch terms, each at most A G) exceeds it, rounding
+    included. ``profile``: a dict that receives the seconds of each phase."""
+    clock = time.perf_counter
+    t0 = clock()
     batch = x.shape[0]
     work = _workspace(widths, batch, x.dtype)
     _forward_into(x, buffer, widths, table, 2, work)
     logits = work["logits"]
     if not np.all(np.isfinite(logits)):
         return None, None, math.inf
+    t1 = clock()
     loss, g = loss_and_grad(logits)
+    t2 = clock()
     _deltas(x, buffer, widths, g, work)
-    bound = batch * max(max_abs(x), _worst(work["amax"], x.dtype)) * max(max_abs(g), _worst(work["gmax"], x.dtype))
+    t3 = clock()
+    a_max = max(max_abs(x), _worst(work["amax"], x.dtype))
+    bound = batch * a_max * max(max_abs(g), _worst(work["gmax"], x.dtype))
+    bound *= 1 + (batch + 1) * float(np.finfo(x.dtype).eps)
+    if profile is not None:
+        profile.update(forward=t1 - t0, loss=t2 - t1, deltas=t3 - t2, bound=clock() - t3)
     return work, loss, (bound if math.isfinite(bound) else math.inf)  # (0 * inf would be NaN)
 
 
 def fused_step(x, buffer, widths, table, loss_and_grad, mode, consts=(0,), m=None, v=None,
-               safe=lambda bound: True) -> Step:
+               safe=lambda bound: True, profile=None) -> Step:
     """One training step of the compiled passes: the forward pass, ``loss, g =
     loss_and_grad(logits)``, the deltas, then the update pass, in which each row of the
     gradient is applied (``mode``, ``consts``, ``m``, ``v``: see :func:`_apply_row`) as
     soon as it is formed: no gradient buffer, one pass over the parameters and the
     optimiser's state. Nothing is written unless ``safe(bound)`` (the optimiser's own
-    test that what it writes stays finite, given the bound of :func:`_gradient_pass`)."""
+    test that what it writes stays finite, given the bound of :func:`_gradient_pass`).
+
+    ``profile``: a dict that receives the seconds of each phase (forward, loss, deltas,
+    bound, safe, update) and the work done: ``forward_terms`` (multiply-adds of the
+    forward pass: active inputs times layer width), ``delta_terms`` (multiply-adds of the
+    deltas, at most: units with phi' != 0 times nonzero deltas of the layer above) and
+    ``update_terms`` (multiply-adds forming the weight gradient, as many as forward)."""
     x = np.ascontiguousarray(x)
-    work, loss, bound = _gradient_pass(x, buffer, widths, table, loss_and_grad)
+    work, loss, bound = _gradient_pass(x, buffer, widths, table, loss_and_grad, profile)
     if work is None:
         return Step("forward")
-    if not safe(bound):
+    t0 = time.perf_counter()
+    ok = safe(bound)
+    t1 = time.perf_counter()
+    if not ok:
         return Step("unsafe", loss, bound)
-    norms = _update(x.shape[0], widths, buffer, mode, consts, m, v, work)
-    return Step("ok", loss, bound, norms)
+    norms, written = _update(x.shape[0], widths, buffer, mode, consts, m, v, work)
+    if profile is not None:
+        profile.update(safe=t1 - t0, update=time.perf_counter() - t1)
+        w = np.asarray(widths, dtype=np.float64)
+        counts, live = work["counts"].astype(np.float64), work["nlive"][:-1].astype(np.float64)
+        terms = float(np.sum(counts.sum(axis=1) * w[1:]))
+        profile.update(forward_terms=terms, update_terms=terms,
+                       delta_terms=float(np.sum(live[:-1] * live[1:]) + np.sum(live[-1]) * w[-1]))
+    return Step("ok", loss, bound, norms, written)
 
 
 def numba_gradient(x, buffer, widths, table, loss_and_grad, out) -> Step:
@@ -1084,20 +1142,20 @@ def numba_gradient(x, buffer, widths, table, loss_and_grad, out) -> Step:
     work, loss, bound = _gradient_pass(x, buffer, widths, table, loss_and_grad)
     if work is None:
         return Step("forward")
-    norms = _update(x.shape[0], widths, out, WRITE, (0,), None, None, work)
+    norms = _update(x.shape[0], widths, out, WRITE, (0,), None, None, work)[0]
     return Step("ok" if bound < float(np.finfo(x.dtype).max) / 4 else "unsafe", loss, bound, norms)
 
 
-def apply_gradient(grad, buffer, widths, mode, consts, m=None, v=None) -> np.ndarray:
-    """The update pass for a gradient already in ``grad`` (flat, the parameters' layout);
-    returns the squared norm of each weight matrix. The caller has made sure that the
-    update stays finite."""
+def apply_gradient(grad, buffer, widths, mode, consts, m=None, v=None):
+    """The update pass for a gradient already in ``grad`` (flat, the parameters' layout):
+    (the squared norm of each weight matrix, the largest |w| written by momentum or Adam).
+    The caller has made sure that the update stays finite."""
     return _update(0, widths, buffer, mode, consts, m, v, _workspace(widths, 0, buffer.dtype), grad=grad)
 
 
 def layer_norms(grad, widths) -> np.ndarray:
     """The squared norm of each weight matrix of a gradient (float64), in one pass."""
-    return apply_gradient(grad, np.empty_like(grad), widths, WRITE, (0,))
+    return apply_gradient(grad, grad, widths, NORMS, (0,))[0]
 
 
 def numba_backward(x, buffer, widths, table, trace, g, grad):

@@ -32,6 +32,7 @@ from __future__ import annotations
 import math
 import numbers
 import os
+import warnings
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -42,8 +43,8 @@ from ..errors import ParameterError
 from ..maps import Initialisation
 from . import _kernels as K
 
-__all__ = ["MLP", "Gradients", "BACKENDS", "available_backends", "default_backend",
-           "normalise_inputs", "cross_entropy"]
+__all__ = ["MLP", "Gradients", "BACKENDS", "available_backends", "default_backend", "describe_backend",
+           "PerformanceWarning", "normalise_inputs", "cross_entropy"]
 
 #: ``dense``: numpy matrix products (the reference); ``numpy``: the vectorized sparse
 #: pass; ``numba``: the compiled sparse pass; ``auto``: ``numba`` where it is installed,
@@ -67,7 +68,43 @@ def default_backend() -> str:
     wanted = os.environ.get("MEANFIELD_NN_BACKEND", "auto")
     if wanted != "auto":
         return _check_backend(wanted, "MEANFIELD_NN_BACKEND")
+    if not K.HAVE_NUMBA:
+        _warn_no_numba()
     return "numba" if K.HAVE_NUMBA else "numpy"
+
+
+#: What a user without numba loses (measured by benchmarks/bench_sparse.py and bench_epoch.py).
+NO_NUMBA = ("numba cannot be imported ({reason}), so meanfield.nn runs its sparse passes in numpy: "
+            "about 13x slower forward and several times slower training; pip install numba")
+_warned = False
+
+
+def _warn_no_numba():
+    """Warn once per process, in one line, that the compiled passes are missing."""
+    global _warned
+    if not _warned:
+        _warned = True
+        warnings.warn(NO_NUMBA.format(reason=K.NUMBA_ERROR), PerformanceWarning, stacklevel=4)
+
+
+class PerformanceWarning(UserWarning):
+    """The compiled passes are not available: results are the same, only slower."""
+
+
+def describe_backend(backend: str = "auto") -> str:
+    """One line saying which passes ``backend`` runs here, for a log or a report.
+
+    >>> describe_backend("dense")
+    'dense (numpy matrix products)'
+    """
+    b = _check_backend(backend)
+    if b == "numba":
+        return (f"numba (compiled sparse passes, numba {K.numba.__version__}, "
+                f"{K.numba.config.NUMBA_NUM_THREADS} threads)")
+    if b == "numpy":
+        return "numpy (vectorized sparse passes" + ("" if K.HAVE_NUMBA else
+                                                    f"; numba is missing: {K.NUMBA_ERROR}") + ")"
+    return "dense (numpy matrix products)"
 
 
 def _check_backend(backend, name="backend") -> str:
@@ -76,7 +113,8 @@ def _check_backend(backend, name="backend") -> str:
     if backend == "auto":
         return default_backend()
     if backend == "numba" and not K.HAVE_NUMBA:
-        raise ParameterError("backend 'numba' needs numba: pip install 'meanfield[fast]'")
+        raise ParameterError(f"backend 'numba' needs numba, which cannot be imported ({K.NUMBA_ERROR}): "
+                             "pip install numba")
     return backend
 
 
@@ -342,6 +380,22 @@ class MLP:
         if finite is not False and not np.all(np.isfinite(logits)):
             raise self.overflow_error("forward pass")
         return logits, trace
+
+    def activity(self, x, *, backend: str = "auto") -> tuple[np.ndarray, np.ndarray]:
+        """The logits and, per hidden layer, the number of nonzero activations summed over
+        the batch (the compiled pass counts them as it goes: no trace is kept)."""
+        x = self._inputs(x)
+        backend = _check_backend(backend)
+        with _quiet():
+            if backend == "numba":
+                logits, trace = K.numba_forward(x, self.buffer, self.widths, self.table(), False)
+                active = trace.counts[1:].sum(axis=1)  # the inputs of layers 1.. are the hidden units
+            else:
+                logits, trace = _FORWARD[backend](x, self.buffer, self.widths, self.table(), True)
+                active = np.array([np.count_nonzero(a) for a in trace.post])
+        if not np.all(np.isfinite(logits)):
+            raise self.overflow_error("forward pass")
+        return logits, active
 
     def _check_out(self, out, name):
         if out is None:

@@ -51,6 +51,8 @@ class Optimizer:
     def __init__(self, size: int, dtype):
         self.dtype = np.dtype(dtype)
         self.t = 0
+        #: the largest |w| the last compiled step wrote (None: unknown, after a numpy step)
+        self.w_max: float | None = None
         self.tmp = np.empty(size, dtype=self.dtype)
         f = np.finfo(self.dtype)
         self._big = float(f.max) / 16  # what a bound must stay below (room for rounding)
@@ -69,6 +71,7 @@ class Optimizer:
         if reason is None:
             w[...] = self.tmp
         self._rescan()
+        self.w_max = None
         return reason
 
     def _numpy_step(self, w, g) -> str | None:
@@ -89,10 +92,12 @@ class Optimizer:
         magnitude and parameters at most ``w_max``."""
         raise NotImplementedError
 
-    def advance(self, bound: float):
+    def advance(self, bound: float, w_max: float | None = None):
         """Count a step taken by the compiled pass with gradient entries at most ``bound``
-        and update the running bounds of the state."""
+        (which wrote parameters at most ``w_max``) and update the running bounds of the
+        state."""
         self.t += 1
+        self.w_max = w_max
 
     def _rescan(self):
         """Recompute the bounds of the state from the state itself."""
@@ -142,9 +147,10 @@ class SGD(Optimizer):
         step = self._up(float(self.dtype.type(self.learning_rate)) * m, 2)
         return m < self._big and w_max + step < self._big
 
-    def advance(self, bound):
-        super().advance(bound)
-        self.m_max = self._next_m(bound)
+    def advance(self, bound, w_max=None):
+        m = self._next_m(bound)
+        super().advance(bound, w_max)
+        self.m_max = m
 
     def _rescan(self):
         self.m_max = K.max_abs(self.m) if K.HAVE_NUMBA else float(np.max(np.abs(self.m), initial=0.0))
@@ -156,6 +162,7 @@ class SGD(Optimizer):
         self.t = int(z["t"])
         self.m[...] = z["m"]
         self._rescan()
+        self.w_max = None
 
 
 class Adam(Optimizer):
@@ -213,9 +220,9 @@ class Adam(Optimizer):
         m, v, step = self._next(bound)
         return m < self._big and v < self._big and w_max + step < self._big
 
-    def advance(self, bound):
+    def advance(self, bound, w_max=None):
         m, v, _ = self._next(bound)
-        super().advance(bound)
+        super().advance(bound, w_max)
         self.m_max, self.v_max = m, v
 
     def _rescan(self):
@@ -230,6 +237,7 @@ class Adam(Optimizer):
         self.m[...] = z["m"]
         self.v[...] = z["v"]
         self._rescan()
+        self.w_max = None
 
 
 #: The optimisers by name, each with the names of its hyperparameters in a TrainConfig.

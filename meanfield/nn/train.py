@@ -275,7 +275,7 @@ def _diagnosis(activation, sparsity, clip, v_prime, q_star, depth):
 
 
 # -- data ----------------------------------------------------------------------------
-def _prepare(data, config: TrainConfig):
+def prepare_data(data, config: TrainConfig):
     """(x_train, y_train, x_test, y_test) as float arrays with rows of mean square 1."""
     if hasattr(data, "images") and hasattr(data, "labels"):  # a datasets.mnist.MNIST
         arrays = (data.images("train"), data.labels("train"), data.images("test"), data.labels("test"))
@@ -314,18 +314,18 @@ def _prepare(data, config: TrainConfig):
 
 
 # -- evaluation ----------------------------------------------------------------------
-def _evaluate(net: MLP, x, y, backend, chunk=500):
+def evaluate(net: MLP, x, y, backend, chunk=500):
     """(loss, accuracy, sparsity per hidden layer) over all of x."""
-    losses, correct, zeros = 0.0, 0, np.zeros(net.depth)
+    losses, correct, active = 0.0, 0, np.zeros(net.depth)
     for i in range(0, len(x), chunk):
         xb, yb = x[i:i + chunk], y[i:i + chunk]
-        logits, trace = net.trace(xb, backend=backend)
+        logits, counts = net.activity(xb, backend=backend)
         loss, _ = cross_entropy(logits, yb)
         losses += loss * len(xb)
         correct += int(np.sum(np.argmax(logits, axis=1) == yb))
-        zeros += [p.size - np.count_nonzero(p) for p in trace.post]
-    widths = np.array(net.widths[1:-1], dtype=np.float64)
-    return losses / len(x), correct / len(x), zeros / (widths * len(x))
+        active += counts
+    units = np.array(net.widths[1:-1], dtype=np.float64) * len(x)
+    return losses / len(x), correct / len(x), (units - active) / units
 
 
 def _layer_norms(g: np.ndarray, net: MLP) -> np.ndarray:
@@ -347,7 +347,8 @@ class _BlowUp(Exception):
         self.details = details
 
 
-def training_step(net: MLP, opt: Optimizer, x, y, backend: str, grad: np.ndarray):
+def training_step(net: MLP, opt: Optimizer, x, y, backend: str, grad: np.ndarray, profile=None,
+                  owned: bool = False):
     """One step in place: (batch loss, squared gradient norm of each weight matrix);
     raises _BlowUp (the network unchanged) where the step would not be finite.
 
@@ -357,19 +358,23 @@ def training_step(net: MLP, opt: Optimizer, x, y, backend: str, grad: np.ndarray
     without numba, the numpy step) applies it. Either way the update runs only where the
     optimiser has proved that it stays finite (:meth:`Optimizer.safe`); otherwise the
     numpy reference step decides, and says what overflowed. Every path gives the same
-    parameters, bit for bit, for the same gradient."""
+    parameters, bit for bit, for the same gradient. ``profile``: a dict that receives the
+    seconds and work of each phase of a fused step (``benchmarks/bench_epoch.py``).
+    ``owned``: nothing but ``opt`` has written the parameters since its last step (as in
+    :func:`train`), so the largest |w| that step wrote stands in for a scan of them."""
     fast = K.HAVE_NUMBA and opt.mode is not None
     if fast and backend == "numba":
         xs, ys = net.check_batch(x, y)
-        w_max = K.max_abs(net.buffer)
         m, v = opt.arrays()
+        known = opt.w_max if owned else None
         with np.errstate(over="ignore", invalid="ignore"):
             step = K.fused_step(xs, net.buffer, net.widths, net.table(), lambda z: cross_entropy(z, ys),
-                                opt.mode, opt.constants(opt.t + 1), m, v, safe=lambda b: opt.safe(b, w_max))
+                                opt.mode, opt.constants(opt.t + 1), m, v, profile=profile,
+                                safe=lambda b: opt.safe(b, K.max_abs(net.buffer) if known is None else known))
         if step.status == "forward":
             raise _BlowUp(" ".join(str(net.overflow_error("forward pass")).split()))
         if step.status == "ok":
-            opt.advance(step.bound)
+            opt.advance(step.bound, step.w_max)
             return step.loss, step.norms
         # "unsafe": the checked path below decides, from the same gradient
     try:
@@ -382,8 +387,9 @@ def training_step(net: MLP, opt: Optimizer, x, y, backend: str, grad: np.ndarray
         bound, w_max = K.max_abs(grad), K.max_abs(net.buffer)
         if opt.safe(bound, w_max):
             m, v = opt.arrays()
-            norms = K.apply_gradient(grad, net.buffer, net.widths, opt.mode, opt.constants(opt.t + 1), m, v)
-            opt.advance(bound)
+            norms, written = K.apply_gradient(grad, net.buffer, net.widths, opt.mode, opt.constants(opt.t + 1),
+                                              m, v)
+            opt.advance(bound, written)
             return g.loss, norms
     norms = _layer_norms(grad, net)
     failure = opt.step(net.buffer, grad)
@@ -454,7 +460,7 @@ def _load_checkpoint(directory: Path, config: TrainConfig, net, opt, rng) -> Tra
     return result
 
 
-def _backend(config: TrainConfig) -> str:
+def training_backend(config: TrainConfig) -> str:
     """``auto``: the compiled sparse passes where the hidden layers are sparse enough for
     them to pay (from ``_kernels.NUMBA_SPARSE_FROM`` zeros), else the dense BLAS pass
     (measured at s = 0.5, depth 100: 95 ms a gradient dense, 225-270 ms sparse)."""
@@ -486,7 +492,7 @@ def train(config: TrainConfig, data, *, directory=None, resume: bool = False, ov
 
     if not isinstance(config, TrainConfig):
         raise ParameterError(f"config must be a TrainConfig, got {type(config).__name__}")
-    xtr, ytr, xte, yte = _prepare(data, config)
+    xtr, ytr, xte, yte = prepare_data(data, config)
     sol = initialisation(config)
     seeds = np.random.SeedSequence(config.seed).spawn(2)
     net = MLP.initialise(sol, width=config.width, depth=config.depth, input_dim=xtr.shape[1],
@@ -524,7 +530,7 @@ def train(config: TrainConfig, data, *, directory=None, resume: bool = False, ov
         result = TrainResult(config, theory=theory)
     if folder is not None:
         _write_outputs(folder, result)  # a directory we cannot write fails now, not after an epoch
-    backend = _backend(config)
+    backend = training_backend(config)
     steps_per_epoch = -(-len(xtr) // config.batch_size)
     start = time.perf_counter() - result.seconds
     while result.status == "ok" and len(result.epochs) < config.epochs:
@@ -540,7 +546,7 @@ def train(config: TrainConfig, data, *, directory=None, resume: bool = False, ov
                 idx = order[step * config.batch_size:(step + 1) * config.batch_size]
                 where = {"epoch": epoch, "step": step + 1}
                 try:
-                    loss, norms = training_step(net, opt, xtr[idx], ytr[idx], backend, grad)
+                    loss, norms = training_step(net, opt, xtr[idx], ytr[idx], backend, grad, owned=True)
                 except _BlowUp as exc:
                     result.status, result.failure = "failed", dict(where, reason=str(exc), **exc.details)
                     break
@@ -561,8 +567,8 @@ def train(config: TrainConfig, data, *, directory=None, resume: bool = False, ov
         if result.status != "ok":
             break
         try:
-            test_loss, test_acc, test_sp = _evaluate(net, xte, yte, backend)
-            _, train_acc, train_sp = _evaluate(net, xs, ys, backend)
+            test_loss, test_acc, test_sp = evaluate(net, xte, yte, backend)
+            _, train_acc, train_sp = evaluate(net, xs, ys, backend)
         except ParameterError as exc:
             result.status = "failed"
             result.failure = {"epoch": epoch, "step": steps_per_epoch, "reason": " ".join(str(exc).split())}
