@@ -86,6 +86,37 @@ def test_numba_availability_is_reported():
     assert {"dense", "numpy"} <= set(available_backends())
 
 
+def test_numba_is_installed_with_the_package():
+    """numba is a dependency (a plain install gets the compiled passes): the test command
+    installs the package as a user would, so its absence here is a packaging fault."""
+    assert HAVE_NUMBA
+    assert mlp_module.describe_backend().startswith("numba (compiled sparse passes")
+
+
+def test_without_numba_one_warning_says_what_is_lost(monkeypatch):
+    """Where numba cannot be imported: the numpy passes, and one warning, once per
+    process, in one line, saying what is lost and how to get it back."""
+    import warnings
+    monkeypatch.setattr(K, "HAVE_NUMBA", False)
+    monkeypatch.setattr(K, "NUMBA_ERROR", "ModuleNotFoundError: No module named 'numba'")
+    monkeypatch.setattr(mlp_module, "_warned", False)
+    monkeypatch.delenv("MEANFIELD_NN_BACKEND", raising=False)
+    net = MLP.initialise(Initialisation("cst", 3.0, 0.3, {"tau": 1.0, "m": 1.5}), width=8, depth=2,
+                         input_dim=4, seed=0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(3):
+            net.forward(np.ones((2, 4)))
+    assert len(caught) == 1 and caught[0].category is mlp_module.PerformanceWarning
+    message = str(caught[0].message)
+    assert "\n" not in message and "numpy" in message and "pip install numba" in message
+    assert "No module named 'numba'" in message
+    assert mlp_module.describe_backend() == ("numpy (vectorized sparse passes; numba is missing: "
+                                            "ModuleNotFoundError: No module named 'numba')")
+    with pytest.raises(ParameterError, match="backend 'numba' needs numba"):
+        net.forward(np.ones((2, 4)), backend="numba")
+
+
 # -- helpers written here (not the package's) -----------------------------------------------
 def layout(buffer, widths):
     """(W^l, b^l) from the documented flat layout W^0, b^0, W^1, b^1, ... (row-major)."""

@@ -283,6 +283,76 @@ def test_blow_up_is_recorded_not_raised(tmp_path):
     assert again.failure == f
 
 
+# -- the validation split and the plateau rule ----------------------------------------
+@settings(max_examples=200, deadline=None)
+@given(acc=st.lists(st.floats(0, 1), max_size=40), window=st.integers(1, 6), span=st.integers(1, 12),
+       gain=st.floats(0, 0.05))
+def test_plateau_epoch_by_hand(acc, window, span, gain):
+    """The rule against a direct reading: the first epoch e whose last ``window``
+    accuracies average less than ``gain`` above the ``window`` ending ``span`` epochs
+    earlier."""
+    want = None
+    for e in range(1, len(acc) + 1):
+        if e >= window + span and (np.mean(acc[e - window:e]) - np.mean(acc[e - window - span:e - span])
+                                   < gain - 1e-12):
+            want = e
+            break
+    got = T.plateau_epoch(acc, window, span, gain)
+    if want is None:  # (a difference within rounding of gain may go either way)
+        assert got is None or abs(np.mean(acc[got - window:got]) - np.mean(acc[got - window - span:got - span])
+                                  - gain) < 1e-12
+    else:
+        assert got is not None and got <= want
+
+
+def test_the_validation_split_is_held_out(monkeypatch):
+    """The last ``validation`` training images are measured every epoch and never trained
+    on; train_size counts the images left after it."""
+    xtr, ytr, xte, yte = small_data()
+    cfg = T.TrainConfig(**{**SMALL, "validation": 100, "train_size": 450, "epochs": 2})
+    d = T.prepare_data((xtr, ytr, xte, yte), cfg)
+    assert (len(d.x_train), len(d.x_validation), len(d.x_test)) == (450, 100, 200)
+    np.testing.assert_array_equal(d.y_validation, ytr[-100:])
+    np.testing.assert_array_equal(d.y_train, ytr[:450])
+    seen = []
+    real = T.training_step
+    monkeypatch.setattr(T, "training_step", lambda net, opt, x, *a, **k: (seen.append(x.copy()), real(net, opt, x, *a, **k))[1])
+    run = T.train(cfg, (xtr, ytr, xte, yte), progress=False)
+    trained = np.concatenate(seen)
+    assert len(trained) == 2 * 450
+    held = {row.tobytes() for row in d.x_validation}
+    assert not any(row.tobytes() in held for row in trained)
+    for e in run.epochs:
+        assert 0 <= e["validation_accuracy"] <= 1 and e["validation_loss"] > 0
+    with pytest.raises(ParameterError, match="validation = 600 is out of range"):
+        T.prepare_data((xtr, ytr, xte, yte), T.TrainConfig(**{**SMALL, "validation": 600}))
+    with pytest.raises(ParameterError, match="train_size = 501 is out of range.*after the validation split"):
+        T.prepare_data((xtr, ytr, xte, yte), T.TrainConfig(**{**SMALL, "validation": 100, "train_size": 501}))
+
+
+def test_plateau_stops_the_run_and_a_resume_keeps_it_stopped(tmp_path, monkeypatch):
+    cfg = T.TrainConfig(**{**SMALL, "validation": 100, "stop": "plateau", "epochs": 60, "learning_rate": 3e-3})
+    run = T.train(cfg, small_data(), directory=tmp_path, progress=False)
+    acc = [e["validation_accuracy"] for e in run.epochs]
+    assert run.status == "ok" and run.stopped["rule"] == "plateau"
+    assert run.stopped["epoch"] == len(run.epochs) == T.plateau_epoch(acc) < 60
+    assert T.plateau_epoch(acc[:-1]) is None  # it stopped at the first epoch the rule allowed
+    stored = T.TrainResult.from_dict(json.loads((tmp_path / "result.json").read_text()))
+    assert stored.stopped == run.stopped
+    monkeypatch.setattr(T, "training_step", lambda *a, **k: pytest.fail("a stopped run trained again"))
+    again = T.train(cfg, small_data(), directory=tmp_path, resume=True, progress=False)
+    assert again.epochs == run.epochs and again.stopped == run.stopped
+
+
+def test_the_plateau_rule_reads_validation_never_test():
+    with pytest.raises(ParameterError, match="stop = 'plateau' needs a validation split"):
+        T.TrainConfig(**{**SMALL, "stop": "plateau"})
+    # journals written before these fields existed still load
+    d = T.TrainConfig(**SMALL).to_dict()
+    del d["validation"], d["stop"]
+    assert T.TrainConfig.from_dict(d) == T.TrainConfig(**SMALL)
+
+
 # -- hostile configurations -----------------------------------------------------------
 _VALUES = st.one_of(st.none(), st.booleans(), st.integers(-10**20, 10**20),
                     st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=4),

@@ -23,6 +23,7 @@ from its last epoch.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -31,21 +32,31 @@ import numpy as np
 from ..errors import ParameterError
 from .train import PROTOCOL, TrainConfig, TrainResult, diagnosis, train
 
-__all__ = ["grid", "configs", "run_grid", "summary", "table_markdown", "table_csv", "learning_curves",
+__all__ = ["grid", "configs", "STUDIES", "Study", "study_configs", "run_grid", "summary", "table_markdown", "table_csv", "learning_curves",
            "learning_curves_csv", "write_results", "stored_results", "protocol_tag", "PARTS", "part", "GRIDS"]
 
-GRIDS = ("minimum", "full")
+GRIDS = ("minimum", "full", "key", "sgd")
 SPARSITIES = (0.6, 0.7, 0.8, 0.85)
 V_PRIMES = (0.5, 0.7, 0.9)
 
 
 def grid(name: str = "minimum") -> list[dict]:
     """The configurations (activation, sparsity, v_prime) of a grid, the most telling first
-    (the baseline, then s = 0.85, then smaller s), so that a partial run says the most."""
+    (the baseline, then s = 0.85, then smaller s), so that a partial run says the most.
+    ``key``: the configurations that decide the paper's claims at s = 0.85 (the baseline;
+    CReLU and CST with V'(q*) = 0.5 and 0.7; CReLU with V' = 0.9, failure mode 1);
+    ``sgd``: the baseline and the best clipped configuration at s = 0.85, chosen on the
+    validation accuracy of the long study (CReLU, V' = 0.7; see docs/mnist.md)."""
     if name not in GRIDS:
         raise ParameterError(f"grid = {name!r} is not valid: choose from {GRIDS}")
+    base = dict(activation="relu", sparsity=0.5, v_prime=None)
+    if name == "key":
+        return [base] + [dict(activation=a, sparsity=0.85, v_prime=v)
+                         for a, v in (("crelu", 0.7), ("cst", 0.7), ("crelu", 0.5), ("cst", 0.5), ("crelu", 0.9))]
+    if name == "sgd":
+        return [base, dict(activation="crelu", sparsity=0.85, v_prime=0.7)]
     s_values = (0.85, 0.7) if name == "minimum" else (0.85, 0.8, 0.7, 0.6)
-    out = [dict(activation="relu", sparsity=0.5, v_prime=None)]
+    out = [base]
     for s in s_values:
         # the unclipped pair first (runs that blow up are short), then V' = 0.7, the
         # middle target, for both clipped activations, then the extremes
@@ -65,12 +76,46 @@ def part(c) -> str:
 
 
 def configs(name="minimum", *, seeds=5, first_seed=0, **protocol) -> list[TrainConfig]:
-    """One :class:`TrainConfig` per configuration of :func:`grid` and seed; ``protocol``
-    overrides :data:`PROTOCOL` (depth, width, epochs, learning_rate, ...)."""
+    """One :class:`TrainConfig` per configuration of :func:`grid` and seed, seed by seed
+    (every configuration's first seed, then every second one, ...: a study cut short has
+    the same seeds of each); ``protocol`` overrides :data:`PROTOCOL` (depth, width,
+    epochs, learning_rate, ...)."""
     if not (isinstance(seeds, int) and not isinstance(seeds, bool) and 1 <= seeds <= 1000):
         raise ParameterError(f"seeds = {seeds!r} is out of range: must be an integer in [1, 1000]")
     base = {**PROTOCOL, **protocol}
-    return [TrainConfig(**{**base, **c, "seed": first_seed + k}) for c in grid(name) for k in range(seeds)]
+    return [TrainConfig(**{**base, **c, "seed": first_seed + k}) for k in range(seeds) for c in grid(name)]
+
+
+@dataclass(frozen=True)
+class Study:
+    """A training study: a grid, seeds, and what its protocol changes of
+    :data:`PROTOCOL`; its results go to ``results/mnist-NAME`` (:data:`STUDIES`)."""
+
+    grid: str
+    seeds: int
+    protocol: dict
+    about: str
+
+
+#: The studies that settle the paper's claims (docs/mnist.md). Every choice a study makes
+#: (when a run stops) is made on the validation split: the last 10000 training images.
+STUDIES = {
+    "long": Study("key", 3, dict(validation=10_000, stop="plateau", epochs=200),
+                  "the key configurations at depth 100, each trained until its validation accuracy "
+                  "stops rising (at most 200 epochs)"),
+    "depth30": Study("minimum", 5, dict(depth=30, validation=10_000, stop="plateau", epochs=200),
+                     "the minimum grid at depth 30, each run until its validation accuracy stops rising"),
+    "sgd": Study("sgd", 1, dict(optimizer="sgd", momentum=0.0, learning_rate=1e-4, validation=10_000, epochs=200),
+                 "the protocol the paper is reported to have used: plain SGD, learning rate 1e-4, 200 epochs"),
+}
+
+
+def study_configs(name: str, *, seeds=None, first_seed=0) -> list[TrainConfig]:
+    """The configurations of the study ``name`` (:data:`STUDIES`), seed by seed."""
+    if name not in STUDIES:
+        raise ParameterError(f"study = {name!r} is not valid: choose from {', '.join(STUDIES)}")
+    st = STUDIES[name]
+    return configs(st.grid, seeds=st.seeds if seeds is None else seeds, first_seed=first_seed, **st.protocol)
 
 
 _PER_RUN = ("activation", "sparsity", "clip", "v_prime", "seed")

@@ -37,6 +37,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -46,7 +47,8 @@ from . import optimizers
 from .mlp import MLP, _check_backend, cross_entropy
 from .optimizers import Optimizer
 
-__all__ = ["TrainConfig", "TrainResult", "train", "OPTIMIZERS", "PROTOCOL", "initialisation"]
+__all__ = ["TrainConfig", "TrainResult", "train", "OPTIMIZERS", "PROTOCOL", "STOP_RULES", "PLATEAU",
+           "plateau_epoch", "prepare_data", "Prepared", "evaluate", "initialisation"]
 
 OPTIMIZERS = tuple(optimizers.OPTIMIZERS)
 _CLIPPED = ("crelu", "cst")
@@ -59,15 +61,45 @@ PROTOCOL = {"optimizer": "adam", "learning_rate": 3e-5, "batch_size": 128, "epoc
 #: a run whose final test accuracy is below this has not learnt (chance is about 0.11)
 LEARNT = 0.2
 
+#: "budget": train the epochs asked for; "plateau": stop once the validation accuracy has
+#: stopped rising (:func:`plateau_epoch`).
+STOP_RULES = ("budget", "plateau")
+#: The plateau rule: the mean validation accuracy of the last ``window`` epochs has risen by
+#: less than ``gain`` over the ``span`` epochs before.
+PLATEAU = {"window": 5, "span": 10, "gain": 0.002}
+
+
+def plateau_epoch(accuracies, window=PLATEAU["window"], span=PLATEAU["span"], gain=PLATEAU["gain"]):
+    """The first epoch (1-based) at which the mean of the last ``window`` accuracies is less
+    than ``gain`` above the mean of the ``window`` accuracies ``span`` epochs earlier; None
+    if there is none yet (the rule needs ``window + span`` epochs).
+
+    >>> plateau_epoch([0.5, 0.6, 0.7] + [0.8] * 20)
+    18
+    >>> plateau_epoch([0.1 * k for k in range(10)]) is None
+    True
+    """
+    acc = [float(a) for a in accuracies]
+    for e in range(window + span, len(acc) + 1):
+        now = sum(acc[e - window:e]) / window
+        before = sum(acc[e - window - span:e - span]) / window
+        if now - before < gain:
+            return e
+    return None
+
 
 @dataclass(frozen=True)
 class TrainConfig:
     """One training run. The initialisation is the EoC one for ``sparsity`` with fixed
     point ``q_star`` (and ``clip`` or ``v_prime`` for crelu/cst); ``relu`` at sparsity
-    0.5 is the plain ReLU baseline (tau = 0). ``train_size``/``test_size``: use the
-    first images only (None: all). ``sparsity_sample``: the training images on which
-    accuracy and sparsity are measured each epoch. ``loss_every``: steps per point of the
-    recorded loss curve."""
+    0.5 is the plain ReLU baseline (tau = 0). ``validation``: hold out the last that many
+    training images as a validation split (measured every epoch, never trained on: the
+    split every choice of a study is made on). ``train_size``/``test_size``: use the first
+    images only (None: all; the training images after the validation split is taken).
+    ``sparsity_sample``: the training images on which accuracy and sparsity are measured
+    each epoch. ``loss_every``: steps per point of the recorded loss curve. ``stop``:
+    "budget" trains ``epochs`` epochs; "plateau" stops earlier once the validation
+    accuracy stops rising (:func:`plateau_epoch`), ``epochs`` then being the most."""
 
     activation: str
     sparsity: float
@@ -91,6 +123,8 @@ class TrainConfig:
     dtype: str = "float32"
     backend: str = "auto"
     outputs: int = 10
+    validation: int = 0
+    stop: str = "budget"
 
     def __post_init__(self):
         _check(self)
@@ -166,6 +200,12 @@ def _check(c: TrainConfig):
                              f"must be in [{tiny:.3g}, 1]")
     _check_backend(c.backend)
     _num(c.outputs, "outputs", 2, 100_000, open_lo=False, integer=True)
+    _num(c.validation, "validation", 0, 10**9, open_lo=False, integer=True)
+    if c.stop not in STOP_RULES:
+        raise ParameterError(f"stop = {c.stop!r} is not valid: choose from {', '.join(STOP_RULES)}")
+    if c.stop == "plateau" and not c.validation:
+        raise ParameterError("stop = 'plateau' needs a validation split (validation > 0): the rule "
+                             "reads the validation accuracy, never the test accuracy")
 
 
 @dataclass
@@ -181,6 +221,7 @@ class TrainResult:
     loss_curve: list = field(default_factory=list)
     theory: dict = field(default_factory=dict)
     seconds: float = 0.0
+    stopped: dict | None = None
 
     @property
     def final(self) -> dict:
@@ -199,14 +240,16 @@ class TrainResult:
     def to_dict(self) -> dict:
         return {"format": _FORMAT, "config": self.config.to_dict(), "status": self.status,
                 "failure": self.failure, "learnt": self.learnt, "theory": self.theory,
-                "seconds": self.seconds, "epochs": self.epochs, "loss_curve": self.loss_curve}
+                "seconds": self.seconds, "epochs": self.epochs, "loss_curve": self.loss_curve,
+                "stopped": self.stopped}
 
     @classmethod
     def from_dict(cls, d) -> "TrainResult":
         if not isinstance(d, dict) or d.get("format") != _FORMAT:
             raise DataError("not a meanfield training result")
         return cls(TrainConfig.from_dict(d["config"]), d["status"], d["failure"], list(d["epochs"]),
-                   [tuple(p) for p in d["loss_curve"]], dict(d["theory"]), float(d["seconds"]))
+                   [tuple(p) for p in d["loss_curve"]], dict(d["theory"]), float(d["seconds"]),
+                   d.get("stopped"))
 
     def to_json(self) -> str:
         """Strict JSON: a non-finite number (none is expected) is written as null."""
@@ -215,6 +258,8 @@ class TrainResult:
     def epochs_csv(self) -> str:
         cols = ["epoch", "train_loss", "train_accuracy", "test_loss", "test_accuracy",
                 "train_sparsity", "test_sparsity", "grad_norm_first", "grad_norm_last", "seconds"]
+        if self.config.validation:
+            cols[5:5] = ["validation_loss", "validation_accuracy"]
         lines = [",".join(cols)]
         for e in self.epochs:
             row = dict(e, train_sparsity=float(np.mean(e["train_sparsity_layers"])),
@@ -275,8 +320,22 @@ def _diagnosis(activation, sparsity, clip, v_prime, q_star, depth):
 
 
 # -- data ----------------------------------------------------------------------------
-def prepare_data(data, config: TrainConfig):
-    """(x_train, y_train, x_test, y_test) as float arrays with rows of mean square 1."""
+class Prepared(NamedTuple):
+    """The splits of :func:`prepare_data`: images with rows of mean square 1, in the
+    run's dtype, and integer labels; the validation split is empty without one."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_validation: np.ndarray
+    y_validation: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+
+
+def prepare_data(data, config: TrainConfig) -> Prepared:
+    """The training, validation and test splits of ``data`` for ``config``: the validation
+    split is the last ``config.validation`` training images, the training split the first
+    ``train_size`` of the rest."""
     if hasattr(data, "images") and hasattr(data, "labels"):  # a datasets.mnist.MNIST
         arrays = (data.images("train"), data.labels("train"), data.images("test"), data.labels("test"))
     else:
@@ -286,31 +345,48 @@ def prepare_data(data, config: TrainConfig):
             arrays = ()
         if len(arrays) != 4:
             raise ParameterError("data must be an MNIST object or (x_train, y_train, x_test, y_test)")
-    out = []
+    raw = {}
     for i, name in ((0, "train"), (2, "test")):
         x, y = np.asarray(arrays[i]), np.asarray(arrays[i + 1])
         if (x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0 or x.dtype.kind not in "biuf"
                 or y.shape != (len(x),) or y.dtype.kind not in "iu"):
             raise ParameterError(f"{name} data must be (n, dim) numbers with n >= 1 and n integer labels")
-        n = getattr(config, f"{name}_size") or len(x)
-        if n > len(x):
-            raise ParameterError(f"{name}_size = {n} is out of range: the data hold {len(x)} {name} images")
-        x = np.asarray(x[:n], dtype=np.float64)
-        if not np.all(np.isfinite(x)):
-            raise ParameterError(f"{name} images contain NaN or infinity")
-        peak = np.max(np.abs(x), axis=1, keepdims=True)
-        if np.any(peak == 0):
-            raise ParameterError(f"{name} images: an image is all zeros and cannot be scaled")
-        if np.any(peak > 1e100) or np.any(peak < 1e-100):  # x * x would over- or underflow
-            x = x / peak  # (not done for ordinary data: its rounding stays that of x / |x|)
-        norm = np.sqrt(np.mean(x * x, axis=1, keepdims=True))
-        y = y[:n].astype(np.intp)
-        if y.min() < 0 or y.max() >= config.outputs:
-            raise ParameterError(f"{name} labels must lie in [0, {config.outputs - 1}]")
-        out += [np.ascontiguousarray(x / norm, dtype=config.dtype), y]
-    if out[0].shape[1] != out[2].shape[1]:
+        raw[name] = (x, y)
+    if raw["train"][0].shape[1] != raw["test"][0].shape[1]:
         raise ParameterError("train and test images differ in dimension")
-    return out
+    (x, y), held = raw["train"], config.validation
+    if held >= len(x):
+        raise ParameterError(f"validation = {held} is out of range: the data hold {len(x)} training images, "
+                             "and some must be left to train on")
+    raw["validation"] = (x[len(x) - held:], y[len(x) - held:])
+    raw["train"] = (x[:len(x) - held], y[:len(x) - held])
+    out = []
+    for name in ("train", "validation", "test"):
+        x, y = raw[name]
+        n = getattr(config, f"{name}_size", None) or len(x)
+        if n > len(x):
+            after = " after the validation split" if name == "train" and held else ""
+            raise ParameterError(f"{name}_size = {n} is out of range: the data hold {len(x)} {name} images{after}")
+        out += _scaled(x[:n], y[:n], name, config) if n else [np.empty((0, x.shape[1]), config.dtype),
+                                                             np.empty(0, np.intp)]
+    return Prepared(*out)
+
+
+def _scaled(x, y, name, config):
+    """Images as rows of mean square 1 (float64 arithmetic, then the run's dtype), and labels."""
+    x = np.asarray(x, dtype=np.float64)
+    if not np.all(np.isfinite(x)):
+        raise ParameterError(f"{name} images contain NaN or infinity")
+    peak = np.max(np.abs(x), axis=1, keepdims=True)
+    if np.any(peak == 0):
+        raise ParameterError(f"{name} images: an image is all zeros and cannot be scaled")
+    if np.any(peak > 1e100) or np.any(peak < 1e-100):  # x * x would over- or underflow
+        x = x / peak  # (not done for ordinary data: its rounding stays that of x / |x|)
+    norm = np.sqrt(np.mean(x * x, axis=1, keepdims=True))
+    y = y.astype(np.intp)
+    if y.min() < 0 or y.max() >= config.outputs:
+        raise ParameterError(f"{name} labels must lie in [0, {config.outputs - 1}]")
+    return [np.ascontiguousarray(x / norm, dtype=config.dtype), y]
 
 
 # -- evaluation ----------------------------------------------------------------------
@@ -480,6 +556,16 @@ def _finished(folder: Path, config: TrainConfig):
     return old if old.status == "failed" and old.config == config else None
 
 
+def _stopped(result: TrainResult) -> bool:
+    """Whether the run's stop rule ends it after its last epoch (sets ``result.stopped``)."""
+    if result.config.stop != "plateau":
+        return False
+    e = plateau_epoch([x["validation_accuracy"] for x in result.epochs])
+    if e is not None and result.stopped is None:
+        result.stopped = {"rule": "plateau", "epoch": e, **PLATEAU}
+    return e is not None
+
+
 def train(config: TrainConfig, data, *, directory=None, resume: bool = False, overwrite: bool = False,
           progress=None) -> TrainResult:
     """Train the network of ``config`` on ``data`` (an :class:`~meanfield.datasets.mnist.MNIST`
@@ -487,12 +573,14 @@ def train(config: TrainConfig, data, *, directory=None, resume: bool = False, ov
     ``epochs.csv``, ``layers.csv`` and ``checkpoint.npz`` there after every epoch;
     ``resume``: continue from its checkpoint; a directory that already holds a run is
     otherwise refused, unless ``overwrite``. ``progress``: a tqdm bar per epoch (None:
-    on a terminal only)."""
+    on a terminal only). With ``stop="plateau"`` the run ends at the first epoch where
+    the validation accuracy has stopped rising (``result.stopped`` says when), or after
+    ``epochs``; a resumed run that had stopped does not train again."""
     from tqdm.auto import tqdm
 
     if not isinstance(config, TrainConfig):
         raise ParameterError(f"config must be a TrainConfig, got {type(config).__name__}")
-    xtr, ytr, xte, yte = prepare_data(data, config)
+    xtr, ytr, xva, yva, xte, yte = prepare_data(data, config)
     sol = initialisation(config)
     seeds = np.random.SeedSequence(config.seed).spawn(2)
     net = MLP.initialise(sol, width=config.width, depth=config.depth, input_dim=xtr.shape[1],
@@ -533,7 +621,7 @@ def train(config: TrainConfig, data, *, directory=None, resume: bool = False, ov
     backend = training_backend(config)
     steps_per_epoch = -(-len(xtr) // config.batch_size)
     start = time.perf_counter() - result.seconds
-    while result.status == "ok" and len(result.epochs) < config.epochs:
+    while result.status == "ok" and len(result.epochs) < config.epochs and not _stopped(result):
         epoch = len(result.epochs) + 1
         t0 = time.perf_counter()
         order = rng.permutation(len(xtr))
@@ -569,6 +657,7 @@ def train(config: TrainConfig, data, *, directory=None, resume: bool = False, ov
         try:
             test_loss, test_acc, test_sp = evaluate(net, xte, yte, backend)
             _, train_acc, train_sp = evaluate(net, xs, ys, backend)
+            held = evaluate(net, xva, yva, backend) if len(xva) else None
         except ParameterError as exc:
             result.status = "failed"
             result.failure = {"epoch": epoch, "step": steps_per_epoch, "reason": " ".join(str(exc).split())}
@@ -580,6 +669,9 @@ def train(config: TrainConfig, data, *, directory=None, resume: bool = False, ov
             "test_sparsity_layers": [float(v) for v in test_sp],
             "grad_norm_layers": [float(v) for v in np.sqrt(sq_norms / steps_per_epoch)],
             "seconds": time.perf_counter() - t0})
+        if held is not None:
+            result.epochs[-1].update(validation_loss=held[0], validation_accuracy=held[1])
+        _stopped(result)
         result.seconds = time.perf_counter() - start
         if folder is not None:
             _save_checkpoint(folder, net, opt, rng, result)
