@@ -85,8 +85,8 @@ written to OUTPUT_DIR at the end, and by --report-only at any time."""
 
 def _train_args(p):
     """The run configuration shared by train and reproduce (reproduce takes no --activation)."""
-    p.add_argument("--depth", type=int, default=100, help="hidden layers (default 100)")
-    p.add_argument("--width", type=int, default=300, help="hidden width (default 300)")
+    p.add_argument("--depth", type=int, default=None, help="hidden layers (default: the protocol's, 100)")
+    p.add_argument("--width", type=int, default=None, help="hidden width (default: the protocol's, 300)")
     p.add_argument("--epochs", type=int, default=None, help="epochs (default: the protocol's)")
     p.add_argument("--optimizer", choices=("sgd", "adam"), default=None, help="default: the protocol's")
     p.add_argument("--lr", type=float, default=None, help="learning rate (default: the protocol's)")
@@ -94,6 +94,12 @@ def _train_args(p):
     p.add_argument("--batch-size", type=int, default=None, help="default: the protocol's")
     p.add_argument("--train-size", type=int, help="use the first N training images (default all 60000)")
     p.add_argument("--test-size", type=int, help="use the first N test images (default all 10000)")
+    p.add_argument("--validation", type=int, default=None,
+                   help="hold out the last N training images as a validation split, measured every "
+                   "epoch and never trained on (default 0)")
+    p.add_argument("--stop", choices=("budget", "plateau"), default=None,
+                   help="budget: train --epochs epochs (default); plateau: stop once the validation "
+                   "accuracy stops rising (needs --validation; --epochs is then the most)")
     p.add_argument("--data", help="MNIST: a directory of IDX files, an npz or mnist.pkl.gz "
                    "(default: the cache of `meanfield data mnist`)")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
@@ -108,12 +114,15 @@ def _train_args(p):
         p.add_argument("--q-star", type=float, default=1.0, help="fixed point q* (default 1)")
 
 
+#: The protocol flags (argument name: TrainConfig field); given ones override the protocol.
+_PROTOCOL_FLAGS = {"epochs": "epochs", "optimizer": "optimizer", "lr": "learning_rate", "momentum": "momentum",
+                   "batch_size": "batch_size", "depth": "depth", "width": "width", "train_size": "train_size",
+                   "test_size": "test_size", "validation": "validation", "stop": "stop"}
+
+
 def _protocol_overrides(a) -> dict:
-    names = {"epochs": "epochs", "optimizer": "optimizer", "lr": "learning_rate",
-             "momentum": "momentum", "batch_size": "batch_size"}
-    out = {field: getattr(a, arg) for arg, field in names.items() if getattr(a, arg) is not None}
-    out.update(depth=a.depth, width=a.width, train_size=a.train_size, test_size=a.test_size,
-               dtype=a.dtype, backend=a.backend)
+    out = {field: getattr(a, arg) for arg, field in _PROTOCOL_FLAGS.items() if getattr(a, arg) is not None}
+    out.update(dtype=a.dtype, backend=a.backend)
     return out
 
 
@@ -281,15 +290,23 @@ def _build_parser() -> argparse.ArgumentParser:
     rp = sub.add_parser("reproduce", help="the paper's MNIST experiment: train a grid, write table and figures",
                         description=_REPRODUCE_HELP)
     rp.add_argument("experiment", choices=("mnist",))
-    rp.add_argument("--grid", choices=("minimum", "full"), default="minimum",
-                    help="minimum (the committed subset, default) or full (the paper's grid)")
+    rp.add_argument("--grid", choices=("minimum", "full", "key", "sgd"), default=None,
+                    help="minimum (the committed subset, default), full (the paper's grid), key (the "
+                    "configurations that decide the claims at s = 0.85) or sgd (the baseline and the "
+                    "best clipped configuration)")
+    rp.add_argument("--study", choices=("long", "depth30", "sgd"),
+                    help="a study of docs/mnist.md: its grid, seeds and protocol (long: the key grid at "
+                    "depth 100 until the validation accuracy stops rising; depth30: the minimum grid at "
+                    "depth 30, likewise; sgd: plain SGD at 1e-4 for 200 epochs); results in "
+                    "results/mnist-STUDY")
     _train_args(rp)
-    rp.add_argument("--seeds", type=int, default=5, help="seeds per configuration (default 5)")
+    rp.add_argument("--seeds", type=int, default=None, help="seeds per configuration (default 5, or the study's)")
     rp.add_argument("--first-seed", type=int, default=0, help="the first seed (default 0)")
     rp.add_argument("-o", "--output-dir",
                     help="table, figures and the journal runs.jsonl (default results/mnist for the "
                     "protocol, results/mnist-TAG for another, e.g. results/mnist-depth30)")
-    rp.add_argument("--runs-dir", help="per-run checkpoints (default: OUTPUT_DIR/runs, not committed)")
+    rp.add_argument("--runs-dir", help="per-run checkpoints (default: runs/NAME in the user cache, "
+                    "NAME the output directory's name: outside the work tree, kept between sessions)")
     rp.add_argument("--only", help="comma-separated parts of the grid to run: baseline, relu_tau, st_tau, "
                     "crelu, cst (default all)")
     rp.add_argument("--sparsities", help="comma-separated values of s to run, from the grid's (default all; "
@@ -826,9 +843,19 @@ def _cmd_reproduce(a):
     from .nn import reproduce
     check_jobs(a.jobs)  # also under --report-only, which does not use it
     over = _protocol_overrides(a)
-    configs = reproduce.configs(a.grid, seeds=a.seeds, first_seed=a.first_seed, **over)
-    tag = reproduce.protocol_tag(configs[0])
-    out = Path(a.output_dir or ("results/mnist" + (f"-{tag}" if tag else "")))
+    if a.study:
+        given = sorted(f"--{arg.replace('_', '-')}" for arg in _PROTOCOL_FLAGS if getattr(a, arg) is not None)
+        if given or a.grid:
+            raise ParameterError(f"--study {a.study} sets the grid and the protocol: drop "
+                                 f"{', '.join(given + (['--grid'] if a.grid else []))}")
+        configs = reproduce.study_configs(a.study, seeds=a.seeds, first_seed=a.first_seed,
+                                          dtype=a.dtype, backend=a.backend)
+        out = Path(a.output_dir or f"results/mnist-{a.study}")
+    else:
+        configs = reproduce.configs(a.grid or "minimum", seeds=5 if a.seeds is None else a.seeds,
+                                    first_seed=a.first_seed, **over)
+        tag = reproduce.protocol_tag(configs[0])
+        out = Path(a.output_dir or ("results/mnist" + (f"-{tag}" if tag else "")))
     grid_s = {c.sparsity for c in configs if reproduce.part(c) != "baseline"}
     if a.only is not None:
         wanted = {w.strip() for w in a.only.split(",")}
@@ -846,7 +873,7 @@ def _cmd_reproduce(a):
         results = reproduce.stored_results(journal)
     else:
         results = reproduce.run_grid(configs, data=a.data, journal=journal,
-                                     runs_dir=a.runs_dir or out / "runs", jobs=a.jobs,
+                                     runs_dir=a.runs_dir or reproduce.default_runs_dir(out), jobs=a.jobs,
                                      progress=False if a.no_progress else None)
         if results:  # report every run of the journal, not only the part just run (--only, ...)
             results = reproduce.stored_results(journal)

@@ -559,8 +559,8 @@ def test_another_protocol_gets_its_own_journal_and_checkpoints(tmp_path, monkeyp
     keys, while the protocol's keys (those of the committed journal) stay as they were."""
     assert reproduce.protocol_tag(reproduce.configs("minimum")[0]) == ""
     c30 = reproduce.configs("minimum", depth=30)[0]
-    assert reproduce.protocol_tag(c30) == "depth30" and reproduce._key(c30) == "relu-s0.5-seed0-depth30"
-    assert reproduce._key(reproduce.configs("minimum")[0]) == "relu-s0.5-seed0"
+    assert reproduce.protocol_tag(c30) == "depth30" and reproduce.run_key(c30) == "relu-s0.5-seed0-depth30"
+    assert reproduce.run_key(reproduce.configs("minimum")[0]) == "relu-s0.5-seed0"
     monkeypatch.chdir(tmp_path)
     assert main(["reproduce", "mnist", "--depth", "30", "--report-only"]) == 2
     assert "results/mnist-depth30/runs.jsonl: no such journal" in capsys.readouterr().err
@@ -576,7 +576,8 @@ def test_reproduce_filters_select_part_of_the_grid(tmp_path, monkeypatch, capsys
     assert main(base + ["--only", "baseline,crelu", "--sparsities", "0.85", "--v-primes", "0.7"]) == 2
     assert "results/mnist-epochs40/runs.jsonl: no finished runs" in capsys.readouterr().err
     got = [(c.activation, c.sparsity, c.v_prime, c.seed, c.epochs) for c in seen[-1]]
-    assert got == [("relu", 0.5, None, k, 40) for k in range(2)] + [("crelu", 0.85, 0.7, k, 40) for k in range(2)]
+    # seed by seed: every configuration's first seed before any second one
+    assert got == [c for k in range(2) for c in (("relu", 0.5, None, k, 40), ("crelu", 0.85, 0.7, k, 40))]
     assert main(base + ["--sparsities", "0.7", "--v-primes", "0.5,0.9"]) == 2
     assert {(c.activation, c.sparsity, c.v_prime) for c in seen[-1]} == {
         ("relu", 0.5, None), ("relu", 0.7, None), ("st", 0.7, None),

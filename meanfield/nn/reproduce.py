@@ -32,8 +32,9 @@ import numpy as np
 from ..errors import ParameterError
 from .train import PROTOCOL, TrainConfig, TrainResult, diagnosis, train
 
-__all__ = ["grid", "configs", "STUDIES", "Study", "study_configs", "run_grid", "summary", "table_markdown", "table_csv", "learning_curves",
-           "learning_curves_csv", "write_results", "stored_results", "protocol_tag", "PARTS", "part", "GRIDS"]
+__all__ = ["grid", "configs", "STUDIES", "Study", "study_configs", "default_runs_dir", "run_key", "run_grid", "summary", "table_markdown", "table_csv", "learning_curves",
+           "learning_curves_csv", "study_summary", "study_markdown", "study_csv", "welch_interval",
+           "THRESHOLDS", "write_results", "stored_results", "protocol_tag", "PARTS", "part", "GRIDS"]
 
 GRIDS = ("minimum", "full", "key", "sgd")
 SPARSITIES = (0.6, 0.7, 0.8, 0.85)
@@ -110,12 +111,22 @@ STUDIES = {
 }
 
 
-def study_configs(name: str, *, seeds=None, first_seed=0) -> list[TrainConfig]:
-    """The configurations of the study ``name`` (:data:`STUDIES`), seed by seed."""
+def study_configs(name: str, *, seeds=None, first_seed=0, **run) -> list[TrainConfig]:
+    """The configurations of the study ``name`` (:data:`STUDIES`), seed by seed; ``run``:
+    how to run them (dtype, backend), not what they are."""
     if name not in STUDIES:
         raise ParameterError(f"study = {name!r} is not valid: choose from {', '.join(STUDIES)}")
     st = STUDIES[name]
-    return configs(st.grid, seeds=st.seeds if seeds is None else seeds, first_seed=first_seed, **st.protocol)
+    return configs(st.grid, seeds=st.seeds if seeds is None else seeds, first_seed=first_seed,
+                   **st.protocol, **run)
+
+
+def default_runs_dir(output_dir) -> Path:
+    """Where the runs of a reproduction written to ``output_dir`` keep their checkpoints:
+    ``runs/NAME`` in the user cache (:func:`meanfield.datasets.mnist.cache_dir`), outside
+    any work tree, so that they outlive a checkout and are never committed."""
+    from ..datasets.mnist import cache_dir
+    return cache_dir() / "runs" / Path(output_dir).resolve().name
 
 
 _PER_RUN = ("activation", "sparsity", "clip", "v_prime", "seed")
@@ -130,7 +141,9 @@ def protocol_tag(c: TrainConfig) -> str:
                     if k not in _PER_RUN and mine[k] != ref[k])
 
 
-def _key(c: TrainConfig) -> str:
+def run_key(c: TrainConfig) -> str:
+    """The run's name in a journal and its checkpoint directory: its configuration, seed and
+    whatever of its protocol differs from :data:`PROTOCOL`."""
     v = "" if c.v_prime is None else f"-v{c.v_prime!r}"
     m = "" if c.clip is None else f"-m{c.clip!r}"
     tag = protocol_tag(c)  # runs of other protocols never share a checkpoint directory
@@ -142,7 +155,7 @@ def _run_one(config_dict: dict, data_path, verify: bool, runs_dir, progress):
     from ..datasets import mnist
     config = TrainConfig.from_dict(config_dict)
     data = mnist.load(data_path, verify=verify)
-    directory = None if runs_dir is None else Path(runs_dir) / _key(config)
+    directory = None if runs_dir is None else Path(runs_dir) / run_key(config)
     return train(config, data, directory=directory, resume=True, progress=progress).to_dict()
 
 
@@ -152,7 +165,7 @@ def run_grid(configs_: list[TrainConfig], *, data=None, verify=True, journal=Non
     :func:`meanfield.datasets.mnist.load` (None: the cache). Returns the results in the
     order of ``configs_``."""
     from .._jobs import run_tasks
-    tasks = [(_key(c), (c.to_dict(), None if data is None else str(data), verify,
+    tasks = [(run_key(c), (c.to_dict(), None if data is None else str(data), verify,
                         None if runs_dir is None else str(runs_dir), False)) for c in configs_]
     protocols = [{k: v for k, v in c.to_dict().items() if k not in _PER_RUN} for c in configs_]
     if any(p != protocols[0] for p in protocols):
@@ -306,6 +319,121 @@ def learning_curves_csv(rows) -> str:
     cols = ["activation", "sparsity", "v_prime", "depth", "width", "epoch", "runs", "accuracy_mean",
             "accuracy_std", "accuracy_min", "accuracy_max"]
     return _csv(rows, cols)
+
+
+# -- a study: how long each configuration takes, and its gap to the baseline ----------
+#: The accuracies whose first epoch a study reports (the paper's baseline is about 0.94).
+THRESHOLDS = (0.90, 0.93)
+
+
+def _first_epoch(run, threshold):
+    """The first epoch whose test accuracy reaches ``threshold``; None if none does."""
+    return next((e["epoch"] for e in run.epochs if e["test_accuracy"] >= threshold), None)
+
+
+def welch_interval(a, b, level=0.95):
+    """(mean(a) - mean(b), lower, upper): Welch's t interval for the difference of means of
+    two independent samples (each of at least two values); (difference, None, None)
+    otherwise.
+
+    >>> d, lo, hi = welch_interval([0.90, 0.91, 0.92], [0.94, 0.95, 0.96])
+    >>> round(d, 4), round(lo, 4), round(hi, 4)
+    (-0.04, -0.0627, -0.0173)
+    """
+    from scipy import stats
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    d = float(a.mean() - b.mean())
+    if len(a) < 2 or len(b) < 2:
+        return d, None, None
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    se = float(np.sqrt(va + vb))
+    if se == 0:
+        return d, d, d
+    df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
+    t = float(stats.t.ppf(0.5 + level / 2, df))
+    return d, d - t * se, d + t * se
+
+
+def study_summary(results: list[TrainResult]) -> list[dict]:
+    """One row per configuration of a study, beside :func:`summary`'s: when its runs
+    stopped (the plateau rule reads the validation accuracy; a run without it trains its
+    budget), the final validation and test accuracy, the first epoch at which the test
+    accuracy reached each of :data:`THRESHOLDS` (median over the runs that reached it, and
+    how many did), and the gap of the final test accuracy to the ReLU baseline of the same
+    depth, with Welch's 95% interval; ``within_2_points``: the gap's mean is above -0.02,
+    ``surely_within_2_points``: its whole interval is."""
+    groups: dict = {}
+    for r in results:
+        groups.setdefault(_group_key(r.config), []).append(r)
+    base = {k[3]: [r.test_accuracy for r in rs if r.epochs] for k, rs in groups.items()
+            if k[0] == "relu" and k[1] == 0.5}
+    rows = []
+    for (act, s, v, depth, width), rs in groups.items():
+        measured = [r for r in rs if r.epochs]
+        acc = [r.test_accuracy for r in measured]
+        val = [r.final["validation_accuracy"] for r in measured if "validation_accuracy" in r.final]
+        row = {"activation": act, "sparsity": s, "v_prime": v, "depth": depth, "width": width,
+               "seeds": len(rs), "measured": len(measured), "blew_up": sum(r.status == "failed" for r in rs),
+               "plateaued": sum(r.stopped is not None for r in rs),
+               "epochs_min": min((len(r.epochs) for r in rs), default=None),
+               "epochs_median": float(np.median([len(r.epochs) for r in rs])) if rs else None,
+               "epochs_max": max((len(r.epochs) for r in rs), default=None),
+               "validation_mean": float(np.mean(val)) if val else None,
+               "accuracy_mean": float(np.mean(acc)) if acc else None,
+               "accuracy_std": float(np.std(acc, ddof=1)) if len(acc) > 1 else None}
+        for thr in THRESHOLDS:
+            reached = [e for e in (_first_epoch(r, thr) for r in measured) if e is not None]
+            key = f"epoch_{round(thr * 100)}"
+            row[key] = float(np.median(reached)) if reached else None
+            row[f"{key}_runs"] = len(reached)
+        ref = base.get(depth)
+        if ref and acc and not (act == "relu" and s == 0.5):
+            d, lo, hi = welch_interval(acc, ref)
+            row.update(gap=d, gap_low=lo, gap_high=hi, within_2_points=d > -0.02,
+                       surely_within_2_points=None if lo is None else lo > -0.02)
+        else:
+            row.update(gap=None, gap_low=None, gap_high=None, within_2_points=None, surely_within_2_points=None)
+        rows.append(row)
+    order = {p: i for i, p in enumerate(PARTS)}
+    return sorted(rows, key=lambda r: (r["depth"], order[_row_part(r)], r["sparsity"], r["v_prime"] or 0))
+
+
+_STUDY_COLUMNS = ["activation", "sparsity", "v_prime", "depth", "width", "seeds", "measured", "blew_up",
+                  "plateaued", "epochs_min", "epochs_median", "epochs_max", "validation_mean", "accuracy_mean",
+                  "accuracy_std", "epoch_90", "epoch_90_runs", "epoch_93", "epoch_93_runs", "gap", "gap_low",
+                  "gap_high", "within_2_points", "surely_within_2_points"]
+
+
+def study_csv(rows) -> str:
+    return _csv(rows, _STUDY_COLUMNS)
+
+
+def study_markdown(rows) -> str:
+    """The study's table: stopping epochs (min-median-max; how many runs stopped on the
+    plateau rule), final validation and test accuracy, the first epoch reaching 0.90 and
+    0.93 (median; runs that did / runs), and the gap to the baseline with its 95% interval."""
+    head = ("| configuration | depth | runs | stopped at epoch | plateaued | validation | test accuracy | "
+            "reaches 0.90 at | reaches 0.93 at | gap to ReLU [95% CI] |\n"
+            "|---|---|---|---|---|---|---|---|---|---|")
+    lines = [head]
+
+    def f(x, fmt=".4f"):
+        return "-" if x is None else format(x, fmt)
+    for r in rows:
+        name = _name(r) + ("" if r["activation"] in ("relu", "st") else f" V'={r['v_prime']:g}")
+        name += "" if r["sparsity"] == 0.5 and r["activation"] == "relu" else f" s={r['sparsity']:g}"
+        acc = "-" if r["accuracy_mean"] is None else (
+            f"{r['accuracy_mean']:.4f}" + ("" if r["accuracy_std"] is None else f" +- {r['accuracy_std']:.4f}"))
+        stop = "-" if r["epochs_min"] is None else (
+            f"{r['epochs_min']}-{f(r['epochs_median'], 'g')}-{r['epochs_max']}" if r["seeds"] > 1
+            else f"{r['epochs_min']}")
+        reach = [("-" if r[f"epoch_{t}"] is None else f(r[f"epoch_{t}"], "g")) + f" ({r[f'epoch_{t}_runs']}/{r['measured']})"
+                 for t in (90, 93)]
+        gap = "" if r["gap"] is None else (f"{r['gap']:+.4f}" + ("" if r["gap_low"] is None else
+                                                              f" [{r['gap_low']:+.4f}, {r['gap_high']:+.4f}]"))
+        lines.append(f"| {name} | {r['depth']} | {r['seeds']} | {stop} | {r['plateaued']} | "
+                     f"{f(r['validation_mean'])} | {acc} | {reach[0]} | {reach[1]} | {gap} |")
+    return "\n".join(lines) + "\n"
 
 
 # -- figures --------------------------------------------------------------------------
@@ -489,9 +617,11 @@ def _write_results(results, directory, formats):
     rows = summary(results)
     paths = []
     curves = learning_curves(results)
+    study = study_summary(results)
     for name, text in (("table.md", table_markdown(rows)), ("table.csv", table_csv(rows)),
                        ("table.json", json.dumps(rows, indent=1, allow_nan=False) + "\n"),
-                       ("accuracy-by-epoch.csv", learning_curves_csv(curves))):
+                       ("accuracy-by-epoch.csv", learning_curves_csv(curves)),
+                       ("study.md", study_markdown(study)), ("study.csv", study_csv(study))):
         (directory / name).write_text(text, encoding="utf-8")
         paths.append(directory / name)
     for name, fig in (("accuracy", accuracy_figure(rows)), ("loss-curves", loss_figure(results)),

@@ -1,0 +1,131 @@
+"""Run the MNIST studies of docs/mnist.md one run at a time, committing each finished run.
+
+    python scripts/mnist_studies.py [--plan long:0-2,depth30:0-4,sgd:0] [--commit] [--dry-run]
+
+Each step of the plan is ``STUDY:SEEDS``: the study's configurations (``meanfield.nn.
+reproduce.STUDIES``) for those seeds, seed by seed. Every run is resumable: its checkpoints
+live in the user cache (``reproduce.default_runs_dir``), outside the work tree, and a run
+the study's journal (``results/mnist-STUDY/runs.jsonl``) already holds is skipped, so
+the same command continues wherever the last one stopped (a session's end kills it; run
+it again). After each run the study's table, study table and figures are rewritten from
+its journal, and with ``--commit`` the results directory is committed (that path only),
+so that no finished run is ever lost.
+
+Before the ``sgd`` study (the protocol the paper is reported to have used, on the baseline
+and the best clipped configuration at s = 0.85), the best clipped configuration is taken
+from the long study's validation accuracy (never its test accuracy); if it is not the one
+the ``sgd`` grid holds, the script stops and says so.
+
+Prints one line per run started and finished, with the epoch at which it stopped, its
+final validation and test accuracy and its hours.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from meanfield.nn import reproduce  # noqa: E402
+
+DEFAULT_PLAN = "long:0-2,depth30:0-4,sgd:0"
+
+
+def parse_plan(text: str) -> list[tuple[str, list[int]]]:
+    steps = []
+    for part in text.split(","):
+        name, _, seeds = part.strip().partition(":")
+        if name not in reproduce.STUDIES:
+            raise SystemExit(f"--plan: unknown study {name!r}: choose from {', '.join(reproduce.STUDIES)}")
+        lo, _, hi = seeds.partition("-")
+        try:
+            first, last = int(lo), int(hi or lo)
+        except ValueError:
+            raise SystemExit(f"--plan: {part!r}: seeds must be N or N-M") from None
+        steps.append((name, list(range(first, last + 1))))
+    return steps
+
+
+def best_clipped(journal: Path) -> dict | None:
+    """The clipped configuration at s = 0.85 with the highest mean final validation
+    accuracy in the long study (None until every key configuration has a finished run)."""
+    if not journal.exists():
+        return None
+    runs = [r for r in reproduce.stored_results(journal)
+            if r.config.activation in ("crelu", "cst") and r.config.sparsity == 0.85 and r.epochs
+            and "validation_accuracy" in r.final]
+    by: dict = {}
+    for r in runs:
+        by.setdefault((r.config.activation, r.config.v_prime), []).append(r.final["validation_accuracy"])
+    if len(by) < 5:
+        return None
+    (act, v), _ = max(by.items(), key=lambda kv: sum(kv[1]) / len(kv[1]))
+    return {"activation": act, "sparsity": 0.85, "v_prime": v}
+
+
+def commit(out: Path, message: str):
+    for attempt in range(5):  # another git process may hold the index lock for a moment
+        add = subprocess.run(["git", "-C", str(ROOT), "add", "--", str(out)], capture_output=True, text=True)
+        done = subprocess.run(["git", "-C", str(ROOT), "commit", "-q", "-m", message, "--", str(out)],
+                              capture_output=True, text=True)
+        if add.returncode == 0 and (done.returncode == 0 or "nothing to commit" in done.stdout + done.stderr):
+            return
+        time.sleep(2 + 3 * attempt)
+    print(f"   (could not commit {out}: {done.stderr.strip() or done.stdout.strip()})", flush=True)
+
+
+def describe(r) -> str:
+    e = r.final
+    val = f", validation {e['validation_accuracy']:.4f}" if "validation_accuracy" in e else ""
+    stop = f"plateau at epoch {r.stopped['epoch']}" if r.stopped else f"{len(r.epochs)} epochs"
+    state = "failed: " + r.failure["reason"] if r.status != "ok" else stop
+    acc = f"test {r.test_accuracy:.4f}" if r.epochs else "no epoch finished"
+    return f"{state}; {acc}{val}; {r.seconds / 3600:.2f} h"
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--plan", default=DEFAULT_PLAN, help=f"STUDY:SEEDS,... (default {DEFAULT_PLAN})")
+    ap.add_argument("--commit", action="store_true", help="git commit each study's results after each run")
+    ap.add_argument("--dry-run", action="store_true", help="list what would run, and what is done")
+    a = ap.parse_args(argv)
+    for name, seeds in parse_plan(a.plan):
+        out = ROOT / "results" / f"mnist-{name}"
+        journal = out / "runs.jsonl"
+        configs = [c for c in reproduce.study_configs(name, seeds=max(seeds) + 1) if c.seed in seeds]
+        if name == "sgd" and not a.dry_run:
+            best = best_clipped(ROOT / "results" / "mnist-long" / "runs.jsonl")
+            held = [g for g in reproduce.grid("sgd") if g["activation"] != "relu"]
+            if best is None:
+                raise SystemExit("sgd: the long study has no finished run of every key configuration yet: "
+                                 "run it first (the best clipped configuration is chosen on its validation split)")
+            if held != [best]:
+                raise SystemExit(f"sgd: the long study's best clipped configuration by validation accuracy is "
+                                 f"{best}, not the sgd grid's {held}: change reproduce.grid('sgd') and docs/mnist.md")
+        done = {reproduce.run_key(r.config) for r in reproduce.stored_results(journal)} if journal.exists() else set()
+        for cfg in configs:
+            key = reproduce.run_key(cfg)
+            if key in done:
+                print(f"{name}: {key}: done", flush=True)
+                continue
+            if a.dry_run:
+                print(f"{name}: {key}: to run", flush=True)
+                continue
+            print(f"{name}: {key}: started {time.strftime('%Y-%m-%d %H:%M')}", flush=True)
+            [result] = reproduce.run_grid([cfg], journal=journal, runs_dir=reproduce.default_runs_dir(out),
+                                          progress=False)
+            results = reproduce.stored_results(journal)
+            reproduce.write_results(results, out)
+            print(f"{name}: {key}: {describe(result)}", flush=True)
+            if a.commit:
+                commit(out, f"MNIST study {name}: {key} finished ({describe(result)}); "
+                            f"{len(results)} runs in the journal")
+
+
+if __name__ == "__main__":
+    main()
