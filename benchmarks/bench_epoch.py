@@ -24,10 +24,11 @@ random images of the same shape, said in the output).
    same compiled update pass); ``torch`` (PyTorch CPU eager, autograd,
    ``torch.optim.Adam``, and the per-layer gradient norms, so that it does the same
    work). The methods take turns in blocks of 40 steps, in a rotating order, each block
-   after a 0.15 s pause (an idle BLAS or OpenMP pool spins for about 0.1 s after its last
-   call and slows whatever runs next; each block's first steps also find the caches full
-   of another method's data, which costs the memory-bound sparse step most: blocks of 20
-   measured it 5-20% slower than it runs alone). An epoch's time is the sum of a method's
+   after a 0.5 s pause: an idle thread pool keeps spinning on the cores after its last
+   call (OpenBLAS about 0.1 s; PyTorch's MKL/OpenMP threads 0.2 s, Intel's default
+   KMP_BLOCKTIME) and slows whatever runs next. With 0.15 s pauses and blocks of 20, the
+   sparse step measured 15-30% slower inside the benchmark than alone, most after a
+   PyTorch block. An epoch's time is the sum of a method's
    blocks; the median step, times 469, is printed beside it. Then the epoch's evaluation
    (10000 test and 2000 training images, accuracy and sparsity per layer), sparse and
    dense.
@@ -35,8 +36,9 @@ random images of the same shape, said in the output).
    momentum 0.9 (``training_step``), against PyTorch's SGD and SGD with momentum.
 5. **The targets** of the issue, met or not.
 
-Run: ``python benchmarks/bench_epoch.py [--steps N]`` (default: a full epoch, about three
-minutes with PyTorch; ``--steps 60`` takes under a minute).
+Run: ``python benchmarks/bench_epoch.py [--steps N] [--depth L] [--width N]`` (default: a
+full epoch of the protocol's network, about four minutes with PyTorch; ``--steps 60``
+takes under a minute; ``--depth 30`` or another ``--width``: the same at that size).
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ from meanfield.nn import train as T
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_sparse import torch, torch_model  # noqa: E402  (the same PyTorch network)
 
-DEPTH, WIDTH, S, BATCH, BLOCK, PAUSE = 100, 300, 0.85, 128, 40, 0.15
+DEPTH, WIDTH, S, BATCH, BLOCK, PAUSE = 100, 300, 0.85, 128, 40, 0.5
 PHASES = ("forward", "loss", "deltas", "bound", "update")
 
 
@@ -249,15 +251,18 @@ def sgd(net, cfg, x, y, batches):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--steps", type=int, default=None, help="time the first N steps (default: the epoch)")
+    ap.add_argument("--depth", type=int, default=DEPTH, help=f"hidden layers (default {DEPTH})")
+    ap.add_argument("--width", type=int, default=WIDTH, help=f"hidden width (default {WIDTH})")
     a = ap.parse_args(argv)
-    cfg = T.TrainConfig("cst", S, v_prime=0.7, **{k: v for k, v in T.PROTOCOL.items() if k != "epochs"})
+    cfg = T.TrainConfig("cst", S, v_prime=0.7, **{**{k: v for k, v in T.PROTOCOL.items() if k != "epochs"},
+                                                  "depth": a.depth, "width": a.width})
     x, y, xt, yt, what = data(cfg)
-    net = MLP.initialise(T.initialisation(cfg), width=WIDTH, depth=DEPTH, input_dim=784, seed=0)
+    net = MLP.initialise(T.initialisation(cfg), width=a.width, depth=a.depth, input_dim=784, seed=0)
     order = np.random.default_rng(0).permutation(len(x))
     steps_per_epoch = -(-len(x) // BATCH)
     steps = steps_per_epoch if a.steps is None else max(10, min(a.steps, steps_per_epoch))
     batches = [order[i * BATCH:(i + 1) * BATCH] for i in range(steps)]
-    print(f"Training epoch benchmark: {steps} steps of batch {BATCH} on {what}; depth {DEPTH}, width {WIDTH}, "
+    print(f"Training epoch benchmark: {steps} steps of batch {BATCH} on {what}; depth {a.depth}, width {a.width}, "
           f"cst s = {S}, V' = 0.7, float32, Adam lr {cfg.learning_rate:g}")
     print(f"python {platform.python_version()}, numpy {np.__version__}, meanfield {mf.__version__}, "
           f"backend {describe_backend()}"

@@ -218,7 +218,7 @@ def test_resume_is_bit_for_bit(tmp_path, monkeypatch):
     monkeypatch.setattr(T, "training_step", real_step)
     assert len(json.loads((tmp_path / "c" / "result.json").read_text())["epochs"]) == 2
     again = T.train(T.TrainConfig(**SMALL), data, directory=tmp_path / "c", resume=True, progress=False)
-    strip = lambda r: [{k: v for k, v in e.items() if k != "seconds"} for e in r.epochs]  # noqa: E731
+    strip = lambda r: [{k: v for k, v in e.items() if k not in ("seconds", "cpu_seconds")} for e in r.epochs]  # noqa: E731
     assert strip(resumed) == strip(straight) == strip(again)
     assert resumed.loss_curve == straight.loss_curve == again.loss_curve
     with np.load(tmp_path / "a" / "checkpoint.npz") as za, np.load(tmp_path / "c" / "checkpoint.npz") as zc:
@@ -668,7 +668,7 @@ def test_run_grid_on_a_dask_cluster(tmp_path):
     # the same numbers up to float32 rounding: a dask worker gives BLAS one thread, which
     # changes the summation order of the dense (ReLU) passes
     flat = lambda r: np.concatenate([np.ravel(np.asarray(v, float)) for e in r.epochs  # noqa: E731
-                                     for k, v in sorted(e.items()) if k != "seconds"])
+                                     for k, v in sorted(e.items()) if k not in ("seconds", "cpu_seconds")])
     for a, b in zip(local, remote):
         assert a.config == b.config
         np.testing.assert_allclose(flat(a), flat(b), rtol=1e-4)
@@ -779,3 +779,65 @@ def test_learning_curves_end_at_the_tables_accuracy(runs):
     assert math.isclose(rows[-1]["accuracy_mean"], table["accuracy_mean"], abs_tol=1e-12)
     lines = reproduce.learning_curves_csv(rows).splitlines()
     assert len(lines) == 1 + len(rows) and lines[0].startswith("activation,sparsity,v_prime")
+
+
+# -- a study's own table ------------------------------------------------------------------
+def _curve(act, s, v, seed, accs, status="ok", plateau=None):
+    """A result with one epoch per accuracy in ``accs`` (validation = test + 0.01)."""
+    r = _result(act, s, v, seed, accs[0] if accs else None, status)
+    r.epochs[:] = [dict(_result(act, s, v, seed, a).epochs[0], epoch=k + 1, validation_accuracy=a + 0.01)
+                   for k, a in enumerate(accs)]
+    r.stopped = None if plateau is None else {"rule": "plateau", "epoch": plateau}
+    return r
+
+
+@pytest.mark.filterwarnings("ignore:Precision loss occurred:RuntimeWarning")  # scipy, on near-equal samples
+@settings(max_examples=60, deadline=None)
+@given(a=st.lists(st.floats(0.5, 1.0), min_size=2, max_size=6), b=st.lists(st.floats(0.5, 1.0), min_size=2, max_size=6))
+def test_welch_interval_is_scipys(a, b):
+    """Against scipy's Welch t test, an independent implementation."""
+    from scipy import stats
+    d, lo, hi = reproduce.welch_interval(a, b)
+    assert math.isclose(d, np.mean(a) - np.mean(b), abs_tol=1e-12)
+    if np.var(a) + np.var(b) == 0:
+        return
+    ci = stats.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
+    assert math.isclose(lo, ci.low, abs_tol=1e-9) and math.isclose(hi, ci.high, abs_tol=1e-9)
+
+
+def test_study_summary_by_hand():
+    base = [_curve("relu", 0.5, None, k, [0.80, 0.92, 0.95, 0.96 + 0.002 * k], plateau=4) for k in range(3)]
+    clip = [_curve("crelu", 0.85, 0.7, 0, [0.5, 0.85, 0.91, 0.92, 0.94]),
+            _curve("crelu", 0.85, 0.7, 1, [0.4, 0.7, 0.89]),
+            _curve("crelu", 0.85, 0.7, 2, [0.3], status="failed")]
+    rows = {r["activation"]: r for r in reproduce.study_summary(base + clip)}
+    b, c = rows["relu"], rows["crelu"]
+    assert (b["plateaued"], b["epochs_min"], b["epochs_max"], b["epoch_90"], b["epoch_93"]) == (3, 4, 4, 2, 3)
+    assert b["gap"] is None  # the baseline has no gap to itself
+    assert (c["seeds"], c["measured"], c["blew_up"], c["plateaued"]) == (3, 3, 1, 0)
+    assert (c["epochs_min"], c["epochs_median"], c["epochs_max"]) == (1, 3.0, 5)
+    # 0.90 first reached at epoch 3 by seed 0 only; 0.93 at epoch 5 by seed 0 only
+    assert (c["epoch_90"], c["epoch_90_runs"], c["epoch_93"], c["epoch_93_runs"]) == (3, 1, 5, 1)
+    final = [0.94, 0.89, 0.3]
+    assert math.isclose(c["accuracy_mean"], np.mean(final))
+    assert math.isclose(c["validation_mean"], np.mean(final) + 0.01)
+    d, lo, hi = reproduce.welch_interval(final, [0.96, 0.962, 0.964])
+    assert (c["gap"], c["gap_low"], c["gap_high"]) == (d, lo, hi)
+    assert c["within_2_points"] is False and c["surely_within_2_points"] is False
+    text = reproduce.study_markdown(list(rows.values()))
+    assert "| ReLU | 2 | 3 | 4-4-4 | 3 |" in text and "| 3 (1/3) | 5 (1/3) |" in text
+
+
+def test_prediction_correlation_counts_blow_ups_as_chance(monkeypatch):
+    """Spearman's rho between the verdicts (as PREDICTED_RANK) and the mean accuracy, a run
+    that blew up counted as 0.1."""
+    from scipy import stats
+    verdicts = {("relu", 0.5): "trainable", ("crelu", 0.85): "too-sparse", ("relu", 0.85): "half-stable",
+                ("cst", 0.85): "trainable"}
+    monkeypatch.setattr(reproduce, "diagnosis", lambda c: (verdicts[(c.activation, c.sparsity)], ""))
+    rs = [_result("relu", 0.5, None, 0, 0.95), _result("crelu", 0.85, 0.5, 0, 0.6),
+          _result("relu", 0.85, None, 0, 0.4, status="failed"), _result("relu", 0.85, None, 1, None, "failed"),
+          _result("cst", 0.85, 0.7, 0, 0.9)]
+    rho, p, n = reproduce.prediction_correlation(rs)
+    want = stats.spearmanr([2, 1, 0, 2], [0.95, 0.6, 0.1, 0.9])
+    assert n == 4 and math.isclose(rho, want.statistic) and math.isclose(p, want.pvalue)

@@ -33,7 +33,8 @@ from ..errors import ParameterError
 from .train import PROTOCOL, TrainConfig, TrainResult, diagnosis, train
 
 __all__ = ["grid", "configs", "STUDIES", "Study", "study_configs", "default_runs_dir", "run_key", "run_grid", "summary", "table_markdown", "table_csv", "learning_curves",
-           "learning_curves_csv", "study_summary", "study_markdown", "study_csv", "welch_interval",
+           "learning_curves_csv", "study_summary", "study_markdown", "study_csv", "study_note", "welch_interval",
+           "prediction_correlation", "PREDICTED_RANK",
            "THRESHOLDS", "write_results", "stored_results", "protocol_tag", "PARTS", "part", "GRIDS"]
 
 GRIDS = ("minimum", "full", "key", "sgd")
@@ -398,6 +399,37 @@ def study_summary(results: list[TrainResult]) -> list[dict]:
     return sorted(rows, key=lambda r: (r["depth"], order[_row_part(r)], r["sparsity"], r["v_prime"] or 0))
 
 
+#: The theory's verdicts as a predicted order (:func:`prediction_correlation`): 2, the
+#: network should train; 1, it should train badly (``fragile``: failure mode 1, collapses
+#: seed by seed; ``too-sparse``: failure mode 2, slow); 0, it should fail (q* half-stable
+#: or unstable, gradients exploding or vanishing).
+PREDICTED_RANK = {"trainable": 2, "fragile": 1, "too-sparse": 1, "half-stable": 0, "unstable": 0,
+                  "exploding": 0, "vanishing": 0}
+
+
+def prediction_correlation(results: list[TrainResult]):
+    """(Spearman's rho, its two-sided p-value, the number of configurations) between the
+    theory's verdict on each configuration (:data:`PREDICTED_RANK`, from the initialisation
+    alone) and its mean final test accuracy over seeds, a run that blew up counting as
+    chance (0.1); configurations the theory cannot diagnose are left out. None where fewer
+    than three configurations, or no spread in either, are left."""
+    from scipy import stats
+    groups: dict = {}
+    for r in results:
+        groups.setdefault(_group_key(r.config), []).append(r)
+    pred, meas = [], []
+    for rs in groups.values():
+        rank = PREDICTED_RANK.get(diagnosis(rs[0].config)[0])
+        if rank is None:
+            continue
+        pred.append(rank)
+        meas.append(float(np.mean([0.1 if r.status == "failed" or not r.epochs else r.test_accuracy for r in rs])))
+    if len(pred) < 3 or len(set(pred)) < 2 or len(set(meas)) < 2:
+        return None
+    rho, p = stats.spearmanr(pred, meas)
+    return float(rho), float(p), len(pred)
+
+
 _STUDY_COLUMNS = ["activation", "sparsity", "v_prime", "depth", "width", "seeds", "measured", "blew_up",
                   "plateaued", "epochs_min", "epochs_median", "epochs_max", "validation_mean", "accuracy_mean",
                   "accuracy_std", "epoch_90", "epoch_90_runs", "epoch_93", "epoch_93_runs", "gap", "gap_low",
@@ -434,6 +466,28 @@ def study_markdown(rows) -> str:
         lines.append(f"| {name} | {r['depth']} | {r['seeds']} | {stop} | {r['plateaued']} | "
                      f"{f(r['validation_mean'])} | {acc} | {reach[0]} | {reach[1]} | {gap} |")
     return "\n".join(lines) + "\n"
+
+
+def study_note(results) -> str:
+    """The lines under a study's table: the machine time its runs took, and the rank
+    correlation of the theory's verdicts with the measured accuracy
+    (:func:`prediction_correlation`)."""
+    hours = sum(r.seconds for r in results) / 3600
+    cpu = [e["cpu_seconds"] for r in results for e in r.epochs if "cpu_seconds" in e]
+    line = f"{len(results)} runs, {hours:.1f} h of wall time"
+    if cpu:
+        measured = sum(1 for r in results if r.epochs and all("cpu_seconds" in e for e in r.epochs))
+        line += f"; {sum(cpu) / 3600:.1f} CPU-hours over the epochs that recorded it ({measured} whole runs)"
+    lines = [line + " (each run on two cores)."]
+    c = prediction_correlation(results)
+    if c is None:
+        lines.append("Rank correlation of the theory's verdicts with the accuracy: too few configurations.")
+    else:
+        rho, p, n = c
+        lines.append(f"Rank correlation (Spearman) of the theory's verdict (2 trainable; 1 fragile or too-sparse; "
+                     f"0 half-stable, unstable, exploding or vanishing) with the mean final test accuracy (a run "
+                     f"that blew up counts as chance, 0.1): rho = {rho:.3f} over {n} configurations (p = {p:.2g}).")
+    return "\n\n".join(lines) + "\n"
 
 
 # -- figures --------------------------------------------------------------------------
@@ -621,7 +675,8 @@ def _write_results(results, directory, formats):
     for name, text in (("table.md", table_markdown(rows)), ("table.csv", table_csv(rows)),
                        ("table.json", json.dumps(rows, indent=1, allow_nan=False) + "\n"),
                        ("accuracy-by-epoch.csv", learning_curves_csv(curves)),
-                       ("study.md", study_markdown(study)), ("study.csv", study_csv(study))):
+                       ("study.md", study_markdown(study) + "\n" + study_note(results)),
+                       ("study.csv", study_csv(study))):
         (directory / name).write_text(text, encoding="utf-8")
         paths.append(directory / name)
     for name, fig in (("accuracy", accuracy_figure(rows)), ("loss-curves", loss_figure(results)),

@@ -211,7 +211,8 @@ def _check(c: TrainConfig):
 @dataclass
 class TrainResult:
     """``status``: "ok" or "failed" (NaN or infinity: ``failure`` says where and why);
-    ``epochs``: one dict of metrics per finished epoch; ``loss_curve``: (step, mean loss
+    ``epochs``: one dict of metrics per finished epoch (``seconds``: its wall time;
+    ``cpu_seconds``: the processor time of every thread of the process over it); ``loss_curve``: (step, mean loss
     over the last ``loss_every`` steps); ``theory``: the EoC initialisation used."""
 
     config: TrainConfig
@@ -623,7 +624,7 @@ def train(config: TrainConfig, data, *, directory=None, resume: bool = False, ov
     start = time.perf_counter() - result.seconds
     while result.status == "ok" and len(result.epochs) < config.epochs and not _stopped(result):
         epoch = len(result.epochs) + 1
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         order = rng.permutation(len(xtr))
         loss_sum, sq_norms, window = 0.0, np.zeros(config.depth + 1), []
         bar = tqdm(total=steps_per_epoch, desc=f"{config.label()} seed {config.seed} epoch {epoch}",
@@ -668,7 +669,7 @@ def train(config: TrainConfig, data, *, directory=None, resume: bool = False, ov
             "train_sparsity_layers": [float(v) for v in train_sp],
             "test_sparsity_layers": [float(v) for v in test_sp],
             "grad_norm_layers": [float(v) for v in np.sqrt(sq_norms / steps_per_epoch)],
-            "seconds": time.perf_counter() - t0})
+            "seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0})
         if held is not None:
             result.epochs[-1].update(validation_loss=held[0], validation_accuracy=held[1])
         _stopped(result)
