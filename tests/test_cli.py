@@ -283,7 +283,12 @@ def test_fuzz_valid_eoc(act, s, target, clip, use_clip, q_star):
     d = json.loads(out)
     if not d["degenerate"]:
         qs = [float(p["q"]) for p in d["fixed_points"]]
-        assert any(math.isclose(q, q_star, rel_tol=1e-9) for q in qs)
+        # where V is within rounding of the identity around q* (cst with tau = 0 and a clip
+        # far out: V' = 1 - 1e-27), a fixed point is only located to the documented
+        # resolution near a tangency, 10^((3 - D)/2) relative at D digits, and the report
+        # says it is not certified
+        tol = 1e-9 if d["certified"] else 10 ** ((3 - 15) / 2)
+        assert any(math.isclose(q, q_star, rel_tol=tol) for q in qs), (d["certified"], qs)
 
 
 @settings(max_examples=8, deadline=None)
