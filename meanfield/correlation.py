@@ -74,7 +74,7 @@ import sympy as sp
 from ._roots import bracketed_root
 from .activations import Activation, _as_real
 from .errors import ParameterError
-from .maps import (DEFAULT_DIGITS, GUARD_DIGITS, Initialisation, cancellation_digits,
+from .maps import (DEFAULT_DIGITS, GUARD_DIGITS, Initialisation, cancellation_digits, lambdify_mp,
                    check_digits, check_q, map_values, to_mpf)
 from .symbolic import (bivariate_density_derivative, bx, by, corr, degree, derivative_mean,
                        dirac_part, origin_remainder, q as q_symbol)
@@ -104,7 +104,8 @@ class Divergent:
 
 @dataclass(frozen=True)
 class KernelValues:
-    """One layer of the kernel map: inputs (q1, q2, q12), outputs and correlations."""
+    """One layer of the kernel map: inputs (q1, q2, q12), outputs, and the correlations
+    c = q12 / sqrt(q1 q2) before and after (computed at the working precision)."""
 
     q1: Any
     q2: Any
@@ -112,14 +113,8 @@ class KernelValues:
     q1_next: Any
     q2_next: Any
     q12_next: Any
-
-    @property
-    def c(self):
-        return self.q12 / mpmath.sqrt(self.q1 * self.q2)
-
-    @property
-    def c_next(self):
-        return self.q12_next / mpmath.sqrt(self.q1_next * self.q2_next)
+    c: Any
+    c_next: Any
 
 
 @dataclass(frozen=True)
@@ -198,7 +193,7 @@ _e, _a = sp.symbols("e a", real=True)
 
 
 @functools.lru_cache(maxsize=None)
-def _template(i: int, j: int):
+def _template_expressions(i: int, j: int):
     r"""(k, near_plus, near_minus) with :math:`\partial_x^i\partial_y^j f = N/(1-c^2)^k f`;
     N written in (x, e, a) with e = 1 - c, a = x - y (plus) or e = 1 + c, a = x + y (minus)
     so that nothing cancels as c -> +-1."""
@@ -208,25 +203,28 @@ def _template(i: int, j: int):
     num = sp.expand(num * (1 - corr**2) ** k / den) if k else sp.expand(num / den)
     plus = sp.expand(num.subs({corr: 1 - _e, by: bx - _a}))
     minus = sp.expand(num.subs({corr: _e - 1, by: _a - bx}))
-    return (k, sp.lambdify((bx, _e, _a), plus, "mpmath"), sp.lambdify((bx, _e, _a), minus, "mpmath"))
+    return k, plus, minus
 
 
-@functools.lru_cache(maxsize=None)
-def _compiled_means(activation: Activation, n: int):
-    return sp.lambdify((q_symbol,) + activation.symbols, derivative_mean(activation, n),
-                       modules=[{"Phi": mpmath.ncdf, "phi": mpmath.npdf}, "mpmath"])
+def _template(i: int, j: int, ctx):
+    """:func:`_template_expressions` compiled for the context ``ctx``."""
+    k, plus, minus = _template_expressions(i, j)
+    return k, lambdify_mp((bx, _e, _a), plus, ctx), lambdify_mp((bx, _e, _a), minus, ctx)
 
 
-@functools.lru_cache(maxsize=None)
-def _compiled_diracs(activation: Activation, n: int):
+def _compiled_means(activation: Activation, n: int, ctx):
+    return lambdify_mp((q_symbol,) + activation.symbols, derivative_mean(activation, n), ctx)
+
+
+def _compiled_diracs(activation: Activation, n: int, ctx):
     syms = activation.symbols
-    return tuple((sp.lambdify(syms, t.position, "mpmath"), t.order, sp.lambdify(syms, t.weight, "mpmath"))
+    return tuple((lambdify_mp(syms, t.position, ctx), t.order, lambdify_mp(syms, t.weight, ctx))
                  for t in dirac_part(activation, n))
 
 
 @functools.lru_cache(maxsize=None)
-def _compiled_origin(k: int):
-    return sp.lambdify(corr, origin_remainder(k), "mpmath")
+def _compiled_origin(k: int, ctx):
+    return lambdify_mp((corr,), origin_remainder(k), ctx)
 
 
 def _diracs(init: Initialisation, n: int, ctx) -> list[tuple[Any, int, Any]]:
@@ -234,7 +232,7 @@ def _diracs(init: Initialisation, n: int, ctx) -> list[tuple[Any, int, Any]]:
     merged where positions coincide (e.g. ST at tau = 0), zero weights dropped."""
     params = [to_mpf(v, ctx) for _, v in init.params]
     merged: dict[tuple, list] = {}
-    for pos, order, weight in _compiled_diracs(init.activation, n):
+    for pos, order, weight in _compiled_diracs(init.activation, n, ctx):
         b, w = ctx.mpf(pos(*params)), ctx.mpf(weight(*params))
         merged.setdefault((b, order), []).append(w)
     out = []
@@ -254,8 +252,8 @@ class _Kernel:
         self.s1, self.s2 = ctx.sqrt(q1), ctx.sqrt(q2)
         params = [to_mpf(v, ctx) for _, v in init.params]
         s12 = self.s1 * self.s2
-        self.taylor = [s12**n * _compiled_means(init.activation, n)(q1, *params)
-                       * _compiled_means(init.activation, n)(q2, *params) for n in range(self.d + 1)]
+        self.taylor = [s12**n * _compiled_means(init.activation, n, ctx)(q1, *params)
+                       * _compiled_means(init.activation, n, ctx)(q2, *params) for n in range(self.d + 1)]
         self.diracs = _diracs(init, self.d + 1, ctx)
         # every singular term a plain Dirac at 0: the remainder is elementary
         self.origin = all(b == 0 and order == 0 for b, order, _ in self.diracs)
@@ -277,7 +275,7 @@ class _Kernel:
                 mult = 2 if symmetric and ib > ia and i == j else 1
                 x, y = b1 / self.s1, b2 / self.s2
                 coef = mult * (-1) ** (i + j) * w1 * w2 / (self.s1 ** (i + 1) * self.s2 ** (j + 1))
-                k, near_plus, near_minus = _template(i, j)
+                k, near_plus, near_minus = _template(i, j, ctx)
                 plain = i == 0 and j == 0
                 out.append((x, 2 * x * y, (x - y) ** 2, (x + y) ** 2, coef, k,
                             None if plain else near_plus, None if plain else near_minus, x - y, x + y))
@@ -315,7 +313,7 @@ class _Kernel:
             return value
         if self.origin:
             w = ctx.fsum(w for _, _, w in self.diracs)
-            return value + (self.s1 * self.s2) ** d * w * w * _compiled_origin(k)(c)
+            return value + (self.s1 * self.s2) ** d * w * w * _compiled_origin(k, self.ctx)(c)
         return value + self._remainder(k, c)
 
     def _remainder(self, k: int, c):
@@ -401,7 +399,9 @@ def kernel_map(init, q1, q2, q12, *, digits: int = DEFAULT_DIGITS, ctx=mpmath.mp
         q12_next = +(sb2 + sw2 * kernel.derivative(0, c))
         va = map_values(init, q1, digits=digits, ctx=ctx).variance
         vb = map_values(init, q2, digits=digits, ctx=ctx).variance
-    return KernelValues(q1=a, q2=b, q12=ab, q1_next=va, q2_next=vb, q12_next=q12_next)
+        c_next = +(q12_next / ctx.sqrt(va * vb))
+        c = +(ab / limit)
+    return KernelValues(q1=a, q2=b, q12=ab, q1_next=va, q2_next=vb, q12_next=q12_next, c=c, c_next=c_next)
 
 
 class _CorrelationMap:

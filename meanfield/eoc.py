@@ -99,7 +99,7 @@ def eoc_weights(activation, q_star, params: dict, ctx=mpmath.mp):
     Raises :class:`~meanfield.errors.NoSolutionError` when sigma_b2 would be negative.
     """
     act = get_activation(activation)
-    fns = compiled(act).mp
+    fns = compiled(act).mp.context(ctx)
     q = to_mpf(q_star, ctx)
     values = act.parameter_values(**params)
     p = [to_mpf(values[s.name], ctx) for s in act.symbols]
@@ -119,7 +119,7 @@ def eoc_weights(activation, q_star, params: dict, ctx=mpmath.mp):
 
 def _clip_for_v_prime(act, q, tau, target, ctx):
     """m with V'(q*) = target on the EoC (V'(q*) increases in m from 0 to 1)."""
-    fns = compiled(act).mp
+    fns = compiled(act).mp.context(ctx)
 
     def v_prime_minus_target(m):
         sigma_w2 = 1 / fns["e_dphi2"](q, 1, 0, tau, m)
@@ -225,7 +225,7 @@ def eoc_parameters(activation, sparsity=None, *, q_star=1, clip=None, v_prime=No
             sigma_w2, sigma_b2 = to_mpf(init.sigma_w2, ctx), to_mpf(init.sigma_b2, ctx)
             report = fixed_points(init, digits=digits, ctx=ctx)
             args = init.arguments(q, ctx)
-            fns = compiled(act).mp
+            fns = compiled(act).mp.context(ctx)
             values = {k: +fns[k](*args) for k in ("sparsity", "chi1", "v_prime", "v_second")}
             _verify(values, v_prime, digits, ctx)
         break

@@ -280,7 +280,7 @@ class _Precise:
     """F, F', F'' of one initialisation at the context's working precision."""
 
     def __init__(self, init: Initialisation, ctx):
-        self.fns = compiled(init.activation).mp
+        self.fns = compiled(init.activation).mp.context(ctx)
         self.args = init.arguments(None, ctx)[1:]
         self.ctx = ctx
 

@@ -35,7 +35,8 @@ import sympy as sp
 
 from .correlation import _check_fixed_point, _resolve_q_star
 from .errors import ParameterError
-from .maps import DEFAULT_DIGITS, GUARD_DIGITS, Initialisation, cancellation_digits, check_digits, to_mpf
+from .maps import (DEFAULT_DIGITS, GUARD_DIGITS, Initialisation, cancellation_digits, check_digits,
+                   lambdify_mp, to_mpf)
 from .symbolic import derivative_power_mean, dirac_part, q as q_symbol
 
 __all__ = ["JacobianSpectrum", "jacobian_spectrum", "MAX_DEPTH"]
@@ -60,10 +61,8 @@ class JacobianSpectrum:
         return self.depth * self.mu2 / self.mu1**2
 
 
-@functools.lru_cache(maxsize=None)
-def _power_mean(act, power):
-    return sp.lambdify((q_symbol,) + act.symbols, derivative_power_mean(act, power),
-                       [{"Phi": mpmath.ncdf, "phi": mpmath.npdf}, "mpmath"])
+def _power_mean(act, power, ctx):
+    return lambdify_mp((q_symbol,) + act.symbols, derivative_power_mean(act, power), ctx)
 
 
 def _check_depth(depth) -> int:
@@ -87,7 +86,7 @@ def jacobian_spectrum(init, *, q_star=None, depth: int = 100, digits: int = DEFA
     with ctx.workdps(digits + GUARD_DIGITS + cancellation_digits(init, float(q_star))):
         q = to_mpf(q_star, ctx)
         params = [to_mpf(v, ctx) for _, v in init.params]
-        mu1, mu2 = (_power_mean(act, k)(q, *params) for k in (2, 4))
+        mu1, mu2 = (_power_mean(act, k, ctx)(q, *params) for k in (2, 4))
         if not mu1 > 0:
             raise ParameterError(f"phi' vanishes almost surely at q_star = {q_star}: the Jacobian is 0")
         chi1 = to_mpf(init.sigma_w2, ctx) * mu1

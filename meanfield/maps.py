@@ -47,7 +47,7 @@ from .symbolic import FORMULA_NAMES, derive
 
 __all__ = ["Initialisation", "MapValues", "map_values", "map_values_float64",
            "variance_map", "check_digits", "GUARD_DIGITS", "DEFAULT_DIGITS", "to_mpf",
-           "cancellation_digits"]
+           "cancellation_digits", "mp_namespace", "lambdify_mp"]
 
 #: Extra decimal digits carried internally beyond what the caller asks for.
 GUARD_DIGITS = 15
@@ -87,31 +87,56 @@ def to_mpf(value, ctx=mpmath.mp):
 
 
 _MODULES = {
-    "mp": [{"Phi": mpmath.ncdf, "phi": mpmath.npdf}, "mpmath"],
     "np": [{"Phi": ndtr, "phi": _numpy_pdf, "erf": scipy_erf}, "numpy"],
     "iv": [_interval.NAMESPACE, "numpy"],
 }
+#: Every name of the mpmath module that its default context also has (sqrt, exp, erf, mpf,
+#: pi, ...): what compiled mpmath code may call.
+_MPMATH_NAMES = tuple(n for n in dir(mpmath) if not n.startswith("_") and hasattr(mpmath.mp, n))
 
 
-@functools.lru_cache(maxsize=None)
-def evaluator(activation: Activation, backend: str, name: str):
-    """The closed form ``name`` of ``activation`` compiled for ``backend`` ("mp": mpmath,
-    "np": numpy float64, "iv": float64 intervals), compiled on first use and cached.
-    Arguments: ``(q, sigma_w2, sigma_b2, *activation parameters)``."""
+def mp_namespace(ctx=mpmath.mp) -> dict:
+    """The names compiled mpmath code calls, bound to the context ``ctx``: every mpmath
+    function and constant, Phi (the standard normal cdf) and phi (its density). Code
+    compiled with it computes in ``ctx``, at ``ctx``'s precision."""
+    ns = {n: getattr(ctx, n) for n in _MPMATH_NAMES}
+    ns.update(Phi=ctx.ncdf, phi=ctx.npdf)
+    return ns
+
+
+@functools.lru_cache(maxsize=1024)
+def lambdify_mp(arguments: tuple, expression, ctx=mpmath.mp):
+    """``expression`` (sympy) compiled to a function of ``arguments`` that computes with the
+    mpmath context ``ctx`` (one compilation per context, cached)."""
+    return sp.lambdify(arguments, expression, modules=[mp_namespace(ctx), "mpmath"])
+
+
+@functools.lru_cache(maxsize=4096)
+def evaluator(activation: Activation, backend: str, name: str, ctx=mpmath.mp):
+    """The closed form ``name`` of ``activation`` compiled for ``backend`` ("mp": mpmath in
+    the context ``ctx``, "np": numpy float64, "iv": float64 intervals), compiled on first
+    use and cached. Arguments: ``(q, sigma_w2, sigma_b2, *activation parameters)``."""
     f = derive(activation)
+    if backend == "mp":
+        return lambdify_mp(f.arguments, getattr(f, name), ctx)
     return sp.lambdify(f.arguments, getattr(f, name), modules=_MODULES[backend])
 
 
 class _Backend(Mapping):
     """``compiled(act).mp["variance"]`` style access to :func:`evaluator`."""
 
-    def __init__(self, activation, backend):
+    def __init__(self, activation, backend, ctx=mpmath.mp):
         self._key = (activation, backend)
+        self._ctx = ctx
 
     def __getitem__(self, name):
         if name not in FORMULA_NAMES:
             raise KeyError(name)
-        return evaluator(*self._key, name)
+        return evaluator(*self._key, name, self._ctx)
+
+    def context(self, ctx) -> "_Backend":
+        """The same formulas computing in the mpmath context ``ctx``."""
+        return self if ctx is self._ctx else _Backend(*self._key, ctx)
 
     def __iter__(self):
         return iter(FORMULA_NAMES)
@@ -231,7 +256,7 @@ def check_q(q, name: str = "q"):
 
 
 def _evaluate(init: Initialisation, q_mpf, names, ctx) -> dict:
-    fns = compiled(init.activation).mp
+    fns = compiled(init.activation).mp.context(ctx)
     args = init.arguments(q_mpf, ctx)
     return {name: fns[name](*args) for name in names}
 

@@ -616,6 +616,9 @@ def loss_figure(results):
             ax.legend(fontsize=6)
     for ax in list(axes.flat)[len(failing):]:
         ax.axis("off")
+    if not failing:  # say so, rather than leave a blank figure
+        axes.flat[0].text(0.5, 0.5, "every run learnt and none blew up:\nno training loss to show here",
+                          ha="center", va="center", fontsize=10, transform=axes.flat[0].transAxes)
     fig.tight_layout()
     return fig
 
