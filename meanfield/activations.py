@@ -36,11 +36,12 @@ import numpy as np
 import sympy as sp
 
 from .errors import ParameterError
+from .validation import real
 
 __all__ = [
-    "x", "tau", "m", "alpha", "Piece", "Parameter", "Activation",
+    "x", "tau", "m", "alpha", "Piece", "Parameter", "SparsityRule", "Activation",
     "RELU", "RELU_TAU", "ST", "CRELU", "CST", "HARD_TANH", "LEAKY_RELU",
-    "BUILTIN", "get_activation",
+    "BUILTIN", "PAPER_ACTIVATIONS", "get_activation", "register", "registered", "by_sparsity",
 ]
 
 #: The pre-activation variable of every piece.
@@ -104,33 +105,42 @@ class Parameter:
         return True
 
 
+@dataclass(frozen=True)
+class SparsityRule:
+    r"""How a target sparsity s sets an activation's threshold (optional data of an
+    :class:`Activation`): for an activation that is exactly 0 on :math:`(-\infty, \tau]`
+    (``symmetric=False``) or on :math:`[-\tau, \tau]` (``symmetric=True``) and nowhere
+    else, :math:`P(\phi(\sqrt q z) = 0)` is :math:`\Phi(\tau/\sqrt q)` or
+    :math:`2\Phi(\tau/\sqrt q) - 1`, so s sets :math:`\tau = \sqrt{q^*}\,
+    \Phi^{-1}(\mathrm{level}(s))`. ``threshold``: the parameter that s sets; ``clip``: the
+    parameter that ``clip=`` or ``v_prime=`` sets (None: the activation is not clipped).
+    The EoC solve checks the rule against the closed-form sparsity of the pieces.
+
+    >>> SparsityRule(symmetric=True).lowest, SparsityRule().level(0.8)
+    (0.0, 0.8)
+    """
+
+    threshold: str = "tau"
+    symmetric: bool = False
+    clip: str | None = None
+
+    @property
+    def lowest(self) -> float:
+        """The sparsity at threshold 0: the least a target may be."""
+        return 0.0 if self.symmetric else 0.5
+
+    @property
+    def clipped(self) -> bool:
+        return self.clip is not None
+
+    def level(self, s):
+        """Phi(tau / sqrt(q*)) for the target sparsity ``s`` (works on mpf)."""
+        return (1 + s) / 2 if self.symmetric else s
+
+
 #: Every number given to meanfield must be 0 or of magnitude in [1e-100, 1e30]: the
 #: float64 interval arithmetic that certifies the fixed-point search neither overflows
 #: nor underflows there.
-MAGNITUDE_RANGE = (1e-100, 1e30)
-
-
-def _as_real(name: str, value, valid: str):
-    """Check ``value`` is a finite real number (int, float, str, Decimal, mpf) that is 0 or
-    of magnitude in :data:`MAGNITUDE_RANGE`; ``valid`` states the valid range for the error."""
-    problem = None
-    if isinstance(value, bool) or value is None:
-        problem = "is not a number"
-    else:
-        try:
-            v = float(value.strip() if isinstance(value, str) else value)
-        except (TypeError, ValueError, OverflowError):
-            problem = "is not a number"
-        else:
-            if math.isnan(v) or math.isinf(v):
-                problem = "is not finite"
-            elif abs(v) > MAGNITUDE_RANGE[1] or 0 < abs(v) < MAGNITUDE_RANGE[0]:
-                problem = "is outside the supported magnitudes 1e-100 .. 1e30"
-    if problem:
-        raise ParameterError(f"{name} = {value!r} {problem}: must be a finite number {valid}")
-    return value
-
-
 @dataclass(frozen=True)
 class Activation:
     """A piecewise-polynomial activation: a name, pieces and parameters.
@@ -150,6 +160,11 @@ class Activation:
     pieces: tuple[Piece, ...]
     parameters: tuple[Parameter, ...] = ()
     description: str = field(default="", compare=False)
+    #: how a target sparsity sets the threshold (None: the activation is parametrised
+    #: directly); see :class:`SparsityRule`
+    sparsity_rule: SparsityRule | None = field(default=None, compare=False)
+    #: the name shown in tables and figures (default: ``name``)
+    label: str = field(default="", compare=False)
 
     def __post_init__(self):
         pieces = tuple(
@@ -173,6 +188,22 @@ class Activation:
                     raise ValueError(f"{e} uses symbols {extra} that are not parameters")
             if p.lower.has(x) or p.upper.has(x):
                 raise ValueError("breakpoints may not depend on x")
+        rule = self.sparsity_rule
+        if rule is not None:
+            if not isinstance(rule, SparsityRule):
+                raise ValueError(f"sparsity_rule must be a SparsityRule, got {rule!r}")
+            names = {p.name for p in self.parameters}
+            for role, name in (("threshold", rule.threshold), ("clip", rule.clip)):
+                if name is not None and name not in names:
+                    raise ValueError(f"the sparsity rule's {role} {name!r} is not a parameter of {self.name}")
+        if not self.label:
+            object.__setattr__(self, "label", self.name)
+
+    @property
+    def has_zero_piece(self) -> bool:
+        """Whether phi is exactly 0 on some piece: without one its sparsity is 0 (a hidden
+        unit is 0 only on a null set)."""
+        return any(p.poly == 0 for p in self.pieces)
 
     # -- structure -------------------------------------------------------------------
     @property
@@ -203,7 +234,7 @@ class Activation:
                 if p.default is None:
                     raise ParameterError(f"activation {self.name!r} needs {p.name} in {p.range_text()}")
                 v = p.default
-            _as_real(p.name, v, f"in {p.range_text()}")
+            real(p.name, v, f"in {p.range_text()}")
             if not p.contains(v):
                 raise ParameterError(f"{p.name} = {v} is out of range: must be in {p.range_text()}")
             out[p.name] = v
@@ -264,24 +295,31 @@ RELU = Activation(
     "relu0",
     (Piece(-sp.oo, 0, _ZERO), Piece(0, sp.oo, x)),
     description="ReLU max(x, 0)",
+    label="ReLU",
 )
 RELU_TAU = Activation(
     "relu",
     (Piece(-sp.oo, tau, _ZERO), Piece(tau, sp.oo, x - tau)),
     (Parameter(tau, 0.0, default=0.0),),
     description="shifted ReLU max(x - tau, 0)",
+    sparsity_rule=SparsityRule(),
+    label="ReLU_tau",
 )
 ST = Activation(
     "st",
     (Piece(-sp.oo, -tau, x + tau), Piece(-tau, tau, _ZERO), Piece(tau, sp.oo, x - tau)),
     (Parameter(tau, 0.0, default=0.0),),
     description="soft threshold sign(x) max(|x| - tau, 0)",
+    sparsity_rule=SparsityRule(symmetric=True),
+    label="ST_tau",
 )
 CRELU = Activation(
     "crelu",
     (Piece(-sp.oo, tau, _ZERO), Piece(tau, tau + m, x - tau), Piece(tau + m, sp.oo, m)),
     (Parameter(tau, 0.0, default=0.0), Parameter(m, 0.0, lower_open=True)),
     description="clipped shifted ReLU min(max(x - tau, 0), m)",
+    sparsity_rule=SparsityRule(clip="m"),
+    label="CReLU",
 )
 CST = Activation(
     "cst",
@@ -294,17 +332,21 @@ CST = Activation(
     ),
     (Parameter(tau, 0.0, default=0.0), Parameter(m, 0.0, lower_open=True)),
     description="clipped soft threshold sign(x) min(max(|x| - tau, 0), m)",
+    sparsity_rule=SparsityRule(symmetric=True, clip="m"),
+    label="CST",
 )
 HARD_TANH = Activation(
     "hard_tanh",
     (Piece(-sp.oo, -1, sp.Integer(-1)), Piece(-1, 1, x), Piece(1, sp.oo, sp.Integer(1))),
     description="hard tanh max(-1, min(x, 1))",
+    label="hard tanh",
 )
 LEAKY_RELU = Activation(
     "leaky_relu",
     (Piece(-sp.oo, 0, alpha * x), Piece(0, sp.oo, x)),
     (Parameter(alpha, -1.0, 1.0, default="0.01"),),
     description="leaky ReLU max(x, alpha x)",
+    label="leaky ReLU",
 )
 
 #: Built-in activations by name. ``relu`` is the shifted ReLU (``tau`` defaults to 0).
@@ -315,17 +357,50 @@ BUILTIN: dict[str, Activation] = {
 #: The four activations of Price et al. (2024), for which sparsity sets ``tau``.
 PAPER_ACTIVATIONS = ("relu", "st", "crelu", "cst")
 
+_REGISTERED: dict[str, Activation] = {}
+
+
+def register(activation: Activation) -> Activation:
+    """Make a user's activation known by its name, as the built-ins are: to
+    :func:`get_activation`, and so to everything that takes an activation's name (a
+    training configuration, a journal read back). A built-in's name cannot be taken, nor
+    a registered name by another activation.
+
+    >>> import sympy as sp
+    >>> half = Activation("half_relu", (Piece(-sp.oo, tau, 0), Piece(tau, sp.oo, (x - tau) / 2)),
+    ...                   (Parameter(tau, 0.0, default=0.0),), sparsity_rule=SparsityRule())
+    >>> register(half) is get_activation("half_relu")
+    True
+    """
+    if not isinstance(activation, Activation):
+        raise ParameterError(f"only an Activation can be registered, got {type(activation).__name__}")
+    taken = BUILTIN.get(activation.name) or _REGISTERED.get(activation.name)
+    if taken is not None and taken != activation:
+        raise ParameterError(f"the name {activation.name!r} is taken by another activation: choose another name")
+    _REGISTERED[activation.name] = activation
+    return activation
+
+
+def registered() -> dict[str, Activation]:
+    """Every activation known by name: the built-ins, then those registered."""
+    return {**BUILTIN, **_REGISTERED}
+
+
+def by_sparsity() -> dict[str, Activation]:
+    """The activations known by name for which a target sparsity sets the threshold."""
+    return {k: a for k, a in registered().items() if a.sparsity_rule is not None}
+
 
 def get_activation(activation) -> Activation:
-    """An :class:`Activation` from itself or its built-in name.
+    """An :class:`Activation` from itself or its name (built-in or registered).
 
     >>> get_activation("cst").breakpoints
     (-m - tau, -tau, tau, m + tau)
     """
     if isinstance(activation, Activation):
         return activation
-    if isinstance(activation, str) and activation in BUILTIN:
-        return BUILTIN[activation]
+    if isinstance(activation, str) and activation in registered():
+        return registered()[activation]
     raise ParameterError(
-        f"activation must be an Activation or one of {', '.join(BUILTIN)}; got {activation!r}"
+        f"activation must be an Activation or one of {', '.join(registered())}; got {activation!r}"
     )

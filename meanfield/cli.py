@@ -619,14 +619,11 @@ def _cmd_formula(a):
 
 def _write(path, text):
     from pathlib import Path
+
+    from ._files import atomic_write
     if not Path(path).parent.is_dir():
         raise ParameterError(f"--output {path}: the directory {Path(path).parent} does not exist")
-    try:
-        tmp = Path(f"{path}.tmp")
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(path)  # never leave a half-written result
-    except OSError as exc:
-        raise ParameterError(f"--output {path}: {exc.strerror}") from None
+    atomic_write(path, text, what=f"--output {path}", hint="choose another file")
 
 
 def _journal(output):

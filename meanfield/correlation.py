@@ -72,10 +72,11 @@ import mpmath
 import sympy as sp
 
 from ._roots import bracketed_root
-from .activations import Activation, _as_real
+from . import validation
+from .activations import Activation
 from .errors import ParameterError
-from .maps import (DEFAULT_DIGITS, GUARD_DIGITS, Initialisation, cancellation_digits, lambdify_mp,
-                   check_digits, check_q, map_values, to_mpf)
+from .maps import (DEFAULT_DIGITS, GUARD_DIGITS, Initialisation, check_fixed_point,
+                   check_q, lambdify_mp, map_values, operating_point, to_mpf, working_precision)
 from .symbolic import (bivariate_density_derivative, bx, by, corr, degree, derivative_mean,
                        dirac_part, origin_remainder, q as q_symbol)
 
@@ -85,7 +86,7 @@ MAX_DIGITS = 200
 
 __all__ = ["MAX_DIGITS", "Divergent", "KernelValues", "CorrelationValues", "CorrelationFixedPoint",
            "CorrelationReport", "kernel_map", "correlation_map", "correlation_fixed_points",
-           "depth_scale"]
+           "depth_scale", "correlation_digits"]
 
 
 @dataclass(frozen=True)
@@ -347,31 +348,11 @@ class _Kernel:
         return hit
 
 
-def _check_digits(digits) -> int:
-    digits = check_digits(digits)
-    if digits > MAX_DIGITS:
-        raise ParameterError(f"digits = {digits} is out of range for the correlation map: must be in "
-                             f"[8, {MAX_DIGITS}] (its quadrature cost grows like digits^3)")
-    return digits
-
-
-def _as_init(init, digits=None) -> tuple[Initialisation, Any]:
-    """(Initialisation, q* or None) from an Initialisation or an EoCSolution (solved again
-    if it carries fewer than ``digits``: an EoC known to 20 digits is chaotic or ordered
-    at 60)."""
-    if isinstance(init, Initialisation):
-        return init, None
-    inner, q_star = getattr(init, "init", None), getattr(init, "q_star", None)
-    if isinstance(inner, Initialisation):
-        if digits is not None and hasattr(init, "at_digits"):
-            init = init.at_digits(digits)
-            inner = init.init
-        return inner, q_star
-    raise ParameterError(f"expected an Initialisation or an EoCSolution, got {type(init).__name__}")
-
-
-def _working_digits(init, digits, *qs):
-    return digits + GUARD_DIGITS + max(cancellation_digits(init, float(q)) for q in qs)
+def correlation_digits(digits) -> int:
+    """The digits a correlation-map computation may be asked for: at most
+    :data:`MAX_DIGITS` (its quadrature cost grows like digits^3)."""
+    return validation.digits(digits, maximum=MAX_DIGITS, why="the correlation map's quadrature cost grows "
+                             "like digits^3")
 
 
 def kernel_map(init, q1, q2, q12, *, digits: int = DEFAULT_DIGITS, ctx=mpmath.mp) -> KernelValues:
@@ -382,12 +363,12 @@ def kernel_map(init, q1, q2, q12, *, digits: int = DEFAULT_DIGITS, ctx=mpmath.mp
     >>> print(k.q1_next, k.q2_next, k.q12_next)      # 2 sqrt(1 * 4) / (2 pi)
     1.0 4.0 0.636619772367581
     """
-    digits = _check_digits(digits)
-    init, _ = _as_init(init, digits)
+    digits = correlation_digits(digits)
+    init, _ = operating_point(init, digits=digits)
     check_q(q1, "q1")
     check_q(q2, "q2")
-    _as_real("q12", q12, "with |q12| <= sqrt(q1 q2)")
-    with ctx.workdps(_working_digits(init, digits, q1, q2)):
+    validation.real("q12", q12, "with |q12| <= sqrt(q1 q2)")
+    with ctx.workdps(working_precision(init, digits, q1, q2)):
         a, b, ab = to_mpf(q1, ctx), to_mpf(q2, ctx), to_mpf(q12, ctx)
         limit = ctx.sqrt(a * b)
         if abs(ab) > limit * (1 + 4 * ctx.eps):
@@ -418,7 +399,6 @@ class _CorrelationMap:
         return (self.sb2 + self.sw2 * self.kernel.derivative(0, c)) / self.v
 
     def derivative(self, n: int, c):
-        ctx = self.ctx
         if abs(c) == 1:
             end = self._endpoint(n, int(c))
             if end is not None:
@@ -449,32 +429,10 @@ class _CorrelationMap:
 
 
 def _check_c(c):
-    _as_real("c", c, "in [-1, 1]")
+    validation.real("c", c, "in [-1, 1]")
     if not -1 <= float(c) <= 1:
         raise ParameterError(f"c = {c} is out of range: must be in [-1, 1] (a correlation)")
     return c
-
-
-def _check_fixed_point(init: Initialisation, q_star, digits, ctx,
-                       why="the correlation map is defined at a fixed point"):
-    """q* must be a fixed point of V (to half the digits): rho is defined there."""
-    check_q(q_star, "q_star")
-    v = map_values(init, q_star, digits=digits, ctx=ctx).variance
-    with ctx.workdps(digits + GUARD_DIGITS):  # q* read to the digits asked for, not to 15
-        q = to_mpf(q_star, ctx)
-        off = abs(v - q) > ctx.mpf(10) ** (-(digits // 2)) * q
-    if off:
-        raise ParameterError(f"q_star = {q_star} is not a fixed point of V (V(q_star) = "
-                             f"{mpmath.nstr(v, 10)}): {why}")
-
-
-def _resolve_q_star(init, q_star, digits=None):
-    init, own = _as_init(init, digits)
-    if q_star is None:
-        q_star = own
-    if q_star is None:
-        raise ParameterError("q_star is required (a fixed point of V) unless an EoCSolution is given")
-    return init, q_star
 
 
 def correlation_map(init, c, *, q_star=None, digits: int = DEFAULT_DIGITS, ctx=mpmath.mp):
@@ -488,17 +446,17 @@ def correlation_map(init, c, *, q_star=None, digits: int = DEFAULT_DIGITS, ctx=m
     >>> print(mpmath.nstr(v[0].rho, 10), v[1].rho, mpmath.nstr(v[1].rho_prime, 10), v[1].rho_second)
     0.6964206555 1.0 1.0 +inf
     """
-    digits = _check_digits(digits)
-    init, q_star = _resolve_q_star(init, q_star, digits)
+    digits = correlation_digits(digits)
+    init, q_star = operating_point(init, q_star, digits=digits, required=True)
     many = isinstance(c, (list, tuple)) or (hasattr(c, "__len__") and not isinstance(c, str))
     cs = [_check_c(v) for v in (c if many else [c])]
     with ctx.workdps(digits + GUARD_DIGITS):  # 1 + 1e-22 as a string passes float(c) <= 1
         for v in cs:
             if abs(to_mpf(v, ctx)) > 1:
                 raise ParameterError(f"c = {v} is out of range: must be in [-1, 1] (a correlation)")
-    _check_fixed_point(init, q_star, digits, ctx)
+    check_fixed_point(init, q_star, digits, ctx)
     out = []
-    with ctx.workdps(_working_digits(init, digits, q_star)):
+    with ctx.workdps(working_precision(init, digits, q_star)):
         cmap = _CorrelationMap(init, q_star, ctx)
         # |rho| <= 1 and |rho'(c)| <= rho'(1) (Mehler): below 10^-digits of those scales a
         # value is 0 to the digits asked for (rho'(-1) of CReLU came out as ~1e-30)
@@ -537,10 +495,10 @@ def correlation_fixed_points(init, *, q_star=None, digits: int = DEFAULT_DIGITS,
     >>> [(p.c, p.kind) for p in r.points], r.phase, r.xi_c
     ([(mpf('1.0'), 'marginal')], 'edge of chaos', mpf('+inf'))
     """
-    digits = _check_digits(digits)
-    init, q_star = _resolve_q_star(init, q_star, digits)
-    _check_fixed_point(init, q_star, digits, ctx)
-    with ctx.workdps(_working_digits(init, digits, q_star)):
+    digits = correlation_digits(digits)
+    init, q_star = operating_point(init, q_star, digits=digits, required=True)
+    check_fixed_point(init, q_star, digits, ctx)
+    with ctx.workdps(working_precision(init, digits, q_star)):
         cmap = _CorrelationMap(init, q_star, ctx)
         tol = ctx.mpf(10) ** (3 - digits)
         rho0 = cmap.rho(ctx.zero)

@@ -53,15 +53,16 @@ from typing import Any
 import mpmath
 import numpy as np
 
-from .correlation import (CorrelationReport, _as_init, _check_digits, correlation_fixed_points,
-                          depth_scale)
+from . import validation
+from .correlation import CorrelationReport, correlation_digits, correlation_fixed_points, depth_scale
 from .errors import NoSolutionError, ParameterError
-from .fixed_points import FixedPoint, FixedPointReport, _text, fixed_points
-from .jacobian import JacobianSpectrum, _check_depth, jacobian_spectrum
-from .maps import DEFAULT_DIGITS, check_q, map_values, map_values_float64, to_mpf
+from .fixed_points import FixedPoint, FixedPointReport, fixed_points, format_value
+from .jacobian import JacobianSpectrum, jacobian_spectrum
+from .maps import DEFAULT_DIGITS, check_q, map_values, map_values_float64, operating_point, to_mpf
 from .symbolic import dirac_part
 
-__all__ = ["Diagnosis", "diagnose", "diagnose_eoc", "MARGIN_MIN", "RHO0_MAX", "DEPTH_SCALES", "VERDICTS"]
+__all__ = ["Diagnosis", "diagnose", "diagnose_eoc", "verdict", "MARGIN_MIN", "RHO0_MAX", "DEPTH_SCALES",
+           "VERDICTS"]
 
 #: Below this margin (q - V(q)) / (q - q*) above q* the verdict is "fragile".
 MARGIN_MIN = 0.05
@@ -119,7 +120,7 @@ class Diagnosis:
         verdict: trainable: q* stable (V'(q*) = 0.7, margin ...), rho(0) = ...
         """
         p, jac, init = self.q_star_point, self.jacobian, self.init
-        v = lambda value: _text(value, digits)  # noqa: E731
+        v = lambda value: format_value(value, digits)  # noqa: E731
         params = "".join(f", {k} = {v(mpmath.mpf(x))}" for k, x in init.params)
         lines = [f"verdict: {self.verdict}: {self.reason}",
                  f"{name or init.activation.name}: q* = {v(self.q_star)} ({p.kind}), "
@@ -182,7 +183,11 @@ def _margin(init, q_star, q_end, ctx):
     return best, q_star + ctx.exp(where)
 
 
-def _verdict(point, report, others, basin, margin, correlation, depth) -> tuple[str, str]:
+def verdict(point, report, others, basin, margin, correlation, depth) -> tuple[str, str]:
+    """(verdict, reason) of :data:`VERDICTS`, from the diagnostics of q* (``point``, a
+    :class:`FixedPoint`), the fixed-point ``report``, the ``other`` stable points, q*'s
+    ``basin``, the ``margin`` above q*, the correlation report and the ``depth``: the rules,
+    tried in the order of :data:`VERDICTS` (docs/theory.md gives them)."""
     n = mpmath.nstr
     if point.kind == "unstable":
         return "unstable", f"V'(q*) = {n(point.v_prime, 4)} > 1: q* repels"
@@ -228,12 +233,12 @@ def diagnose(init, *, q_star=None, depth: int = 100, digits: int = DEFAULT_DIGIT
              ctx=mpmath.mp) -> Diagnosis:
     """Every diagnostic of ``init`` (an Initialisation or an EoCSolution) at the fixed point
     ``q_star`` (default: the EoCSolution's own, or the only stable fixed point)."""
-    digits = _check_digits(digits)
-    depth = _check_depth(depth)
+    digits = correlation_digits(digits)
+    depth = validation.depth(depth)
     if q_star is not None:
         check_q(q_star, "q_star")
     solution = init.at_digits(digits) if hasattr(init, "at_digits") else init
-    init, own = _as_init(solution)
+    init, own = operating_point(solution)
     report = getattr(solution, "fixed_points", None) if own is not None else None
     if not isinstance(report, FixedPointReport) or report.digits < digits:
         report = fixed_points(init, digits=digits, ctx=ctx)
@@ -279,7 +284,7 @@ def diagnose(init, *, q_star=None, depth: int = 100, digits: int = DEFAULT_DIGIT
         jacobian = None  # phi with jumps: phi' has Dirac masses, the moments are infinite
         if not dirac_part(init.activation, 1):
             jacobian = jacobian_spectrum(init, q_star=point.q, depth=depth, digits=digits, ctx=ctx)
-        verdict, reason = _verdict(point, report, others, basin, margin, correlation, depth)
+        verdict_, reason = verdict(point, report, others, basin, margin, correlation, depth)
         margin = margin if margin is None else +margin
         # V'(q*) = 1 exactly for half-stable and neutral points: xi_q is infinite there
         xi_q = (ctx.inf if point.kind in ("half-stable", "neutral")
@@ -287,7 +292,7 @@ def diagnose(init, *, q_star=None, depth: int = 100, digits: int = DEFAULT_DIGIT
     return Diagnosis(init=init, q_star=point.q, depth=depth, q_star_point=point, fixed_points=report,
                      other_stable=others, basin=basin, margin=margin,
                      margin_at=margin_at, xi_q=xi_q, correlation=correlation,
-                     jacobian=jacobian, verdict=verdict, reason=reason)
+                     jacobian=jacobian, verdict=verdict_, reason=reason)
 
 
 def diagnose_eoc(solution, *, depth: int = 100, digits: int = DEFAULT_DIGITS, ctx=mpmath.mp) -> Diagnosis:

@@ -34,22 +34,14 @@ from typing import Any
 import mpmath
 
 from ._roots import bracketed_root
-from .activations import PAPER_ACTIVATIONS, _as_real, get_activation
+from . import validation
+from .activations import by_sparsity, get_activation
 from .errors import NoSolutionError, ParameterError
 from .fixed_points import FixedPointReport, fixed_points
 from .maps import (DEFAULT_DIGITS, GUARD_DIGITS, Initialisation, cancellation_digits,
                    check_digits, check_q, compiled, to_mpf)
 
-__all__ = ["EoCSolution", "eoc_parameters", "eoc_weights"]
-
-# activation -> (smallest sparsity, clipped?, sparsity -> Phi(tau / sqrt(q*)))
-_SPARSITY = {
-    "relu": (0.5, False, lambda s: s),
-    "crelu": (0.5, True, lambda s: s),
-    "st": (0.0, False, lambda s: (1 + s) / 2),
-    "cst": (0.0, True, lambda s: (1 + s) / 2),
-}
-
+__all__ = ["EoCSolution", "eoc_parameters", "eoc_weights", "check_request"]
 
 @dataclass(frozen=True)
 class EoCSolution:
@@ -84,15 +76,6 @@ class EoCSolution:
                               **self.init.parameters)
 
 
-def _check_open_unit(name, value, lo, hi, lo_closed=False):
-    rng = f"{'[' if lo_closed else '('}{lo:g}, {hi:g})"
-    _as_real(name, value, f"in {rng}")
-    v = float(value)
-    ok = (lo <= v if lo_closed else lo < v) and v < hi
-    if not ok:
-        raise ParameterError(f"{name} = {value} is out of range: must be in {rng}")
-
-
 def eoc_weights(activation, q_star, params: dict, ctx=mpmath.mp):
     """(sigma_w2, sigma_b2) putting q* on the EoC, at the context's working precision.
 
@@ -118,12 +101,20 @@ def eoc_weights(activation, q_star, params: dict, ctx=mpmath.mp):
 
 
 def _clip_for_v_prime(act, q, tau, target, ctx):
-    """m with V'(q*) = target on the EoC (V'(q*) increases in m from 0 to 1)."""
+    """m with V'(q*) = target on the EoC (V'(q*) increases in m from 0 to 1); the
+    activation's sparsity rule names its threshold and clip parameters, and any other
+    parameter takes its default."""
     fns = compiled(act).mp.context(ctx)
+    rule = act.sparsity_rule
+    fixed = act.parameter_values(**{rule.threshold: 0, rule.clip: 1})  # the others' defaults
+
+    def args(m):
+        value = {**{k: to_mpf(v, ctx) for k, v in fixed.items()}, rule.threshold: tau, rule.clip: m}
+        return [value[p.name] for p in act.parameters]
 
     def v_prime_minus_target(m):
-        sigma_w2 = 1 / fns["e_dphi2"](q, 1, 0, tau, m)
-        return fns["v_prime"](q, sigma_w2, 0, tau, m) - target
+        sigma_w2 = 1 / fns["e_dphi2"](q, 1, 0, *args(m))
+        return fns["v_prime"](q, sigma_w2, 0, *args(m)) - target
 
     lo = hi = ctx.sqrt(q)
     g_lo = g_hi = v_prime_minus_target(lo)
@@ -143,35 +134,59 @@ def _clip_for_v_prime(act, q, tau, target, ctx):
     return bracketed_root(v_prime_minus_target, lo, hi, g_lo, g_hi, ctx)
 
 
+def check_request(activation, sparsity, *, clip=None, v_prime=None):
+    """The activation of an EoC request by target sparsity, once the request is checked:
+    the activation has a sparsity rule, ``sparsity`` is in [its lowest, 1), and a clipped
+    activation has exactly one of ``clip`` (> 0) and ``v_prime`` (in (0, 1)), an unclipped
+    one neither. The one check of such a request (the EoC solve, tables, training).
+
+    >>> check_request("crelu", "0.85", v_prime="0.7").name
+    'crelu'
+    >>> check_request("relu", "0.3")
+    Traceback (most recent call last):
+    ...
+    meanfield.errors.ParameterError: sparsity = 0.3 is out of range: must be in [0.5, 1)
+    """
+    act = get_activation(activation)
+    rule = act.sparsity_rule
+    if rule is None:
+        raise ParameterError(
+            f"sparsity sets the threshold only for an activation with a sparsity rule (the built-ins "
+            f"{', '.join(by_sparsity())}, or your own with sparsity_rule=); {act.name!r} has none: "
+            "give its parameters instead")
+    validation.interval("sparsity", sparsity, rule.lowest, 1.0, lo_closed=True)
+    if not rule.clipped:
+        if clip is not None or v_prime is not None:
+            clipped = ", ".join(k for k, a in by_sparsity().items() if a.sparsity_rule.clipped)
+            raise ParameterError(f"{act.name} is not clipped: clip and v_prime go with a clipped activation "
+                                 f"({clipped})")
+        return act
+    if (clip is None) == (v_prime is None):
+        raise ParameterError(f"{act.name} needs exactly one of clip ({rule.clip} > 0) or v_prime (in (0, 1))")
+    if clip is not None:
+        validation.real("clip", clip, "> 0")
+        if not float(clip) > 0:
+            raise ParameterError(f"clip = {clip} is out of range: must be > 0 (finite)")
+    else:
+        validation.interval("v_prime", v_prime, 0.0, 1.0)
+    return act
+
+
 def _eoc_initialisation(act, sparsity, q_star, clip, v_prime, params, ctx) -> Initialisation:
     """The EoC Initialisation at the context's working precision (see eoc_parameters)."""
     q = to_mpf(q_star, ctx)
     if sparsity is not None:
-        if act.name not in _SPARSITY or act is not get_activation(act.name):
-            raise ParameterError(
-                f"sparsity sets tau only for {', '.join(PAPER_ACTIVATIONS)}; got {act.name!r}")
+        check_request(act, sparsity, clip=clip, v_prime=v_prime)
         if params:
             raise ParameterError(f"give sparsity (and clip or v_prime), not {', '.join(sorted(params))}")
-        s_min, clipped, level = _SPARSITY[act.name]
-        _check_open_unit("sparsity", sparsity, s_min, 1.0, lo_closed=True)
+        rule = act.sparsity_rule
         s = to_mpf(sparsity, ctx)
-        tau = ctx.sqrt(q) * ctx.sqrt(2) * ctx.erfinv(2 * level(s) - 1)
-        params = {"tau": tau}
-        if not clipped:
-            if clip is not None or v_prime is not None:
-                raise ParameterError(f"{act.name} is not clipped: clip and v_prime apply to crelu and cst")
-        else:
-            if (clip is None) == (v_prime is None):
-                raise ParameterError(
-                    f"{act.name} needs exactly one of clip (m > 0) or v_prime (in (0, 1))")
-            if clip is not None:
-                _as_real("clip", clip, "> 0")
-                if not float(clip) > 0:
-                    raise ParameterError(f"clip = {clip} is out of range: must be > 0 (finite)")
-                params["m"] = to_mpf(clip, ctx)
-            else:
-                _check_open_unit("v_prime", v_prime, 0.0, 1.0)
-                params["m"] = _clip_for_v_prime(act, q, tau, to_mpf(v_prime, ctx), ctx)
+        tau = ctx.sqrt(q) * ctx.sqrt(2) * ctx.erfinv(2 * rule.level(s) - 1)
+        params = {rule.threshold: tau}
+        if clip is not None:
+            params[rule.clip] = to_mpf(clip, ctx)
+        elif v_prime is not None:
+            params[rule.clip] = _clip_for_v_prime(act, q, tau, to_mpf(v_prime, ctx), ctx)
     sigma_w2, sigma_b2 = eoc_weights(act, q, params, ctx)
     try:
         return Initialisation(act, sigma_w2, sigma_b2, params)
@@ -180,9 +195,14 @@ def _eoc_initialisation(act, sparsity, q_star, clip, v_prime, params, ctx) -> In
                               f"q_star = {q_star} leaves the supported range: {exc}") from None
 
 
-def _verify(values, v_prime, digits, ctx):
-    """The solution must meet what was asked (chi_1(q*) = 1, the V' target) to ``digits``."""
+def _verify(act, values, sparsity, v_prime, digits, ctx):
+    """The solution must meet what was asked (chi_1(q*) = 1, the sparsity, the V' target)
+    to ``digits``."""
     tol = ctx.mpf(10) ** (2 - digits)
+    if sparsity is not None and abs(values["sparsity"] - to_mpf(sparsity, ctx)) > tol:
+        raise ParameterError(f"the sparsity rule of {act.name} does not match its pieces: sparsity = {sparsity} "
+                             f"set the threshold, but the pieces give sparsity {mpmath.nstr(values['sparsity'], 8)} "
+                             "at q*: check its sparsity_rule (symmetric? which parameter is the threshold?)")
     if abs(values["chi1"] - 1) > tol:
         raise NoSolutionError(f"chi1(q*) = {mpmath.nstr(values['chi1'], 8)} != 1: the EoC solve "
                               "did not converge; try more digits")
@@ -195,10 +215,12 @@ def eoc_parameters(activation, sparsity=None, *, q_star=1, clip=None, v_prime=No
                    digits: int = DEFAULT_DIGITS, ctx=mpmath.mp, **params) -> EoCSolution:
     """The EoC initialisation with fixed point ``q_star`` and its classified fixed points.
 
-    For ``relu``, ``st``, ``crelu``, ``cst`` give the target ``sparsity`` (it sets tau) and,
-    for the clipped two, either ``clip`` (m) or ``v_prime`` (the target V'(q*) in (0, 1)).
-    Any other activation (or these with explicit ``tau=...``, ``m=...``) takes its
-    parameters as keywords.
+    For an activation with a sparsity rule (``relu``, ``st``, ``crelu``, ``cst``, or your own
+    with ``sparsity_rule=``: :class:`~meanfield.activations.SparsityRule`) give the target
+    ``sparsity`` (it sets the threshold) and, for a clipped one, either ``clip`` (m) or
+    ``v_prime`` (the target V'(q*) in (0, 1)). Any other activation (or these with explicit
+    ``tau=...``, ``m=...``) takes its parameters as keywords. ``tau`` and ``m`` of the
+    solution are the rule's threshold and clip parameters.
 
     >>> sol = eoc_parameters("cst", sparsity="0.8", v_prime="0.9")
     >>> [p.kind for p in sol.fixed_points.points]
@@ -227,9 +249,11 @@ def eoc_parameters(activation, sparsity=None, *, q_star=1, clip=None, v_prime=No
             args = init.arguments(q, ctx)
             fns = compiled(act).mp.context(ctx)
             values = {k: +fns[k](*args) for k in ("sparsity", "chi1", "v_prime", "v_second")}
-            _verify(values, v_prime, digits, ctx)
+            _verify(act, values, sparsity, v_prime, digits, ctx)
         break
     values_p = init.parameters
+    rule = act.sparsity_rule
+    threshold, clip_name = (rule.threshold, rule.clip) if rule is not None else ("tau", "m")
     return EoCSolution(
-        init=init, q_star=q, tau=values_p.get("tau"), m=values_p.get("m"),
+        init=init, q_star=q, tau=values_p.get(threshold), m=values_p.get(clip_name),
         sigma_w2=sigma_w2, sigma_b2=sigma_b2, fixed_points=report, digits=digits, **values)

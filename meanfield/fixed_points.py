@@ -69,9 +69,9 @@ from ._interval import Interval
 from ._roots import bracketed_root
 from .errors import ParameterError
 from .maps import (DEFAULT_DIGITS, GUARD_DIGITS, Initialisation, cancellation_digits,
-                   check_digits, compiled, to_mpf)
+                   check_digits, compiled)
 
-__all__ = ["FixedPoint", "FixedPointReport", "fixed_points", "classify"]
+__all__ = ["FixedPoint", "FixedPointReport", "fixed_points", "classify", "format_value"]
 
 _INITIAL_CELLS = 96
 _SPLIT = 4
@@ -137,8 +137,8 @@ class FixedPointReport:
                  f"{'' if self.certified else ' (not certified: see docs/theory.md, Every fixed point)'}: {len(self.points)}"]
         for p in self.points:
             side = f", attracts from {p.attracts_from}" if p.attracts_from else ""
-            lines.append(f"  q = {_text(p.q, digits)}  V' = {_text(p.v_prime, digits)}  "
-                         f"V'' = {_text(p.v_second, digits)}  chi1 = {_text(p.chi1, digits)}  {p.kind}{side}")
+            lines.append(f"  q = {format_value(p.q, digits)}  V' = {format_value(p.v_prime, digits)}  "
+                         f"V'' = {format_value(p.v_second, digits)}  chi1 = {format_value(p.chi1, digits)}  {p.kind}{side}")
         for a, b in self.unresolved:
             lines.append(f"  unresolved: |V(q) - q| is below the working precision on [{a:.6g}, {b:.6g}]"
                          " (raise the digits)")
@@ -146,7 +146,7 @@ class FixedPointReport:
         return "\n".join(lines)
 
 
-def _text(value, digits: int) -> str:
+def format_value(value, digits: int) -> str:
     """A number as a decimal string of ``digits`` significant digits; +inf / -inf as such."""
     if mpmath.isinf(value):
         return "+inf" if value > 0 else "-inf"

@@ -25,25 +25,19 @@ like :math:`L/(1-s)` with the sparsity s even though :math:`m_1=1`.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from typing import Any
 
 import mpmath
-import numpy as np
-import sympy as sp
 
-from .correlation import _check_fixed_point, _resolve_q_star
+from . import validation
 from .errors import ParameterError
-from .maps import (DEFAULT_DIGITS, GUARD_DIGITS, Initialisation, cancellation_digits, check_digits,
-                   lambdify_mp, to_mpf)
+from .maps import (DEFAULT_DIGITS, GUARD_DIGITS, cancellation_digits, check_digits,
+                   check_fixed_point, lambdify_mp, operating_point, to_mpf)
 from .symbolic import derivative_power_mean, dirac_part, q as q_symbol
+from .validation import MAX_DEPTH
 
-__all__ = ["JacobianSpectrum", "jacobian_spectrum", "MAX_DEPTH"]
-
-#: Largest depth accepted (the moments are powers of chi_1 and overflow nothing below it).
-MAX_DEPTH = 100_000
-
+__all__ = ["JacobianSpectrum", "jacobian_spectrum", "power_mean", "MAX_DEPTH"]
 
 @dataclass(frozen=True)
 class JacobianSpectrum:
@@ -61,32 +55,28 @@ class JacobianSpectrum:
         return self.depth * self.mu2 / self.mu1**2
 
 
-def _power_mean(act, power, ctx):
-    return lambdify_mp((q_symbol,) + act.symbols, derivative_power_mean(act, power), ctx)
-
-
-def _check_depth(depth) -> int:
-    if isinstance(depth, bool) or not isinstance(depth, (int, np.integer)) or not 1 <= depth <= MAX_DEPTH:
-        raise ParameterError(f"depth must be an integer in [1, {MAX_DEPTH}], got {depth!r}")
-    return int(depth)
+def power_mean(activation, power: int, ctx=mpmath.mp):
+    """E[phi'(sqrt(q) z)^power] as a function of (q, *activation parameters), computing in
+    the mpmath context ``ctx`` (from :func:`meanfield.symbolic.derivative_power_mean`)."""
+    return lambdify_mp((q_symbol,) + activation.symbols, derivative_power_mean(activation, power), ctx)
 
 
 def jacobian_spectrum(init, *, q_star=None, depth: int = 100, digits: int = DEFAULT_DIGITS,
                       ctx=mpmath.mp) -> JacobianSpectrum:
     """Mean and variance of the Jacobian's squared singular values at depth ``depth``, every
     layer at ``q_star`` (taken from an EoCSolution when one is given)."""
-    depth = _check_depth(depth)
+    depth = validation.depth(depth)
     digits = check_digits(digits)
-    init, q_star = _resolve_q_star(init, q_star, digits)
+    init, q_star = operating_point(init, q_star, digits=digits, required=True)
     act = init.activation
     if dirac_part(act, 1):
         raise ParameterError(f"{act.name} has jumps: phi' has Dirac masses there and the "
                              "Jacobian's moments are infinite")
-    _check_fixed_point(init, q_star, digits, ctx, "the moments assume every layer at q*")
+    check_fixed_point(init, q_star, digits, ctx, "the moments assume every layer at q*")
     with ctx.workdps(digits + GUARD_DIGITS + cancellation_digits(init, float(q_star))):
         q = to_mpf(q_star, ctx)
         params = [to_mpf(v, ctx) for _, v in init.params]
-        mu1, mu2 = (_power_mean(act, k, ctx)(q, *params) for k in (2, 4))
+        mu1, mu2 = (power_mean(act, k, ctx)(q, *params) for k in (2, 4))
         if not mu1 > 0:
             raise ParameterError(f"phi' vanishes almost surely at q_star = {q_star}: the Jacobian is 0")
         chi1 = to_mpf(init.sigma_w2, ctx) * mu1

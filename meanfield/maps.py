@@ -41,19 +41,19 @@ from scipy.special import erf as scipy_erf
 from scipy.special import ndtr
 
 from . import _interval
-from .activations import Activation, _as_real, get_activation
+from .activations import Activation, get_activation
 from .errors import ParameterError
+from .validation import GUARD_DIGITS, MIN_DIGITS, real
+from .validation import digits as check_digits
 from .symbolic import FORMULA_NAMES, derive
 
 __all__ = ["Initialisation", "MapValues", "map_values", "map_values_float64",
            "variance_map", "check_digits", "GUARD_DIGITS", "DEFAULT_DIGITS", "to_mpf",
-           "cancellation_digits", "mp_namespace", "lambdify_mp"]
+           "cancellation_digits", "mp_namespace", "lambdify_mp", "lambdify_np", "operating_point",
+           "check_fixed_point", "working_precision", "check_q"]
 
-#: Extra decimal digits carried internally beyond what the caller asks for.
-GUARD_DIGITS = 15
 #: Digits used when the caller does not say.
 DEFAULT_DIGITS = 30
-MIN_DIGITS, MAX_DIGITS = 8, 1000
 #: The range of q over which the float64 fast path is evaluated.
 FLOAT64_Q_RANGE = (1e-100, 1e30)
 _FLOAT64_MAX_LOSS = 8  # digits; past it a float64 value is recomputed with mpmath
@@ -64,15 +64,6 @@ _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 def _numpy_pdf(v):
     v = np.asarray(v, dtype=float)
     return np.exp(-0.5 * v * v) * _INV_SQRT_2PI
-
-
-def check_digits(digits) -> int:
-    """Validate the requested number of significant decimal digits."""
-    if isinstance(digits, bool) or not isinstance(digits, (int, np.integer)):
-        raise ParameterError(f"digits must be an integer in [{MIN_DIGITS}, {MAX_DIGITS}], got {digits!r}")
-    if not MIN_DIGITS <= digits <= MAX_DIGITS:
-        raise ParameterError(f"digits = {digits} is out of range: must be in [{MIN_DIGITS}, {MAX_DIGITS}]")
-    return int(digits)
 
 
 def to_mpf(value, ctx=mpmath.mp):
@@ -109,6 +100,12 @@ def lambdify_mp(arguments: tuple, expression, ctx=mpmath.mp):
     """``expression`` (sympy) compiled to a function of ``arguments`` that computes with the
     mpmath context ``ctx`` (one compilation per context, cached)."""
     return sp.lambdify(arguments, expression, modules=[mp_namespace(ctx), "mpmath"])
+
+
+def lambdify_np(arguments: tuple, expression):
+    """``expression`` (sympy) compiled to a vectorized float64 function of ``arguments``
+    (scipy's ndtr for Phi)."""
+    return sp.lambdify(arguments, expression, modules=_MODULES["np"])
 
 
 @functools.lru_cache(maxsize=4096)
@@ -181,8 +178,8 @@ class Initialisation:
     def __post_init__(self):
         act = get_activation(self.activation)
         object.__setattr__(self, "activation", act)
-        _as_real("sigma_w2", self.sigma_w2, "> 0")
-        _as_real("sigma_b2", self.sigma_b2, ">= 0")
+        real("sigma_w2", self.sigma_w2, "> 0")
+        real("sigma_b2", self.sigma_b2, ">= 0")
         if not float(self.sigma_w2) > 0:
             raise ParameterError(f"sigma_w2 = {self.sigma_w2} is out of range: must be > 0 (finite)")
         if not float(self.sigma_b2) >= 0 or to_mpf(self.sigma_b2) < 0:
@@ -249,10 +246,50 @@ def cancellation_digits(init: Initialisation, q, *, tails: bool = True):
 
 
 def check_q(q, name: str = "q"):
-    _as_real(name, q, "> 0")
+    real(name, q, "> 0")
     if not float(q) > 0:
         raise ParameterError(f"{name} = {q} is out of range: must be > 0 (finite)")
     return q
+
+
+def operating_point(init, q_star=None, *, digits=None, required=False) -> tuple[Initialisation, Any]:
+    """(Initialisation, q*) of an operating point given as an :class:`Initialisation` (q* as
+    given, or None) or as an EoC solution (:class:`meanfield.eoc.EoCSolution`: its own q*
+    unless one is given; solved again if it carries fewer than ``digits``, since an EoC
+    known to 20 digits is chaotic or ordered at 60). ``required``: a missing q* is an
+    error. The one place where "an Initialisation or an EoC solution?" is decided."""
+    if isinstance(init, Initialisation):
+        own = None
+    elif isinstance(getattr(init, "init", None), Initialisation) and hasattr(init, "q_star"):
+        if digits is not None and hasattr(init, "at_digits"):
+            init = init.at_digits(digits)
+        init, own = init.init, init.q_star
+    else:
+        raise ParameterError(f"expected an Initialisation or an EoCSolution, got {type(init).__name__}")
+    q_star = own if q_star is None else q_star
+    if q_star is None and required:
+        raise ParameterError("q_star is required (a fixed point of V) unless an EoCSolution is given")
+    return init, q_star
+
+
+def check_fixed_point(init: Initialisation, q_star, digits, ctx=mpmath.mp,
+                      why="the correlation map is defined at a fixed point"):
+    """``q_star`` must be a fixed point of V (to half the digits); ``why`` says who needs it."""
+    check_q(q_star, "q_star")
+    v = map_values(init, q_star, digits=digits, ctx=ctx).variance
+    with ctx.workdps(digits + GUARD_DIGITS):  # q* read to the digits asked for, not to 15
+        q = to_mpf(q_star, ctx)
+        off = abs(v - q) > ctx.mpf(10) ** (-(digits // 2)) * q
+    if off:
+        raise ParameterError(f"q_star = {q_star} is not a fixed point of V (V(q_star) = "
+                             f"{mpmath.nstr(v, 10)}): {why}")
+
+
+def working_precision(init: Initialisation, digits: int, *qs) -> int:
+    """The working precision (decimal digits) for ``digits`` of the maps at every q in
+    ``qs``: the guard digits and the most the closed forms lose to cancellation there."""
+    from .validation import working_digits
+    return working_digits(digits, max((cancellation_digits(init, float(q)) for q in qs), default=0))
 
 
 def _evaluate(init: Initialisation, q_mpf, names, ctx) -> dict:

@@ -22,13 +22,10 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 import mpmath
 import numpy as np
-from matplotlib.colors import BoundaryNorm, ListedColormap
-from matplotlib.figure import Figure
-from matplotlib.patches import Patch
 
 from .activations import get_activation
 from .correlation import correlation_map
@@ -37,6 +34,9 @@ from .eoc import eoc_parameters
 from .errors import ParameterError
 from .maps import map_values_float64
 from .scan import eoc_curve, phase_diagram
+
+if TYPE_CHECKING:  # matplotlib itself is imported when a figure is drawn
+    from matplotlib.figure import Figure
 
 __all__ = ["FIGURES", "figure", "save_figure", "activations_figure", "variance_maps_figure",
            "v_derivatives_figure", "phase_diagram_figure", "eoc_curve_figure",
@@ -52,6 +52,7 @@ _STYLE = {"relu": "ReLU$_\\tau$", "st": "ST$_\\tau$", "crelu": "CReLU$_{\\tau,m}
 
 
 def _figure(rows: int, cols: int, width: float = 5.0, height: float = 4.0) -> tuple[Figure, np.ndarray]:
+    from matplotlib.figure import Figure  # matplotlib is imported when a figure is drawn, not before
     fig = Figure(figsize=(width * cols, height * rows), layout="constrained")
     axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).reshape(rows, cols)
     return fig, axes
@@ -175,6 +176,8 @@ def phase_diagram_figure(diagrams: Iterable | None = None, *, n: int = 100, jobs
                     phase_diagram("cst", np.linspace(0.0, 0.95, n), r, jobs=jobs, progress=progress)]
     diagrams = list(diagrams)
     fig, axes = _figure(1, len(diagrams), 5.6, 4.8)
+    from matplotlib.colors import BoundaryNorm, ListedColormap
+    from matplotlib.patches import Patch
     cmap = ListedColormap([VERDICT_COLOURS[v] for v in _ORDER])
     norm = BoundaryNorm(np.arange(len(_ORDER) + 1) - 0.5, len(_ORDER))
     present = set()

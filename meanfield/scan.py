@@ -40,17 +40,17 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
-import sympy as sp
 from scipy.special import ndtri
 
 from ._jobs import run_tasks
 from .correlation import CorrelationReport
-from .diagnose import MARGIN_MIN, RHO0_MAX, _verdict, diagnose_eoc
-from .eoc import _SPARSITY, eoc_parameters
+from . import validation
+from .activations import get_activation
+from .diagnose import MARGIN_MIN, RHO0_MAX, diagnose_eoc, verdict
+from .eoc import eoc_parameters
 from .errors import NoSolutionError, ParameterError
 from .fixed_points import FixedPoint, FixedPointReport
-from .jacobian import _check_depth
-from .maps import _MODULES, check_q, compiled
+from .maps import check_q, compiled, lambdify_np
 from .symbolic import derivative_mean, q as q_symbol
 
 __all__ = ["PhaseDiagram", "phase_diagram", "phase_point", "eoc_curve", "FIELDS"]
@@ -67,7 +67,7 @@ _MAX_POINTS = 1_000_000
 @functools.lru_cache(maxsize=None)
 def _mean_phi(act):
     """E[phi(sqrt(q) z)] compiled for numpy (closed form of meanfield.symbolic)."""
-    return sp.lambdify((q_symbol,) + act.symbols, derivative_mean(act, 0), modules=_MODULES["np"])
+    return lambdify_np((q_symbol,) + act.symbols, derivative_mean(act, 0))
 
 
 def _golden_min(f, a, b, iters=50):
@@ -98,7 +98,7 @@ class _Row:
 
     def __init__(self, act, s: float, q_star: float, ratios: np.ndarray):
         self.np = compiled(act).np
-        level = _SPARSITY[act.name][2](s)
+        level = act.sparsity_rule.level(s)
         self.q_star = q_star
         self.tau = math.sqrt(q_star) * float(ndtri(level))
         self.m = ratios * math.sqrt(q_star)
@@ -225,8 +225,8 @@ def _one_point(R: _Row, j: int, q: np.ndarray, g: np.ndarray, vp_star: float, vs
         return None
     report = FixedPointReport(None, tuple(points), "bounded", False, (float(q[0]), float(q[-1])), False, 16)
     corr = CorrelationReport(None, q_star, (), rho0, 1.0, "edge of chaos", None, False, (), 16)
-    verdict, reason = _verdict(point, report, others, basin, margin, corr, depth)
-    return {"verdict": verdict, "reason": reason, "n_fixed_points": len(points), "v_prime": vp_star,
+    verdict_, reason = verdict(point, report, others, basin, margin, corr, depth)
+    return {"verdict": verdict_, "reason": reason, "n_fixed_points": len(points), "v_prime": vp_star,
             "v_second": vs_star, "rho0": rho0, "margin": np.nan if margin is None else margin,
             "chi1_other": max((p.chi1 for p in others), default=np.nan)}
 
@@ -369,14 +369,14 @@ def phase_diagram(activation: str, sparsities: Sequence, clip_ratios: Sequence, 
     if activation not in ("crelu", "cst"):
         raise ParameterError(f"activation = {activation!r}: phase diagrams are over the clip level, "
                              "for crelu or cst")
-    s_min = _SPARSITY[activation][0]
+    s_min = get_activation(activation).sparsity_rule.lowest
     s = _check_axis(sparsities, "sparsities", s_min, 1.0, True)
     r = _check_axis(clip_ratios, "clip_ratios", 1e-3, 1e3, False)
     if s.size * r.size > _MAX_POINTS:
         raise ParameterError(f"{s.size} x {r.size} points: at most {_MAX_POINTS}")
     check_q(q_star, "q_star")
     q = float(q_star)
-    depth = _check_depth(depth)
+    depth = validation.depth(depth)
     job = {"kind": "phase_diagram", "activation": activation, "q_star": q, "depth": depth,
            "clip_ratios": r.tolist()}
     tasks = [(repr(float(si)), (activation, float(si), q, r.tolist(), depth)) for si in s]

@@ -40,7 +40,8 @@ import mpmath
 
 from ._jobs import run_tasks
 from .diagnose import diagnose_eoc
-from .eoc import _SPARSITY, _check_open_unit, eoc_parameters
+from .activations import by_sparsity, get_activation
+from .eoc import check_request, eoc_parameters
 from .errors import NoSolutionError, ParameterError
 from .fixed_points import FixedPoint
 from .maps import check_q
@@ -90,26 +91,14 @@ class Configuration:
     v_prime: str | None = None
 
     def __post_init__(self):
-        if not isinstance(self.activation, str) or self.activation not in _SPARSITY:
+        if not isinstance(self.activation, str) or self.activation not in by_sparsity():
             raise ParameterError(f"activation = {self.activation!r} is not one of "
-                                 f"{', '.join(_SPARSITY)} (tables are over target sparsities)")
-        s_min, clipped, _ = _SPARSITY[self.activation]
-        object.__setattr__(self, "sparsity", _decimal_text("sparsity", self.sparsity))
-        _check_open_unit("sparsity", self.sparsity, s_min, 1.0, lo_closed=True)
-        object.__setattr__(self, "q_star", _decimal_text("q_star", self.q_star))
+                                 f"{', '.join(by_sparsity())} (tables are over target sparsities)")
+        for name in ("sparsity", "q_star", "clip", "v_prime"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, _decimal_text(name, getattr(self, name)))
+        check_request(self.activation, self.sparsity, clip=self.clip, v_prime=self.v_prime)
         check_q(self.q_star, "q_star")
-        if not clipped:
-            if self.clip is not None or self.v_prime is not None:
-                raise ParameterError(f"{self.activation} is not clipped: clip and v_prime apply to crelu and cst")
-            return
-        if (self.clip is None) == (self.v_prime is None):
-            raise ParameterError(f"{self.activation} needs exactly one of clip (m > 0) or v_prime (in (0, 1))")
-        if self.clip is not None:
-            object.__setattr__(self, "clip", _decimal_text("clip", self.clip))
-            check_q(self.clip, "clip")
-        else:
-            object.__setattr__(self, "v_prime", _decimal_text("v_prime", self.v_prime))
-            _check_open_unit("v_prime", self.v_prime, 0.0, 1.0)
 
     @property
     def key(self) -> str:
@@ -186,7 +175,7 @@ def configuration_grid(activations: Iterable[str], sparsities: Iterable, *, q_st
         raise ParameterError("give clip levels or V' targets, not both")
     grid = []
     for act in activations:
-        clipped = isinstance(act, str) and act in _SPARSITY and _SPARSITY[act][1]
+        clipped = isinstance(act, str) and act in by_sparsity() and get_activation(act).sparsity_rule.clipped
         if clipped and clips is None and v_primes is None:
             raise ParameterError(f"{act} is clipped: give clip levels (--clip) or V'(q*) targets (--v-prime)")
         for s in sparsities:
@@ -402,9 +391,9 @@ def stability_table(configurations: Sequence[Configuration], *, digits: int = 8,
     ``journal`` file each finished row is saved at once, and a rerun with the same
     arguments resumes from it (:mod:`meanfield._jobs`).
     """
-    from .jacobian import _check_depth
+    from . import validation
     digits = _check_table_digits(digits)
-    depth = _check_depth(depth)
+    depth = validation.depth(depth)
     configs = list(configurations)
     if not configs or not all(isinstance(c, Configuration) for c in configs):
         raise ParameterError("configurations must be a non-empty list of Configuration")

@@ -40,7 +40,7 @@ from meanfield.diagnose import DEPTH_SCALES, MARGIN_MIN, RHO0_MAX, VERDICTS, Dia
 from meanfield.eoc import eoc_parameters
 from meanfield.errors import NoSolutionError, ParameterError
 from meanfield.maps import Initialisation
-from _strategies import SCALE, examples, log_uniform, tidy
+from _strategies import examples, log_uniform, tidy
 
 DPS = 40  # working digits of the reference quadratures
 

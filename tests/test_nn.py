@@ -736,8 +736,9 @@ def as_valid_int(v, lo, hi):
 
 
 def as_valid_positive(v, hi=1e30):
-    """float(v) if v is a real number (or numeric string) in (0, hi], else None."""
-    if isinstance(v, (bool, np.bool_)):
+    """float(v) if v is a real number (or numeric string) in (0, hi], else None (bools and
+    bytes are not numbers, though float() takes them)."""
+    if isinstance(v, (bool, np.bool_, bytes, bytearray)):
         return None
     try:
         f = float(v)

@@ -15,7 +15,6 @@ import math
 import mpmath
 import numpy as np
 import pytest
-import sympy as sp
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -23,7 +22,7 @@ import meanfield as mf
 import meanfield.nn
 from meanfield.errors import ParameterError
 from meanfield.nn import finite_width_model, jacobian_theory, simulate, theory_trajectory
-from meanfield.maps import _MODULES
+from meanfield.maps import lambdify_mp
 from meanfield.symbolic import power_mean, q as q_symbol
 
 from _reference import _quad, _setup
@@ -167,7 +166,7 @@ def test_fourth_moment_closed_form_against_quadrature(act, tau, m, alpha, q):
     """E[phi(sqrt(q) z)^4] (power_mean, used for the fluctuation size) against mpmath.quad."""
     a = mf.get_activation(act)
     p = {k: v for k, v in (("tau", tau), ("m", m), ("alpha", alpha)) if k in {x.name for x in a.parameters}}
-    f = sp.lambdify((q_symbol,) + a.symbols, power_mean(a, 4), modules=_MODULES["mp"])
+    f = lambdify_mp((q_symbol,) + a.symbols, power_mean(a, 4))
     with mpmath.workdps(60):  # the closed form cancels in the deep tails (tau / sqrt(q) = 20)
         closed = f(mpmath.mpf(q), *[mpmath.mpf(p[sym.name]) for sym in a.symbols])
     with mpmath.workdps(40):  # _quad certifies 1e-32 absolute: E[phi^4] can be 1e-22

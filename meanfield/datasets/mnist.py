@@ -53,6 +53,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._files import atomic_write
 from ..errors import DataError, ParameterError
 
 __all__ = ["MNIST", "load", "fetch", "cache_dir", "cache_file", "read_idx", "write_idx",
@@ -333,17 +334,13 @@ def cache_file(directory=None) -> Path:
 def save_npz(data: MNIST, path) -> Path:
     """Write ``data`` as a compressed npz, atomically (a partial file never has the name)."""
     path = Path(path)
+    hint = "choose another cache directory (MEANFIELD_DATA)"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".mnist-", suffix=".npz")
-        with os.fdopen(fd, "wb") as fh:
-            np.savez_compressed(fh, **data.arrays(), source=np.array(data.source))
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide a shared cache from other users
-        os.replace(tmp, path)
     except OSError as exc:
-        raise DataError(f"{path}: cannot be written ({exc.strerror}): choose another cache "
-                        "directory (MEANFIELD_DATA)") from None
-    return path
+        raise DataError(f"{path}: cannot be written ({exc.strerror}): {hint}") from None
+    return atomic_write(path, lambda fh: np.savez_compressed(fh, **data.arrays(), source=np.array(data.source)),
+                        error=DataError, hint=hint)
 
 
 def read_npz(path, *, verify: bool = True) -> MNIST:

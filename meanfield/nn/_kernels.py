@@ -25,17 +25,21 @@ order of floating-point summation:
   compacted with a branchless index write (``idx[n] = k; n += a[k] != 0``) and their
   weight rows are added eight at a time (one pass over the accumulator per eight rows,
   summed in the order of k); a piecewise-linear phi with at most four breakpoints is
-  evaluated with selects only (vectorised). Batches of 16 or more are split over threads
+  evaluated with selects only, in one pass. Batches of 16 or more are split over threads
   of our own (the kernels release the GIL), each thread taking its own samples through
   the whole depth, so there is no barrier per layer. In large batches a hidden layer
   whose inputs are less than 65% zeros is left to a BLAS product (dense wins there on 2
   threads); the input layer never is (a BLAS call leaves its worker threads spinning on
-  the cores ours need). Backward: the deltas are formed only for units with phi' != 0
-  (phi' is kept by the forward pass) from the nonzero entries of the next layer's
-  deltas, then each row of dW sums over the samples in which its unit is active. The SGD
-  step (:func:`numba_sgd_step`) applies each row of dW to the parameters as it is formed,
-  without a gradient buffer, once a bound has shown that the step cannot overflow. Adam
-  (:func:`adam_step`) is one elementwise pass over the parameters, bit for bit numpy's ten.
+  the cores ours need).
+
+A training step (:func:`fused_step`) is three compiled passes: the forward pass, which
+also lists, packed, each layer's active inputs with their values and the units with
+phi' != 0; the deltas (:func:`_delta_kernel`), formed from those lists; and the update
+pass (:func:`_update_kernel`), in which each thread takes whole layers, turns the lists
+into each weight row's active samples by a counting sort, forms the row of dW, adds its
+norm and applies it at once with the optimiser's operations (:func:`_apply_row`): no
+gradient buffer. Nothing is written before a bound has shown that the update stays
+finite.
 
 Parameters live in one flat buffer (``W^0, b^0, W^1, b^1, ...``) so a whole network is
 passed to a kernel as one array; gradients use the same layout.
@@ -53,7 +57,7 @@ import numpy as np
 
 __all__ = ["ActivationTable", "Trace", "Step", "HAVE_NUMBA", "dense_forward", "dense_backward",
            "numpy_forward", "numpy_backward", "numba_forward", "numba_backward", "numba_gradient",
-           "numba_sgd_step", "fused_step", "apply_gradient", "layer_norms", "max_abs",
+           "fused_step", "apply_gradient", "layer_norms", "max_abs",
            "WRITE", "SGD", "MOMENTUM", "ADAM", "NORMS"]
 
 try:  # a dependency, but a platform without a numba wheel still gets the numpy passes
@@ -634,7 +638,6 @@ def _update_kernel(in_start, counts, in_idx, in_val, gtrace, goff, batch, widths
         r0 = items[it, 1]
         r1 = items[it, 2]
         nr = r1 - r0
-        n_in = widths[l]
         n_out = widths[l + 1]
         g = gtrace[goff[l]:goff[l] + batch * n_out].reshape((batch, n_out))
         row = acc[:n_out]
@@ -1180,19 +1183,3 @@ def numba_backward(x, buffer, widths, table, trace, g, grad):
                        work["live_d"], lay.toff[l])
     _deltas(x, buffer, widths, table, g, work)
     _update(batch, widths, grad, WRITE, (0,), None, None, work)
-
-
-def numba_sgd_step(x, buffer, widths, table, loss_and_grad, learning_rate):
-    """One plain SGD step in place without a gradient buffer (:func:`fused_step`, SGD
-    mode): each row of W^l and b^l updated as its gradient is formed. Returns
-    ``("ok", loss)``; ``("forward", None)`` when the logits are not finite; ``("unsafe",
-    None)`` when the step could overflow (then nothing has changed, and the caller takes
-    the buffered path, which reports it): the step runs only when batch * A * G and
-    |W| + lr * batch * A * G stay below a quarter of the largest float."""
-    big = float(np.finfo(buffer.dtype).max) / 4
-
-    def safe(bound):
-        return bound < big and max_abs(buffer) + learning_rate * bound < big
-
-    step = fused_step(x, buffer, widths, table, loss_and_grad, SGD, (-learning_rate,), safe=safe)
-    return step.status, (step.loss if step.status == "ok" else None)

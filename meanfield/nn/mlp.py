@@ -34,17 +34,19 @@ import numbers
 import os
 import warnings
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
+from .. import validation
 from ..activations import Activation
 from ..errors import ParameterError
 from ..maps import Initialisation
 from . import _kernels as K
 
-__all__ = ["MLP", "Gradients", "BACKENDS", "available_backends", "default_backend", "describe_backend",
-           "PerformanceWarning", "normalise_inputs", "cross_entropy"]
+__all__ = ["MLP", "Gradients", "StepResult", "StepRefused", "BACKENDS", "available_backends", "default_backend",
+           "describe_backend", "check_backend", "check_dtype", "gradient_norms", "PerformanceWarning",
+           "normalise_inputs", "cross_entropy"]
 
 #: ``dense``: numpy matrix products (the reference); ``numpy``: the vectorized sparse
 #: pass; ``numba``: the compiled sparse pass; ``auto``: ``numba`` where it is installed,
@@ -67,7 +69,7 @@ def default_backend() -> str:
     """What ``backend="auto"`` means here."""
     wanted = os.environ.get("MEANFIELD_NN_BACKEND", "auto")
     if wanted != "auto":
-        return _check_backend(wanted, "MEANFIELD_NN_BACKEND")
+        return check_backend(wanted, "MEANFIELD_NN_BACKEND")
     if not K.HAVE_NUMBA:
         _warn_no_numba()
     return "numba" if K.HAVE_NUMBA else "numpy"
@@ -97,7 +99,7 @@ def describe_backend(backend: str = "auto") -> str:
     >>> describe_backend("dense")
     'dense (numpy matrix products)'
     """
-    b = _check_backend(backend)
+    b = check_backend(backend)
     if b == "numba":
         return (f"numba (compiled sparse passes, numba {K.numba.__version__}, "
                 f"{K.numba.config.NUMBA_NUM_THREADS} threads)")
@@ -107,7 +109,7 @@ def describe_backend(backend: str = "auto") -> str:
     return "dense (numpy matrix products)"
 
 
-def _check_backend(backend, name="backend") -> str:
+def check_backend(backend, name="backend") -> str:
     if not isinstance(backend, str) or backend not in BACKENDS:
         raise ParameterError(f"{name} = {backend!r} is not one of {', '.join(BACKENDS)}")
     if backend == "auto":
@@ -118,27 +120,7 @@ def _check_backend(backend, name="backend") -> str:
     return backend
 
 
-def _check_int(value, name, lo, hi) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not lo <= value <= hi:
-        raise ParameterError(f"{name} must be an integer in [{lo}, {hi}], got {value!r}")
-    return int(value)
-
-
-def _check_positive(value, name, lo=0.0, hi=1e30) -> float:
-    """A finite real number in (lo, hi] (bools, numpy ones too, are not numbers here)."""
-    v = math.nan
-    if not isinstance(value, (bool, np.bool_)):  # decimal strings are numbers, as in the core
-        try:
-            v = float(value)
-        except (TypeError, ValueError, OverflowError):
-            pass
-    if not (math.isfinite(v) and lo < v <= hi):
-        raise ParameterError(f"{name} = {value!r} is out of range: must be a finite number in "
-                             f"({lo:g}, {hi:g}]")
-    return v
-
-
-def _check_dtype(dtype) -> np.dtype:
+def check_dtype(dtype) -> np.dtype:
     try:
         dt = None if dtype is None else np.dtype(dtype)  # np.dtype(None) would be float64
     except Exception:  # noqa: BLE001 - numpy raises TypeError, ValueError or SyntaxError
@@ -231,21 +213,21 @@ class MLP:
             raise ParameterError("init must be an EoCSolution or an Initialisation, "
                                  f"got {type(init).__name__}")
         if isinstance(width, numbers.Integral) and not isinstance(width, bool):
-            depth = _check_int(depth, "depth", 1, 100_000)
-            hidden = (_check_int(width, "width", 1, 1_000_000),) * depth
+            depth = validation.integer("depth", depth, 1, 100_000)
+            hidden = (validation.integer("width", width, 1, 1_000_000),) * depth
         else:
             try:
                 hidden = tuple(width)
             except TypeError:
                 raise ParameterError(f"width must be an integer or a sequence of integers, got {width!r}") from None
-            hidden = tuple(_check_int(w, "width", 1, 1_000_000) for w in hidden)
+            hidden = tuple(validation.integer("width", w, 1, 1_000_000) for w in hidden)
             if not hidden or (depth is not None and depth != len(hidden)):
                 raise ParameterError(f"depth = {depth!r} does not match the {len(hidden)} widths given")
-        input_dim = _check_int(input_dim, "input_dim", 1, 10_000_000)
-        outputs = _check_int(outputs, "outputs", 1, 1_000_000)
+        input_dim = validation.integer("input_dim", input_dim, 1, 10_000_000)
+        outputs = validation.integer("outputs", outputs, 1, 1_000_000)
         if seed is not None:
-            seed = _check_int(seed, "seed", 0, 2**63 - 1)
-        dt = _check_dtype(dtype)
+            seed = validation.integer("seed", seed, 0, 2**63 - 1)
+        dt = check_dtype(dtype)
         widths = (input_dim,) + hidden + (outputs,)
         _, _, size = K.offsets(widths)
         if size > MAX_PARAMETERS:
@@ -253,8 +235,8 @@ class MLP:
         sw2, sb2 = float(init.sigma_w2), float(init.sigma_b2)
         first = sw2
         if q_star is not None:
-            q = _check_positive(q_star, "q_star")
-            ms = _check_positive(input_mean_square, "input_mean_square")
+            q = validation.positive("q_star", q_star)
+            ms = validation.positive("input_mean_square", input_mean_square)
             if not q > sb2:
                 raise ParameterError(f"q_star = {q} must exceed sigma_b2 = {sb2} to match the first layer")
             first = (q - sb2) / ms
@@ -285,7 +267,7 @@ class MLP:
     def astype(self, dtype) -> "MLP":
         """The same network with parameters in ``dtype`` (float32 or float64)."""
         init = Initialisation(self.activation, self.sigma_w2, self.sigma_b2, self.params)
-        return self._from_buffer(init, self.widths, self.buffer.astype(_check_dtype(dtype)),
+        return self._from_buffer(init, self.widths, self.buffer.astype(check_dtype(dtype)),
                                  self.sigma_w2, self.sigma_b2, self.first_sigma_w2, self.seed)
 
     # -- properties ------------------------------------------------------------------
@@ -365,7 +347,7 @@ class MLP:
         A pass that overflows raises ParameterError rather than returning inf or NaN."""
         x = self._inputs(x)
         with _quiet():  # an overflow is detected below, and reported once
-            logits, _ = _FORWARD[_check_backend(backend)](x, self.buffer, self.widths, self.table(), False)
+            logits, _ = _FORWARD[check_backend(backend)](x, self.buffer, self.widths, self.table(), False)
         if not np.isfinite(logits).all():
             raise self.overflow_error("forward pass")
         return logits
@@ -376,7 +358,7 @@ class MLP:
         for a study of diverging networks (:func:`meanfield.nn.simulate`)."""
         x = self._inputs(x)
         with _quiet():
-            logits, trace = _FORWARD[_check_backend(backend)](x, self.buffer, self.widths, self.table(), True)
+            logits, trace = _FORWARD[check_backend(backend)](x, self.buffer, self.widths, self.table(), True)
         if finite is not False and not np.all(np.isfinite(logits)):
             raise self.overflow_error("forward pass")
         return logits, trace
@@ -385,7 +367,7 @@ class MLP:
         """The logits and, per hidden layer, the number of nonzero activations summed over
         the batch (the compiled pass counts them as it goes: no trace is kept)."""
         x = self._inputs(x)
-        backend = _check_backend(backend)
+        backend = check_backend(backend)
         with _quiet():
             if backend == "numba":
                 logits, trace = K.numba_forward(x, self.buffer, self.widths, self.table(), False)
@@ -412,7 +394,7 @@ class MLP:
         """Mean cross-entropy of the batch and its gradient with respect to every
         parameter (backpropagation through the sparse pass of ``backend``); ``out``: a
         buffer to write the gradient into (same shape and dtype as ``buffer``)."""
-        backend = _check_backend(backend)
+        backend = check_backend(backend)
         x, labels = self.check_batch(x, labels)
         out = self._check_out(out, _name)
         table = self.table()
@@ -438,36 +420,111 @@ class MLP:
         views = K._views(out, self.widths)
         return Gradients(loss, out, tuple(w for w, _ in views), tuple(b for _, b in views))
 
-    def sgd_step(self, x, labels, learning_rate, *, backend: str = "auto",
-                 scratch: np.ndarray | None = None) -> float:
-        """One step of plain SGD in place; returns the batch loss before the step. A step
-        that would make a parameter overflow raises ParameterError and changes nothing.
-        ``scratch`` (a buffer for the gradient) is used by the buffered path; the ``numba``
-        step applies each row of the gradient as it forms it and needs it only when it
-        cannot rule out an overflow beforehand."""
-        lr = _check_positive(learning_rate, "learning_rate")
-        if _check_backend(backend) == "numba":
-            # fused: each row of dW is applied as it is formed, no gradient buffer; a step
-            # that could overflow is left to the buffered path below, which reports it
+    def step(self, x, labels, optimizer, *, backend: str = "auto", scratch: np.ndarray | None = None,
+             owned: bool = False, profile: dict | None = None) -> "StepResult":
+        """One training step in place with ``optimizer`` (:mod:`meanfield.nn.optimizers`):
+        the batch loss before the step and the squared gradient norm of each weight matrix.
+        A step whose pass, loss or update would not be finite raises :class:`StepRefused`
+        and changes nothing.
+
+        With the compiled passes (``numba``) the step is fused: each row of the gradient is
+        applied as it is formed, no gradient buffer (:func:`meanfield.nn._kernels.fused_step`);
+        with the other passes the gradient goes to ``scratch`` (made if not given) and the
+        compiled update pass (or, without numba, the numpy step) applies it. Either way the
+        update runs only where the optimiser has proved that it stays finite
+        (:meth:`~meanfield.nn.optimizers.Optimizer.safe`); otherwise the numpy reference step
+        decides, and says what overflowed. Every path gives the same parameters, bit for bit,
+        for the same gradient. ``owned``: nothing but ``optimizer`` has written the
+        parameters since its last step (as in :func:`meanfield.nn.train.train`), so the
+        largest |w| that step wrote stands in for a scan of them. ``profile``: a dict that
+        receives the seconds and work of each phase of a fused step."""
+        backend = check_backend(backend)
+        fast = K.HAVE_NUMBA and optimizer.mode is not None
+        if fast and backend == "numba":
             xs, ys = self.check_batch(x, labels)
             if scratch is not None:
                 self._check_out(scratch, "scratch")
+            m, v = optimizer.arrays()
+            known = optimizer.w_max if owned else None
             with _quiet():
-                status, loss = K.numba_sgd_step(xs, self.buffer, self.widths, self.table(),
-                                                lambda logits: cross_entropy(logits, ys), lr)
-            if status == "forward":
-                raise self.overflow_error("forward pass")
-            if status == "ok":
-                return loss
-        grads = self.gradients(x, labels, backend=backend, out=scratch, _name="scratch")
-        step = grads.buffer
-        with _quiet():
-            np.multiply(step, -lr, out=step)
-            np.add(step, self.buffer, out=step)  # the new parameters, checked before they are kept
-        if not np.all(np.isfinite(step)):
-            raise self.overflow_error("SGD step")
-        self.buffer[...] = step
-        return grads.loss
+                step = K.fused_step(xs, self.buffer, self.widths, self.table(), lambda z: cross_entropy(z, ys),
+                                    optimizer.mode, optimizer.constants(optimizer.t + 1), m, v, profile=profile,
+                                    safe=lambda b: optimizer.safe(b, K.max_abs(self.buffer) if known is None else known))
+            if step.status == "forward":
+                raise StepRefused(" ".join(str(self.overflow_error("forward pass")).split()))
+            if step.status == "ok":
+                optimizer.advance(step.bound, step.w_max)
+                return StepResult(step.loss, step.norms)
+            # "unsafe": the checked path below decides, from the same gradient
+        try:
+            g = self.gradients(x, labels, backend=backend, out=scratch, _name="scratch")
+        except StepRefused:
+            raise
+        except ParameterError as exc:
+            if "overflowed" not in str(exc):  # bad arguments, not an overflowing pass
+                raise
+            raise StepRefused(" ".join(str(exc).split())) from None
+        if not math.isfinite(g.loss):
+            raise StepRefused("the loss is not finite")
+        grad = g.buffer
+        if fast:
+            bound, w_max = K.max_abs(grad), K.max_abs(self.buffer)
+            if optimizer.safe(bound, w_max):
+                m, v = optimizer.arrays()
+                norms, written = K.apply_gradient(grad, self.buffer, self.widths, optimizer.mode,
+                                                  optimizer.constants(optimizer.t + 1), m, v)
+                optimizer.advance(bound, written)
+                return StepResult(g.loss, norms)
+        norms = gradient_norms(grad, self.widths)
+        failure = optimizer.step(self.buffer, grad)
+        if failure is not None:  # the finite loss and gradient of the failing step are kept
+            details = {"loss": g.loss}
+            if np.all(np.isfinite(norms)):
+                details["grad_norm_layers"] = [float(v) for v in np.sqrt(norms)]
+            raise StepRefused(failure, **details)
+        return StepResult(g.loss, norms)
+
+    def sgd_step(self, x, labels, learning_rate, *, backend: str = "auto",
+                 scratch: np.ndarray | None = None) -> float:
+        """One step of plain SGD in place (:meth:`step` with
+        ``optimizers.SGD(momentum=0)``); returns the batch loss before the step. A step that
+        would make a parameter overflow raises ParameterError and changes nothing."""
+        from .optimizers import SGD
+        lr = validation.positive("learning_rate", learning_rate)
+        try:
+            return self.step(x, labels, SGD(self.buffer.size, self.dtype, learning_rate=lr, momentum=0.0),
+                             backend=backend, scratch=scratch).loss
+        except StepRefused as exc:
+            if str(exc) == "the parameters overflowed":
+                raise self.overflow_error("SGD step") from None
+            raise
+
+
+class StepRefused(ParameterError):
+    """A training step whose pass, loss or update would not be finite: nothing was changed.
+    ``details``: what was still finite of it (the batch loss, the gradient norm per layer)."""
+
+    def __init__(self, reason, **details):
+        super().__init__(reason)
+        self.details = details
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """What :meth:`MLP.step` did: the batch loss before the step and the squared gradient
+    norm of each weight matrix (float64)."""
+
+    loss: float
+    norms: np.ndarray
+
+
+def gradient_norms(grad: np.ndarray, widths) -> np.ndarray:
+    """The squared Frobenius norm of each weight matrix of a gradient in the flat layout
+    (compiled, in one pass, where numba is installed; else einsum: not BLAS, whose idle
+    worker threads would slow the sparse kernels that follow)."""
+    if K.HAVE_NUMBA:
+        return K.layer_norms(grad, widths)
+    return np.array([np.einsum("ij,ij->", w, w, dtype=np.float64) for w, _ in K._views(grad, widths)])
 
 
 def _quiet():

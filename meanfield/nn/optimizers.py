@@ -50,13 +50,21 @@ class Optimizer:
 
     def __init__(self, size: int, dtype):
         self.dtype = np.dtype(dtype)
+        self.size = size
         self.t = 0
         #: the largest |w| the last compiled step wrote (None: unknown, after a numpy step)
         self.w_max: float | None = None
-        self.tmp = np.empty(size, dtype=self.dtype)
+        self._tmp = None
         f = np.finfo(self.dtype)
         self._big = float(f.max) / 16  # what a bound must stay below (room for rounding)
         self._eps = float(f.eps)
+
+    @property
+    def tmp(self) -> np.ndarray:
+        """The numpy step's scratch (made on first use: the compiled pass needs none)."""
+        if self._tmp is None:
+            self._tmp = np.empty(self.size, dtype=self.dtype)
+        return self._tmp
 
     # -- the reference -----------------------------------------------------------------
     def step(self, w, g) -> str | None:
@@ -115,17 +123,22 @@ class Optimizer:
 
 
 class SGD(Optimizer):
-    """SGD with momentum ``momentum`` (PyTorch's form: v <- mu v + g; w <- w - lr v)."""
-
-    mode = K.MOMENTUM
+    """SGD with momentum ``momentum`` (PyTorch's form: v <- mu v + g; w <- w - lr v); with
+    ``momentum=0`` plain SGD, w <- w - lr g, which keeps no state (the compiled pass then
+    skips the weight rows whose gradient is zero)."""
 
     def __init__(self, size, dtype, *, learning_rate, momentum=0.9):
         super().__init__(size, dtype)
         self.learning_rate, self.momentum = learning_rate, momentum
-        self.m = np.zeros(size, dtype=self.dtype)
+        self.mode = K.MOMENTUM if momentum else K.SGD
+        self.m = np.zeros(size, dtype=self.dtype) if momentum else None
         self.m_max = 0.0
 
     def _numpy_step(self, w, g):
+        if self.m is None:  # w + g * (-lr): the compiled pass's operations
+            np.multiply(g, -self.learning_rate, out=self.tmp)
+            np.add(self.tmp, w, out=self.tmp)
+            return None
         self.m *= self.momentum
         self.m += g
         np.multiply(self.m, self.learning_rate, out=self.tmp)
@@ -134,7 +147,7 @@ class SGD(Optimizer):
 
     def constants(self, t):
         f = self.dtype.type
-        return (f(self.momentum), f(self.learning_rate))
+        return (f(self.momentum), f(self.learning_rate)) if self.m is not None else (f(-self.learning_rate),)
 
     def arrays(self):
         return self.m, None
@@ -153,14 +166,16 @@ class SGD(Optimizer):
         self.m_max = m
 
     def _rescan(self):
-        self.m_max = K.max_abs(self.m) if K.HAVE_NUMBA else float(np.max(np.abs(self.m), initial=0.0))
+        if self.m is not None:
+            self.m_max = K.max_abs(self.m) if K.HAVE_NUMBA else float(np.max(np.abs(self.m), initial=0.0))
 
     def state(self):
-        return {"t": np.array(self.t), "m": self.m}
+        return {"t": np.array(self.t)} | ({} if self.m is None else {"m": self.m})
 
     def load(self, z):
         self.t = int(z["t"])
-        self.m[...] = z["m"]
+        if self.m is not None:
+            self.m[...] = z["m"]
         self._rescan()
         self.w_max = None
 

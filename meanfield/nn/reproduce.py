@@ -661,7 +661,6 @@ def write_results(results, directory, *, formats=("png",)) -> list[Path]:
     """Table (markdown, CSV, JSON) and figures into ``directory``; returns the paths."""
     import matplotlib
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     try:
         return _write_results(results, Path(directory), formats)
     except OSError as exc:

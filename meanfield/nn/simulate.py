@@ -54,21 +54,20 @@ from __future__ import annotations
 import functools
 import json
 import math
-import numbers
 from dataclasses import dataclass, field
-from typing import Any
 
 import mpmath
 import numpy as np
-import sympy as sp
 
+from .. import validation
+from .._files import json_safe
 from .._jobs import run_tasks
-from ..correlation import _resolve_q_star, kernel_map
+from ..correlation import kernel_map
 from ..errors import ParameterError
-from ..jacobian import _power_mean
-from ..maps import FLOAT64_Q_RANGE, Initialisation, _MODULES, map_values, map_values_float64
+from ..jacobian import power_mean as power_mean_mp
+from ..maps import FLOAT64_Q_RANGE, Initialisation, lambdify_np, map_values, map_values_float64, operating_point
 from ..symbolic import dirac_part, power_mean, q as q_symbol
-from .mlp import MLP, _check_backend, _check_dtype, _check_int, _check_positive
+from .mlp import MLP, check_backend, check_dtype
 
 __all__ = ["Simulation", "Theory", "simulate", "theory_trajectory", "finite_width_model",
            "simulation_figure", "jacobian_theory", "RUNAWAY_FACTOR"]
@@ -186,29 +185,13 @@ class Simulation:
         out["theory"] = {"kind": t.kind, "runaway_probability": t.runaway_probability,
                          "runaway_se": t.runaway_se, "paths": t.paths,
                          "q_band": dict(zip(("q10", "q50", "q90"), t.q_band))}
-        return _jsonable(out)
+        return json_safe(out)
 
     def to_json(self) -> str:
         return json.dumps(self.summary(), indent=1, allow_nan=False) + "\n"
 
     def figure(self):
         return simulation_figure(self)
-
-
-def _jsonable(v):
-    if isinstance(v, dict):
-        return {k: _jsonable(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_jsonable(x) for x in v]
-    if isinstance(v, np.ndarray):
-        return _jsonable(v.tolist())
-    if isinstance(v, (bool, np.bool_)):
-        return bool(v)
-    if isinstance(v, (numbers.Integral,)):
-        return int(v)
-    if isinstance(v, (numbers.Real,)):
-        return float(v) if math.isfinite(v) else None
-    return v
 
 
 # -- the theory ------------------------------------------------------------------------
@@ -240,8 +223,7 @@ def _clamp(q12, q):
 
 @functools.lru_cache(maxsize=None)
 def _fourth_moment(activation):
-    return sp.lambdify((q_symbol,) + activation.symbols, power_mean(activation, 4),
-                       modules=_MODULES["np"])
+    return lambdify_np((q_symbol,) + activation.symbols, power_mean(activation, 4))
 
 
 def finite_width_model(init: Initialisation, q_first, *, width: int, depth: int,
@@ -252,9 +234,9 @@ def finite_width_model(init: Initialisation, q_first, *, width: int, depth: int,
     including the chi-square spread of the measured q^l = Q^l chi2_N / N. A path that passes
     1e3 RUNAWAY_FACTOR q* is frozen there: it has run away (the band is capped at that
     level, and the float64 maps need no mpmath recomputation of narrow pieces)."""
-    width = _check_int(width, "width", 1, 10**6)
-    depth = _check_int(depth, "depth", 1, 10**5)
-    paths = _check_int(paths, "paths", 1, 10**7)
+    width = validation.integer("width", width, 1, 10**6)
+    depth = validation.integer("depth", depth, 1, 10**5)
+    paths = validation.integer("paths", paths, 1, 10**7)
     q_star = float(q_first if q_star is None else q_star)
     act = init.activation
     sw2, sb2 = float(init.sigma_w2), float(init.sigma_b2)
@@ -294,7 +276,7 @@ def jacobian_theory(init: Initialisation, qs) -> tuple[float, float]:
         sw2 = mpmath.mpf(init.sigma_w2)
         log_mean, rel = mpmath.mpf(0), mpmath.mpf(0)
         for qv in qs:
-            mu1, mu2 = (_power_mean(act, k)(mpmath.mpf(float(qv)), *params) for k in (2, 4))
+            mu1, mu2 = (power_mean_mp(act, k)(mpmath.mpf(float(qv)), *params) for k in (2, 4))
             if not mu1 > 0:
                 return 0.0, 0.0
             log_mean += mpmath.log(sw2 * mu1)
@@ -362,29 +344,29 @@ def simulate(init, *, width: int, depth: int, inputs: int = 4, seeds: int = 10,
     of the finite-width model; ``jobs``, ``progress``, ``journal``: as for
     :func:`meanfield.stability_table` (a journal makes the run resumable seed by seed).
     """
-    init, q_star = _resolve_q_star(init, q_star, _DIGITS)
-    q_star_f = _check_positive(q_star, "q_star")
+    init, q_star = operating_point(init, q_star, digits=_DIGITS, required=True)
+    q_star_f = validation.positive("q_star", q_star)
     # q* must be a fixed point: the theory's layers sit at it
     v_star = float(map_values(init, q_star, digits=_DIGITS).variance)
     if not abs(v_star - q_star_f) <= 1e-9 * q_star_f:
         raise ParameterError(f"q_star = {q_star} is not a fixed point of V (V(q_star) = {v_star:.10g})")
-    width = _check_int(width, "width", 2, 100_000)
-    depth = _check_int(depth, "depth", 1, 10_000)
-    inputs = _check_int(inputs, "inputs", 1, 64)
-    seeds = _check_int(seeds, "seeds", 1, 100_000)
-    first_seed = _check_int(first_seed, "first_seed", 0, 2**62)
-    paths = _check_int(paths, "paths", 1, 10**7)
+    width = validation.integer("width", width, 2, 100_000)
+    depth = validation.integer("depth", depth, 1, 10_000)
+    inputs = validation.integer("inputs", inputs, 1, 64)
+    seeds = validation.integer("seeds", seeds, 1, 100_000)
+    first_seed = validation.integer("first_seed", first_seed, 0, 2**62)
+    paths = validation.integer("paths", paths, 1, 10**7)
     if width**2 * depth > MAX_WEIGHTS:
         raise ParameterError(f"width^2 depth = {width**2 * depth} is too large: at most {MAX_WEIGHTS:.0e} "
                              "weights (4 GB in float64)")
     if not isinstance(jacobian, bool) or not isinstance(correlations, bool):
         raise ParameterError("jacobian and correlations must be True or False")
-    q_first_f = q_star_f if q_first is None else _check_positive(q_first, "q_first")
+    q_first_f = q_star_f if q_first is None else validation.positive("q_first", q_first)
     if not q_first_f > float(init.sigma_b2):
         raise ParameterError(f"q_first = {q_first_f} must exceed sigma_b2 = {float(init.sigma_b2)} "
                              "(the bias alone gives that variance)")
-    dtype = str(_check_dtype(dtype))
-    backend = _check_backend(backend)
+    dtype = str(check_dtype(dtype))
+    backend = check_backend(backend)
     if jacobian and dirac_part(init.activation, 1):
         jacobian = False  # phi has jumps: the Jacobian's moments are infinite
 

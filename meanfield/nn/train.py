@@ -32,8 +32,6 @@ import dataclasses
 import functools
 import json
 import math
-import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,17 +39,18 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .. import validation
+from .._files import atomic_write, json_safe
 from ..errors import DataError, NoSolutionError, ParameterError
 from . import _kernels as K
 from . import optimizers
-from .mlp import MLP, _check_backend, cross_entropy
+from .mlp import MLP, StepRefused, check_backend, cross_entropy
 from .optimizers import Optimizer
 
 __all__ = ["TrainConfig", "TrainResult", "train", "OPTIMIZERS", "PROTOCOL", "STOP_RULES", "PLATEAU",
            "plateau_epoch", "prepare_data", "Prepared", "evaluate", "initialisation"]
 
 OPTIMIZERS = tuple(optimizers.OPTIMIZERS)
-_CLIPPED = ("crelu", "cst")
 _FORMAT = "meanfield-train-1"
 #: The protocol of the MNIST reproduction (docs/mnist.md says why): the defaults of
 #: ``meanfield train`` and ``meanfield reproduce mnist``.
@@ -147,30 +146,21 @@ class TrainConfig:
 
 
 def _num(v, name, lo, hi, *, open_lo=True, open_hi=False, integer=False):
-    """v must be a finite number (an integer) in the interval lo..hi (ends as flagged)."""
-    interval = f"{'(' if open_lo else '['}{lo}, {hi}{')' if open_hi else ']'}"
-    ok_type = isinstance(v, int) if integer else isinstance(v, (int, float))
-    if isinstance(v, bool) or not ok_type:
-        raise ParameterError(f"{name} = {v!r} must be {'an integer' if integer else 'a number'} in {interval}")
-    if not (math.isfinite(v) and (v > lo if open_lo else v >= lo) and (v < hi if open_hi else v <= hi)):
-        raise ParameterError(f"{name} = {v!r} is out of range: must be in {interval}")
+    validation.number(name, v, lo, hi, lo_closed=not open_lo, hi_closed=not open_hi, integer=integer)
 
 
 def _check(c: TrainConfig):
-    from ..activations import BUILTIN
-    if c.activation not in ("relu", "st", "crelu", "cst"):
-        raise ParameterError(f"activation = {c.activation!r} is not valid: must be relu, st, crelu or cst "
-                             f"(the activations of {sorted(BUILTIN)} that training takes)")
+    from ..activations import by_sparsity
+    from ..eoc import check_request
+    if not isinstance(c.activation, str) or c.activation not in by_sparsity():
+        raise ParameterError(f"activation = {c.activation!r} is not valid: must be one of "
+                             f"{', '.join(by_sparsity())} (an activation known by name whose sparsity sets its "
+                             "threshold; register your own with meanfield.activations.register)")
     _num(c.sparsity, "sparsity", 0, 1, open_hi=True)
-    if c.activation in _CLIPPED:
-        if (c.clip is None) == (c.v_prime is None):
-            raise ParameterError(f"{c.activation} needs exactly one of clip (m > 0) or v_prime (in (0, 1))")
-        if c.clip is not None:
-            _num(c.clip, "clip", 0, 1e6)
-        else:
-            _num(c.v_prime, "v_prime", 0, 1, open_hi=True)
-    elif c.clip is not None or c.v_prime is not None:
-        raise ParameterError(f"{c.activation} is not clipped: clip and v_prime go with crelu and cst")
+    for name in ("clip", "v_prime"):
+        if getattr(c, name) is not None:
+            _num(getattr(c, name), name, 0, 1e6 if name == "clip" else 1, open_hi=name == "v_prime")
+    check_request(c.activation, c.sparsity, clip=c.clip, v_prime=c.v_prime)
     _num(c.q_star, "q_star", 0, 1e6)
     _num(c.depth, "depth", 1, 10_000, open_lo=False, integer=True)
     _num(c.width, "width", 1, 100_000, open_lo=False, integer=True)
@@ -198,7 +188,7 @@ def _check(c: TrainConfig):
     if c.eps < tiny:  # it would round to 0 and Adam would divide 0 by 0 where v = 0
         raise ParameterError(f"eps = {c.eps!r} is out of range: it rounds to 0 in {c.dtype}; "
                              f"must be in [{tiny:.3g}, 1]")
-    _check_backend(c.backend)
+    check_backend(c.backend)
     _num(c.outputs, "outputs", 2, 100_000, open_lo=False, integer=True)
     _num(c.validation, "validation", 0, 10**9, open_lo=False, integer=True)
     if c.stop not in STOP_RULES:
@@ -254,7 +244,7 @@ class TrainResult:
 
     def to_json(self) -> str:
         """Strict JSON: a non-finite number (none is expected) is written as null."""
-        return json.dumps(_json_safe(self.to_dict()), indent=1, allow_nan=False) + "\n"
+        return json.dumps(json_safe(self.to_dict()), indent=1, allow_nan=False) + "\n"
 
     def epochs_csv(self) -> str:
         cols = ["epoch", "train_loss", "train_accuracy", "test_loss", "test_accuracy",
@@ -276,16 +266,6 @@ class TrainResult:
                                               e["grad_norm_layers"])):
                 lines.append(f"{e['epoch']},{l + 1},{_fmt(a)},{_fmt(b)},{_fmt(g)}")
         return "\n".join(lines) + "\n"
-
-
-def _json_safe(v):
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    if isinstance(v, dict):
-        return {k: _json_safe(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_json_safe(x) for x in v]
-    return v
 
 
 def _fmt(v) -> str:
@@ -405,107 +385,30 @@ def evaluate(net: MLP, x, y, backend, chunk=500):
     return losses / len(x), correct / len(x), (units - active) / units
 
 
-def _layer_norms(g: np.ndarray, net: MLP) -> np.ndarray:
-    """Squared Frobenius norm of each weight matrix's gradient (compiled, in one pass, where
-    numba is installed; else einsum: not BLAS, whose idle worker threads would slow the
-    sparse kernels that follow)."""
-    if K.HAVE_NUMBA:
-        return K.layer_norms(g, net.widths)
-    return np.array([np.einsum("ij,ij->", w, w, dtype=np.float64) for w in K._views(g, net.widths)
-                     for w in (w[0],)])
-
-
-class _BlowUp(Exception):
-    """A step whose loss, gradient or new parameters are not finite; ``details``: what
-    was still finite of it (the batch loss, the gradient norm per layer)."""
-
-    def __init__(self, reason, **details):
-        super().__init__(reason)
-        self.details = details
+#: A step that would not be finite (the network unchanged): recorded, not raised, by :func:`train`.
+_BlowUp = StepRefused
 
 
 def training_step(net: MLP, opt: Optimizer, x, y, backend: str, grad: np.ndarray, profile=None,
                   owned: bool = False):
-    """One step in place: (batch loss, squared gradient norm of each weight matrix);
-    raises _BlowUp (the network unchanged) where the step would not be finite.
-
-    With the compiled passes (``numba``) the step is fused: each row of the gradient is
-    applied as it is formed, no gradient buffer (:func:`meanfield.nn._kernels.fused_step`);
-    with the other passes the gradient goes to ``grad`` and the compiled update pass (or,
-    without numba, the numpy step) applies it. Either way the update runs only where the
-    optimiser has proved that it stays finite (:meth:`Optimizer.safe`); otherwise the
-    numpy reference step decides, and says what overflowed. Every path gives the same
-    parameters, bit for bit, for the same gradient. ``profile``: a dict that receives the
-    seconds and work of each phase of a fused step (``benchmarks/bench_epoch.py``).
-    ``owned``: nothing but ``opt`` has written the parameters since its last step (as in
-    :func:`train`), so the largest |w| that step wrote stands in for a scan of them."""
-    fast = K.HAVE_NUMBA and opt.mode is not None
-    if fast and backend == "numba":
-        xs, ys = net.check_batch(x, y)
-        m, v = opt.arrays()
-        known = opt.w_max if owned else None
-        with np.errstate(over="ignore", invalid="ignore"):
-            step = K.fused_step(xs, net.buffer, net.widths, net.table(), lambda z: cross_entropy(z, ys),
-                                opt.mode, opt.constants(opt.t + 1), m, v, profile=profile,
-                                safe=lambda b: opt.safe(b, K.max_abs(net.buffer) if known is None else known))
-        if step.status == "forward":
-            raise _BlowUp(" ".join(str(net.overflow_error("forward pass")).split()))
-        if step.status == "ok":
-            opt.advance(step.bound, step.w_max)
-            return step.loss, step.norms
-        # "unsafe": the checked path below decides, from the same gradient
-    try:
-        g = net.gradients(x, y, backend=backend, out=grad)
-    except ParameterError as exc:  # an overflowing pass
-        raise _BlowUp(" ".join(str(exc).split())) from None
-    if not math.isfinite(g.loss):
-        raise _BlowUp("the loss is not finite")
-    if fast:
-        bound, w_max = K.max_abs(grad), K.max_abs(net.buffer)
-        if opt.safe(bound, w_max):
-            m, v = opt.arrays()
-            norms, written = K.apply_gradient(grad, net.buffer, net.widths, opt.mode, opt.constants(opt.t + 1),
-                                              m, v)
-            opt.advance(bound, written)
-            return g.loss, norms
-    norms = _layer_norms(grad, net)
-    failure = opt.step(net.buffer, grad)
-    if failure is not None:  # the finite loss and gradient of the failing step are kept
-        details = {"loss": g.loss}
-        if np.all(np.isfinite(norms)):
-            details["grad_norm_layers"] = [float(v) for v in np.sqrt(norms)]
-        raise _BlowUp(failure, **details)
-    return g.loss, norms
+    """One step in place (:meth:`MLP.step`): (batch loss, squared gradient norm of each
+    weight matrix); raises :class:`~meanfield.nn.mlp.StepRefused` (the network unchanged)
+    where the step would not be finite."""
+    done = net.step(x, y, opt, backend=backend, scratch=grad, owned=owned, profile=profile)
+    return done.loss, done.norms
 
 
 # -- the run -------------------------------------------------------------------------
-def _atomic_write(path: Path, write):
-    try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name + ".")
-    except OSError as exc:
-        raise ParameterError(f"{path}: cannot be written ({exc.strerror}): choose another directory") from None
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-        os.replace(tmp, path)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise ParameterError(f"{path}: cannot be written ({exc.strerror}): choose another directory") from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _write_outputs(directory: Path, result: TrainResult):
     for name, text in (("result.json", result.to_json()), ("epochs.csv", result.epochs_csv()),
                        ("layers.csv", result.layers_csv())):
-        _atomic_write(directory / name, lambda fh, t=text: fh.write(t.encode()))
+        atomic_write(directory / name, lambda fh, t=text: fh.write(t.encode()))
 
 
 def _save_checkpoint(directory: Path, net, opt, rng, result):
     state = {"buffer": net.buffer, **{f"opt_{k}": v for k, v in opt.state().items()},
              "rng": np.array(json.dumps(rng.bit_generator.state)), "result": np.array(result.to_json())}
-    _atomic_write(directory / "checkpoint.npz", lambda fh: np.savez(fh, **state))
+    atomic_write(directory / "checkpoint.npz", lambda fh: np.savez(fh, **state))
 
 
 def _load_checkpoint(directory: Path, config: TrainConfig, net, opt, rng) -> TrainResult:

@@ -1,0 +1,78 @@
+"""Writing results: one atomic writer and one JSON-safe conversion for every module that
+writes files (the training harness, the data cache, the command line, the journals' readers).
+
+- :func:`atomic_write`: the data goes to a temporary file beside the target, which then
+  replaces it, so a reader never sees a half-written file and an interrupted write leaves
+  the old one; a file that cannot be written raises :class:`~meanfield.errors.ParameterError`
+  (or the error class given) naming the file and the cause.
+- :func:`json_safe`: numpy scalars and arrays as Python numbers and lists, NaN and infinity
+  as None, so that ``json.dumps(..., allow_nan=False)`` writes strict JSON.
+
+Infrastructure above the mathematical core, which never imports it.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import os
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .errors import ParameterError
+
+__all__ = ["atomic_write", "json_safe"]
+
+
+def atomic_write(path, data: str | bytes | Callable, *, what: str | None = None, error=ParameterError,
+                 hint: str = "choose another directory", mode: int = 0o644) -> Path:
+    """Write ``data`` (text, bytes, or a function that writes to a binary file object) to
+    ``path`` atomically; ``what`` names the file in an error (default: the path),
+    ``error`` and ``hint`` say what to raise and what to do. Returns the path."""
+    path = Path(path)
+    name = what or str(path)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name + ".")
+    except OSError as exc:
+        raise error(f"{name}: cannot be written ({exc.strerror or exc}): {hint}") from None
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            if callable(data):
+                data(fh)
+            else:
+                fh.write(data.encode("utf-8") if isinstance(data, str) else data)
+        os.chmod(tmp, mode)  # mkstemp's 0600 would hide a shared file from other users
+        os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise error(f"{name}: cannot be written ({exc.strerror or exc}): {hint}") from None
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def json_safe(value):
+    """``value`` with numpy scalars and arrays as Python numbers and lists, and NaN and
+    infinity as None (recursively through dicts, lists and tuples).
+
+    >>> json_safe({"a": [1.0, float("nan")], "b": np.float32(2.5), "c": np.arange(2)})
+    {'a': [1.0, None], 'b': 2.5, 'c': [0, 1]}
+    """
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return json_safe(value.tolist())
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        v = float(value)
+        return v if math.isfinite(v) else None
+    return value
