@@ -97,9 +97,10 @@ def _train_args(p):
     p.add_argument("--validation", type=int, default=None,
                    help="hold out the last N training images as a validation split, measured every "
                    "epoch and never trained on (default 0)")
-    p.add_argument("--stop", choices=("budget", "plateau"), default=None,
-                   help="budget: train --epochs epochs (default); plateau: stop once the validation "
-                   "accuracy stops rising (needs --validation; --epochs is then the most)")
+    p.add_argument("--stop", choices=("budget", "best", "plateau"), default=None,
+                   help="budget: train --epochs epochs (default); best: stop once the best validation "
+                   "accuracy has risen by less than 0.2 points in 20 epochs; plateau: once the mean of the "
+                   "last 5 has over 10 (both need --validation; --epochs is then the most)")
     p.add_argument("--data", help="MNIST: a directory of IDX files, an npz or mnist.pkl.gz "
                    "(default: the cache of `meanfield data mnist`)")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32")

@@ -813,20 +813,33 @@ def test_study_summary_by_hand():
             _curve("crelu", 0.85, 0.7, 2, [0.3], status="failed")]
     rows = {r["activation"]: r for r in reproduce.study_summary(base + clip)}
     b, c = rows["relu"], rows["crelu"]
-    assert (b["plateaued"], b["epochs_min"], b["epochs_max"], b["epoch_90"], b["epoch_93"]) == (3, 4, 4, 2, 3)
+    assert (b["stopped_by_rule"], b["epochs_min"], b["epochs_max"], b["epoch_90"], b["epoch_93"]) == (3, 4, 4, 2, 3)
     assert b["gap"] is None  # the baseline has no gap to itself
-    assert (c["seeds"], c["measured"], c["blew_up"], c["plateaued"]) == (3, 3, 1, 0)
+    assert (c["seeds"], c["measured"], c["blew_up"], c["stopped_by_rule"]) == (3, 3, 1, 0)
     assert (c["epochs_min"], c["epochs_median"], c["epochs_max"]) == (1, 3.0, 5)
     # 0.90 first reached at epoch 3 by seed 0 only; 0.93 at epoch 5 by seed 0 only
     assert (c["epoch_90"], c["epoch_90_runs"], c["epoch_93"], c["epoch_93_runs"]) == (3, 1, 5, 1)
     final = [0.94, 0.89, 0.3]
     assert math.isclose(c["accuracy_mean"], np.mean(final))
     assert math.isclose(c["validation_mean"], np.mean(final) + 0.01)
+    # judged at the epoch of best validation accuracy (validation = test + 0.01 here: the best test)
+    assert math.isclose(c["selected_mean"], np.mean([0.94, 0.89, 0.3]))
     d, lo, hi = reproduce.welch_interval(final, [0.96, 0.962, 0.964])
     assert (c["gap"], c["gap_low"], c["gap_high"]) == (d, lo, hi)
     assert c["within_2_points"] is False and c["surely_within_2_points"] is False
     text = reproduce.study_markdown(list(rows.values()))
     assert "| ReLU | 2 | 3 | 4-4-4 | 3 |" in text and "| 3 (1/3) | 5 (1/3) |" in text
+
+
+def test_a_dip_does_not_decide_a_run():
+    """The test accuracy a study judges a run by is that of its best validation epoch, so
+    a last epoch in a loss spike does not count; and the best rule keeps training through
+    the dip while the best still rises."""
+    dip = _curve("crelu", 0.85, 0.7, 0, [0.5, 0.8, 0.9, 0.92, 0.6])
+    [row] = reproduce.study_summary([dip])
+    assert row["accuracy_mean"] == 0.6 and row["selected_mean"] == 0.92
+    assert T.best_epoch([0.5, 0.8, 0.9, 0.92, 0.6] + [0.93 + 0.001 * k for k in range(30)], span=20) is None
+    assert T.best_epoch([0.5, 0.8, 0.9, 0.92] + [0.6, 0.92] * 15, span=20) == 24
 
 
 def test_prediction_correlation_counts_blow_ups_as_chance(monkeypatch):

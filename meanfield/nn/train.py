@@ -47,8 +47,9 @@ from . import optimizers
 from .mlp import MLP, StepRefused, check_backend, cross_entropy
 from .optimizers import Optimizer
 
-__all__ = ["TrainConfig", "TrainResult", "train", "OPTIMIZERS", "PROTOCOL", "STOP_RULES", "PLATEAU",
-           "plateau_epoch", "prepare_data", "Prepared", "evaluate", "initialisation"]
+__all__ = ["TrainConfig", "TrainResult", "train", "OPTIMIZERS", "PROTOCOL", "STOP_RULES", "PLATEAU", "BEST",
+           "plateau_epoch", "best_epoch", "selected_epoch", "prepare_data", "Prepared", "evaluate",
+           "initialisation"]
 
 OPTIMIZERS = tuple(optimizers.OPTIMIZERS)
 _FORMAT = "meanfield-train-1"
@@ -60,12 +61,45 @@ PROTOCOL = {"optimizer": "adam", "learning_rate": 3e-5, "batch_size": 128, "epoc
 #: a run whose final test accuracy is below this has not learnt (chance is about 0.11)
 LEARNT = 0.2
 
-#: "budget": train the epochs asked for; "plateau": stop once the validation accuracy has
-#: stopped rising (:func:`plateau_epoch`).
-STOP_RULES = ("budget", "plateau")
+#: "budget": train the epochs asked for; "best": stop once the best validation accuracy
+#: has stopped rising (:func:`best_epoch`); "plateau": stop once the mean validation
+#: accuracy has (:func:`plateau_epoch`; the first rule tried, which loss spikes fool).
+STOP_RULES = ("budget", "best", "plateau")
+#: The "best" rule: the best validation accuracy so far has risen by less than ``gain``
+#: over the last ``span`` epochs.
+BEST = {"span": 20, "gain": 0.002}
 #: The plateau rule: the mean validation accuracy of the last ``window`` epochs has risen by
 #: less than ``gain`` over the ``span`` epochs before.
 PLATEAU = {"window": 5, "span": 10, "gain": 0.002}
+
+
+def best_epoch(accuracies, span=BEST["span"], gain=BEST["gain"]):
+    """The first epoch (1-based) at which the best of the accuracies so far is less than
+    ``gain`` above the best of those up to ``span`` epochs earlier; None if there is none
+    yet. A dip (an optimiser's loss spike) does not move the best, so it cannot end a run
+    that is still improving.
+
+    >>> best_epoch([0.5, 0.7, 0.8] + [0.8] * 25)
+    23
+    >>> best_epoch([0.9, 0.2] + [0.1 * k / 30 + 0.9 for k in range(30)]) is None
+    True
+    """
+    acc = [float(a) for a in accuracies]
+    best, best_before = -math.inf, []
+    for a in acc:
+        best = max(best, a)
+        best_before.append(best)
+    for e in range(span + 1, len(acc) + 1):
+        if best_before[e - 1] - best_before[e - 1 - span] < gain:
+            return e
+    return None
+
+
+def selected_epoch(result) -> dict | None:
+    """The epoch a run would be judged by, chosen on the validation split: the one with the
+    highest validation accuracy (the first, on a tie); None without a validation split."""
+    held = [e for e in result.epochs if "validation_accuracy" in e]
+    return max(held, key=lambda e: (e["validation_accuracy"], -e["epoch"])) if held else None
 
 
 def plateau_epoch(accuracies, window=PLATEAU["window"], span=PLATEAU["span"], gain=PLATEAU["gain"]):
@@ -97,8 +131,9 @@ class TrainConfig:
     images only (None: all; the training images after the validation split is taken).
     ``sparsity_sample``: the training images on which accuracy and sparsity are measured
     each epoch. ``loss_every``: steps per point of the recorded loss curve. ``stop``:
-    "budget" trains ``epochs`` epochs; "plateau" stops earlier once the validation
-    accuracy stops rising (:func:`plateau_epoch`), ``epochs`` then being the most."""
+    "budget" trains ``epochs`` epochs; "best" stops earlier once the best validation
+    accuracy stops rising (:func:`best_epoch`), "plateau" once its recent mean does
+    (:func:`plateau_epoch`), ``epochs`` then being the most."""
 
     activation: str
     sparsity: float
@@ -193,8 +228,8 @@ def _check(c: TrainConfig):
     _num(c.validation, "validation", 0, 10**9, open_lo=False, integer=True)
     if c.stop not in STOP_RULES:
         raise ParameterError(f"stop = {c.stop!r} is not valid: choose from {', '.join(STOP_RULES)}")
-    if c.stop == "plateau" and not c.validation:
-        raise ParameterError("stop = 'plateau' needs a validation split (validation > 0): the rule "
+    if c.stop != "budget" and not c.validation:
+        raise ParameterError(f"stop = {c.stop!r} needs a validation split (validation > 0): the rule "
                              "reads the validation accuracy, never the test accuracy")
 
 
@@ -462,11 +497,13 @@ def _finished(folder: Path, config: TrainConfig):
 
 def _stopped(result: TrainResult) -> bool:
     """Whether the run's stop rule ends it after its last epoch (sets ``result.stopped``)."""
-    if result.config.stop != "plateau":
+    rule = result.config.stop
+    if rule == "budget":
         return False
-    e = plateau_epoch([x["validation_accuracy"] for x in result.epochs])
+    accuracies = [x["validation_accuracy"] for x in result.epochs]
+    e = best_epoch(accuracies) if rule == "best" else plateau_epoch(accuracies)
     if e is not None and result.stopped is None:
-        result.stopped = {"rule": "plateau", "epoch": e, **PLATEAU}
+        result.stopped = {"rule": rule, "epoch": e, **(BEST if rule == "best" else PLATEAU)}
     return e is not None
 
 
