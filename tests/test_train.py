@@ -345,6 +345,22 @@ def test_plateau_stops_the_run_and_a_resume_keeps_it_stopped(tmp_path, monkeypat
     assert again.epochs == run.epochs and again.stopped == run.stopped
 
 
+def test_a_resume_may_change_when_the_run_ends(tmp_path):
+    """The stop rule, like the epochs, decides when a run ends, not how it trains: a run
+    resumed under another rule continues where it was, bit for bit."""
+    base = {**SMALL, "validation": 100, "epochs": 4}
+    straight = T.train(T.TrainConfig(**{**base, "stop": "budget"}), small_data(), progress=False)
+    T.train(T.TrainConfig(**{**base, "epochs": 2, "stop": "plateau"}), small_data(), directory=tmp_path,
+            progress=False)
+    again = T.train(T.TrainConfig(**{**base, "stop": "best"}), small_data(), directory=tmp_path, resume=True,
+                    progress=False)
+    strip = lambda r: [{k: v for k, v in e.items() if k not in ("seconds", "cpu_seconds")} for e in r.epochs]  # noqa: E731
+    assert strip(again) == strip(straight) and again.config.stop == "best"
+    with pytest.raises(DataError, match="another run.*learning_rate"):
+        T.train(T.TrainConfig(**{**base, "stop": "best", "learning_rate": 0.5}), small_data(), directory=tmp_path,
+                resume=True, progress=False)
+
+
 def test_the_plateau_rule_reads_validation_never_test():
     with pytest.raises(ParameterError, match="stop = 'plateau' needs a validation split"):
         T.TrainConfig(**{**SMALL, "stop": "plateau"})

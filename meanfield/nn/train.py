@@ -453,8 +453,9 @@ def _load_checkpoint(directory: Path, config: TrainConfig, net, opt, rng) -> Tra
             result = TrainResult.from_dict(json.loads(str(z["result"])))
             old = result.config.to_dict()
             new = config.to_dict()
-            if {k: v for k, v in old.items() if k != "epochs"} != {k: v for k, v in new.items() if k != "epochs"}:
-                diff = sorted(k for k in new if k != "epochs" and old.get(k) != new[k])
+            when = ("epochs", "stop")  # when the run ends, not how it trains: a resume may change them
+            if {k: v for k, v in old.items() if k not in when} != {k: v for k, v in new.items() if k not in when}:
+                diff = sorted(k for k in new if k not in when and old.get(k) != new[k])
                 raise DataError(f"{path}: the checkpoint is of another run (it differs in {', '.join(diff)}): "
                                 "use another directory, or drop --resume to start afresh")
             if len(result.epochs) > config.epochs:
@@ -471,6 +472,8 @@ def _load_checkpoint(directory: Path, config: TrainConfig, net, opt, rng) -> Tra
     except Exception as exc:  # noqa: BLE001 - a torn or foreign file raises almost anything
         raise DataError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc}): delete it to "
                         "start afresh") from None
+    if result.config.stop != config.stop:
+        result.stopped = None  # judged again by the new rule
     result.config = config
     return result
 
