@@ -69,7 +69,7 @@ from ._interval import Interval
 from ._roots import bracketed_root
 from .errors import ParameterError
 from .maps import (DEFAULT_DIGITS, GUARD_DIGITS, Initialisation, cancellation_digits,
-                   check_digits, compiled)
+                   check_digits, compiled, operating_point)
 
 __all__ = ["FixedPoint", "FixedPointReport", "fixed_points", "classify", "format_value"]
 
@@ -461,8 +461,7 @@ def fixed_points(init: Initialisation, *, digits: int = DEFAULT_DIGITS, ctx=mpma
     ([('1.0', '0.5', 'stable')], 'bounded')
     """
     digits = check_digits(digits)
-    if not isinstance(init, Initialisation):
-        raise ParameterError(f"init must be an Initialisation, got {type(init).__name__}")
+    init, _ = operating_point(init)
     q_lo, q_hi, large_q, certified, scale = _range_and_tail(init)
     q_lo, q_hi = float(q_lo), float(q_hi)
     with ctx.workdps(digits + GUARD_DIGITS + cancellation_digits(init, max(q_hi, scale))):

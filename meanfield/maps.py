@@ -32,6 +32,7 @@ import functools
 import math
 from dataclasses import dataclass
 from decimal import Decimal
+from fractions import Fraction
 from typing import Any, Mapping
 
 import mpmath
@@ -67,9 +68,12 @@ def _numpy_pdf(v):
 
 
 def to_mpf(value, ctx=mpmath.mp):
-    """``value`` as an mpf at the context's current precision (strings parsed exactly)."""
+    """``value`` as an mpf at the context's current precision (strings and fractions read
+    exactly, to that precision)."""
     if isinstance(value, (str, Decimal)):
         return ctx.mpf(str(value).strip())
+    if isinstance(value, Fraction):
+        return ctx.mpf(value.numerator) / value.denominator
     if isinstance(value, (int, np.integer)):
         return ctx.mpf(int(value))
     if isinstance(value, (float, np.floating)):
@@ -300,12 +304,14 @@ def _evaluate(init: Initialisation, q_mpf, names, ctx) -> dict:
 
 def map_values(init: Initialisation, q, *, digits: int = DEFAULT_DIGITS, ctx=mpmath.mp) -> MapValues:
     """V, V', V'', chi_1 and sparsity at ``q`` to ``digits`` significant digits (mpf).
+    ``init``: an :class:`Initialisation` (or an EoC solution: its own).
 
     >>> init = Initialisation("relu", sigma_w2=2, sigma_b2=0)
     >>> v = map_values(init, "0.5", digits=20)
     >>> print(v.variance, v.v_prime, v.sparsity)
     0.5 1.0 0.5
     """
+    init, _ = operating_point(init)
     digits = check_digits(digits)
     check_q(q)
     with ctx.workdps(digits + GUARD_DIGITS + cancellation_digits(init, q)):
@@ -334,9 +340,12 @@ def map_values_float64(init: Initialisation, q) -> MapValues:
     >>> float(map_values_float64(init, 3.0).variance)     # a scalar q gives 0-d arrays
     3.0
     """
+    init, _ = operating_point(init)
+    if isinstance(q, (bool, np.bool_, bytes, bytearray, str)):
+        raise ParameterError(f"q = {q!r} is not an array of numbers: q must be numbers in [1e-100, 1e30]")
     try:
         q = np.asarray(q, dtype=float)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ParameterError("q must be an array of numbers in [1e-100, 1e30]") from None
     if not np.all(np.isfinite(q)) or np.any(q < FLOAT64_Q_RANGE[0]) or np.any(q > FLOAT64_Q_RANGE[1]):
         raise ParameterError("q must lie in [1e-100, 1e30] everywhere (the supported magnitudes)")

@@ -38,9 +38,10 @@ from typing import Any, Iterable, Sequence
 
 import mpmath
 
+from . import validation
 from ._jobs import run_tasks
-from .diagnose import diagnose_eoc
 from .activations import by_sparsity, get_activation
+from .diagnose import diagnose_eoc
 from .eoc import check_request, eoc_parameters
 from .errors import NoSolutionError, ParameterError
 from .fixed_points import FixedPoint
@@ -375,9 +376,8 @@ def _decode(config: Configuration, data: dict) -> StabilityRow:
 
 
 def _check_table_digits(digits):
-    if isinstance(digits, bool) or not isinstance(digits, int) or not 1 <= digits <= 30:
-        raise ParameterError(f"digits = {digits!r} is out of range: must be an integer in [1, 30]")
-    return digits
+    """Digits shown in a table: an integer in [1, 30] (each row is computed at 5 more)."""
+    return validation.integer("digits", digits, 1, 30)
 
 
 def stability_table(configurations: Sequence[Configuration], *, digits: int = 8, depth: int = 100,
@@ -391,10 +391,12 @@ def stability_table(configurations: Sequence[Configuration], *, digits: int = 8,
     ``journal`` file each finished row is saved at once, and a rerun with the same
     arguments resumes from it (:mod:`meanfield._jobs`).
     """
-    from . import validation
     digits = _check_table_digits(digits)
     depth = validation.depth(depth)
-    configs = list(configurations)
+    try:
+        configs = list(configurations)
+    except TypeError:
+        configs = []
     if not configs or not all(isinstance(c, Configuration) for c in configs):
         raise ParameterError("configurations must be a non-empty list of Configuration")
     by_key = {c.key: c for c in configs}

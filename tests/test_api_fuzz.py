@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import time
 from decimal import Decimal
+from fractions import Fraction
 
 import mpmath
 import numpy as np
@@ -23,7 +24,9 @@ HOSTILE = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True),
     st.integers(-10**40, 10**40),
     st.sampled_from([None, True, "", "abc", "nan", "-inf", "1e999", [1.0], {"a": 1}, 1 + 2j,
-                     Decimal("NaN"), mpmath.mpf("nan"), mpmath.mpf("-inf"), -0.0, 1e-320]),
+                     Decimal("NaN"), mpmath.mpf("nan"), mpmath.mpf("-inf"), -0.0, 1e-320,
+                     np.bool_(True), b"1", bytearray(b"2"), Fraction(1, 3), np.float32("nan"), 10**400,
+                     np.int64(7), np.float64(0.5), object()]),
     st.text(max_size=6),
 )
 REASONABLE = st.one_of(st.floats(1e-6, 1e6), st.floats(-1e3, 1e3))
@@ -195,3 +198,72 @@ def test_jacobian_and_diagnose_hostile(depth, q_star, digits):
         assert finite(spectrum.mean) and finite(spectrum.variance) and spectrum.variance >= 0
         if call is mf.diagnose:
             assert out.verdict in mf.diagnose.__globals__["VERDICTS"]
+
+
+# -- every public entry point, a hostile value in each of its arguments ---------------------
+_SOL = None
+
+
+def _sol():
+    global _SOL
+    if _SOL is None:
+        _SOL = mf.eoc_parameters("crelu", sparsity="0.7", v_prime="0.7", digits=20)
+    return _SOL
+
+
+#: (name, call with one argument replaced, the names an error may give for it)
+ENTRY_POINTS = [
+    ("map_values.init", lambda v: mf.map_values(v, 1, digits=20), ["Initialisation", "init"]),
+    ("map_values.q", lambda v: mf.map_values(_sol().init, v, digits=20), ["q"]),
+    ("map_values.digits", lambda v: mf.map_values(_sol().init, 1, digits=v), ["digits"]),
+    ("map_values_float64.init", lambda v: mf.map_values_float64(v, 1.0), ["Initialisation", "init"]),
+    ("map_values_float64.q", lambda v: mf.map_values_float64(_sol().init, v), ["q"]),
+    ("fixed_points.init", lambda v: mf.fixed_points(v, digits=20), ["Initialisation", "init"]),
+    ("fixed_points.digits", lambda v: mf.fixed_points(_sol().init, digits=v), ["digits"]),
+    ("eoc_parameters.activation", lambda v: mf.eoc_parameters(v, sparsity="0.7"), ["activation"]),
+    ("eoc_parameters.sparsity", lambda v: mf.eoc_parameters("relu", sparsity=v, digits=20), ["sparsity"]),
+    ("eoc_parameters.q_star", lambda v: mf.eoc_parameters("relu", sparsity="0.7", q_star=v, digits=20), ["q_star"]),
+    ("eoc_parameters.v_prime", lambda v: mf.eoc_parameters("crelu", sparsity="0.7", v_prime=v, digits=20),
+     ["v_prime"]),
+    ("eoc_parameters.clip", lambda v: mf.eoc_parameters("crelu", sparsity="0.7", clip=v, digits=20), ["clip"]),
+    ("correlation_map.c", lambda v: mf.correlation_map(_sol(), v, digits=20), ["c"]),
+    ("correlation_map.q_star", lambda v: mf.correlation_map(_sol().init, 0.5, q_star=v, digits=20), ["q_star"]),
+    ("jacobian_spectrum.depth", lambda v: mf.jacobian_spectrum(_sol(), depth=v, digits=20), ["depth"]),
+    ("diagnose.depth", lambda v: mf.diagnose(_sol(), depth=v, digits=20), ["depth"]),
+    ("diagnose.init", lambda v: mf.diagnose(v), ["Initialisation", "init"]),
+    ("stability_table.configurations", lambda v: mf.stability_table(v), ["configurations"]),
+    ("stability_table.digits", lambda v: mf.stability_table([mf.Configuration("relu", "0.7")], digits=v),
+     ["digits"]),
+    ("Configuration.sparsity", lambda v: mf.Configuration("relu", v), ["sparsity"]),
+    ("Initialisation.sigma_w2", lambda v: mf.Initialisation("relu", v, 0), ["sigma_w2"]),
+]
+
+
+@pytest.mark.parametrize("name, call, names", ENTRY_POINTS, ids=[e[0] for e in ENTRY_POINTS])
+@settings(max_examples=25, deadline=None)
+@given(value=HOSTILE)
+def test_every_entry_point_refuses_hostile_values_by_name(name, call, names, value):
+    """A finite answer, or a ParameterError that names the argument: never another
+    exception (TypeError, AttributeError, OverflowError) from deep inside."""
+    try:
+        call(value)
+    except mf.ParameterError as exc:
+        check_error(exc, names)
+    except mf.NoSolutionError:
+        pass  # a valid request the EoC cannot meet: said in its own words
+
+
+def test_the_issue_examples():
+    """The hostile inputs a review found, each once by hand."""
+    init = mf.Initialisation("relu", 2, 0)
+    for call, name in [(lambda: mf.map_values("relu", 1), "Initialisation"),
+                       (lambda: mf.map_values_float64(init, 10**400), "q"),
+                       (lambda: mf.Initialisation("relu", sigma_w2=np.bool_(True), sigma_b2=0), "sigma_w2"),
+                       (lambda: mf.stability_table(0.5), "configurations"),
+                       (lambda: mf.map_values(init, b"1"), "q")]:
+        with pytest.raises(mf.ParameterError, match=name):
+            call()
+    # a Fraction is a number, read exactly: for this ReLU V(q) = q, so V(1/3) = 1/3 to the digits asked
+    v = mf.map_values(init, Fraction(1, 3), digits=30).variance
+    with mpmath.workdps(40):
+        assert abs(v - mpmath.mpf(1) / 3) < mpmath.mpf(10) ** -30
