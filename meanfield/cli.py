@@ -25,7 +25,7 @@ import mpmath
 import numpy as np
 
 from . import __version__
-from .activations import BUILTIN, PAPER_ACTIVATIONS, get_activation
+from .activations import BUILTIN, by_sparsity, get_activation
 from .correlation import Divergent, correlation_fixed_points, correlation_map
 from .diagnose import diagnose
 from .eoc import eoc_parameters
@@ -107,7 +107,7 @@ def _train_args(p):
     p.add_argument("--backend", choices=_NN_BACKENDS, default="auto",
                    help="auto: the compiled sparse passes for sparse layers, else dense")
     if p.prog.endswith("train"):
-        p.add_argument("--activation", required=True, choices=("relu", "st", "crelu", "cst"))
+        p.add_argument("--activation", required=True, choices=tuple(by_sparsity()))
         p.add_argument("--sparsity", type=float, required=True, help="target sparsity s in (0, 1)")
         g = p.add_mutually_exclusive_group()
         g.add_argument("--clip", type=float, help="clip level m (crelu, cst)")
@@ -125,6 +125,11 @@ def _protocol_overrides(a) -> dict:
     out = {field: getattr(a, arg) for arg, field in _PROTOCOL_FLAGS.items() if getattr(a, arg) is not None}
     out.update(dtype=a.dtype, backend=a.backend)
     return out
+
+
+def _clipped():
+    from .scan import clipped_by_sparsity
+    return clipped_by_sparsity()
 
 
 def _figure_names():
@@ -167,7 +172,7 @@ def _build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     e = sub.add_parser("eoc", help="edge-of-chaos parameters for a target sparsity")
-    e.add_argument("--activation", required=True, choices=PAPER_ACTIVATIONS)
+    e.add_argument("--activation", required=True, choices=tuple(by_sparsity()))
     e.add_argument("--sparsity", required=True, help="target sparsity s")
     e.add_argument("--q-star", default="1", help="fixed point q* (default 1)")
     g = e.add_mutually_exclusive_group()
@@ -248,7 +253,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("phase-diagram", help="verdict over a grid of (s, m/sqrt(q*)) for crelu or cst",
                        description=_PHASE_HELP)
-    d.add_argument("--activation", required=True, choices=("crelu", "cst"))
+    d.add_argument("--activation", required=True, choices=_clipped())
     d.add_argument("--sparsity", help="sparsities, START:STOP:STEP or S1,S2,... (default 100 values over [0.5 (crelu) or 0, 0.95])")
     d.add_argument("--clip-ratio", help="clip ratios m/sqrt(q*), START:STOP:STEP or R1,R2,... (default 100 values over [0.05, 4])")
     d.add_argument("--q-star", default="1", help="fixed point q* (default 1)")
@@ -687,7 +692,7 @@ def _axis(text, name, default):
 def _cmd_phase_diagram(a):
     import numpy as np
     from .scan import phase_diagram
-    s_lo = 0.5 if a.activation == "crelu" else 0.0
+    s_lo = get_activation(a.activation).sparsity_rule.lowest
     s = _axis(a.sparsity, "sparsity", np.linspace(s_lo, 0.95, 100))
     r = _axis(a.clip_ratio, "clip_ratio", np.linspace(0.05, 4.0, 100))
     journal = _journal(a.output)
@@ -773,7 +778,8 @@ def _cmd_demo(a):
           + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
     diagrams = []
     r = np.linspace(0.05, 4.0, 100)
-    for act, s_lo in (("crelu", 0.5), ("cst", 0.0)):
+    for act in ("crelu", "cst"):  # the paper's two
+        s_lo = get_activation(act).sparsity_rule.lowest
         journal = out / f"phase-diagram-{act}.partial.jsonl"
         d = phase_diagram(act, np.linspace(s_lo, 0.95, 100), r, jobs=a.jobs, progress=progress,
                           journal=journal)

@@ -45,7 +45,7 @@ from scipy.special import ndtri
 from ._jobs import run_tasks
 from .correlation import CorrelationReport
 from . import validation
-from .activations import get_activation
+from .activations import by_sparsity, get_activation
 from .diagnose import MARGIN_MIN, RHO0_MAX, diagnose_eoc, verdict
 from .eoc import eoc_parameters
 from .errors import NoSolutionError, ParameterError
@@ -53,7 +53,7 @@ from .fixed_points import FixedPoint, FixedPointReport
 from .maps import check_q, compiled, lambdify_np
 from .symbolic import derivative_mean, q as q_symbol
 
-__all__ = ["PhaseDiagram", "phase_diagram", "phase_point", "eoc_curve", "FIELDS"]
+__all__ = ["PhaseDiagram", "phase_diagram", "phase_point", "eoc_curve", "clipped_by_sparsity", "FIELDS"]
 
 #: The per-point fields of a :class:`PhaseDiagram`.
 FIELDS = ("verdict", "n_fixed_points", "tau", "sigma_w2", "sigma_b2", "v_prime", "v_second",
@@ -68,6 +68,14 @@ _MAX_POINTS = 1_000_000
 def _mean_phi(act):
     """E[phi(sqrt(q) z)] compiled for numpy (closed form of meanfield.symbolic)."""
     return lambdify_np((q_symbol,) + act.symbols, derivative_mean(act, 0))
+
+
+def clipped_by_sparsity() -> tuple[str, ...]:
+    """The activations known by name whose phase diagram can be drawn: clipped, with a
+    sparsity rule, and with no parameter but the rule's threshold and clip (the float64
+    path of a diagram evaluates them in that order)."""
+    return tuple(k for k, a in by_sparsity().items() if a.sparsity_rule.clipped
+                 and [p.name for p in a.parameters] == [a.sparsity_rule.threshold, a.sparsity_rule.clip])
 
 
 def _golden_min(f, a, b, iters=50):
@@ -253,7 +261,7 @@ def phase_point(activation: str, sparsity, clip_ratio, *, q_star=1.0, depth: int
 
 def _row_task(activation: str, s: float, q_star: float, ratios: list[float], depth: int) -> dict:
     """One row of the diagram (fixed s): float64 everywhere, mpmath where float64 is undecided."""
-    from .activations import get_activation
+    from .activations import by_sparsity, get_activation
     act = get_activation(activation)
     r = np.asarray(ratios, dtype=float)
     out, verdict, reason, undecided = _float64_row(act, s, q_star, r, depth)
@@ -366,9 +374,10 @@ def phase_diagram(activation: str, sparsities: Sequence, clip_ratios: Sequence, 
     Rows (one per sparsity) run on ``jobs`` joblib workers, with a progress bar and an
     optional resumable ``journal`` as in :func:`meanfield.tables.stability_table`.
     """
-    if activation not in ("crelu", "cst"):
+    clipped = clipped_by_sparsity()
+    if not isinstance(activation, str) or activation not in clipped:
         raise ParameterError(f"activation = {activation!r}: phase diagrams are over the clip level, "
-                             "for crelu or cst")
+                             f"for a clipped activation with a sparsity rule: {', '.join(clipped)}")
     s_min = get_activation(activation).sparsity_rule.lowest
     s = _check_axis(sparsities, "sparsities", s_min, 1.0, True)
     r = _check_axis(clip_ratios, "clip_ratios", 1e-3, 1e3, False)
@@ -417,7 +426,7 @@ def eoc_curve(activation, q_stars: Sequence, **params) -> tuple[np.ndarray, np.n
     >>> w.tolist(), b.tolist()
     ([2.0, 2.0], [0.0, 0.0])
     """
-    from .activations import get_activation
+    from .activations import by_sparsity, get_activation
     act = get_activation(activation)
     values = act.parameter_values(**params)
     q = _check_axis(q_stars, "q_stars", 1e-100, 1e30, False)

@@ -237,9 +237,11 @@ def _q_star_kind(theory) -> str:
 
 
 def _name(row) -> str:
-    act = {"relu": "ReLU" if row["sparsity"] == 0.5 else "ReLU_tau", "st": "ST_tau",
-           "crelu": "CReLU", "cst": "CST"}[row["activation"]]
-    return act
+    """The activation's label; the ReLU baseline (relu at s = 0.5: tau = 0) as "ReLU"."""
+    from ..activations import get_activation
+    if row["activation"] == "relu" and row["sparsity"] == 0.5:
+        return "ReLU"
+    return get_activation(row["activation"]).label
 
 
 def _accuracy_cell(r) -> str:
