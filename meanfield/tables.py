@@ -95,11 +95,16 @@ class Configuration:
         if not isinstance(self.activation, str) or self.activation not in by_sparsity():
             raise ParameterError(f"activation = {self.activation!r} is not one of "
                                  f"{', '.join(by_sparsity())} (tables are over target sparsities)")
-        for name in ("sparsity", "q_star", "clip", "v_prime"):
+        # in the order of the arguments: sparsity, q_star, then the clip or V' target
+        object.__setattr__(self, "sparsity", _decimal_text("sparsity", self.sparsity))
+        validation.interval("sparsity", self.sparsity, get_activation(self.activation).sparsity_rule.lowest, 1.0,
+                            lo_closed=True)
+        object.__setattr__(self, "q_star", _decimal_text("q_star", self.q_star))
+        check_q(self.q_star, "q_star")
+        check_request(self.activation, self.sparsity, clip=self.clip, v_prime=self.v_prime)
+        for name in ("clip", "v_prime"):
             if getattr(self, name) is not None:
                 object.__setattr__(self, name, _decimal_text(name, getattr(self, name)))
-        check_request(self.activation, self.sparsity, clip=self.clip, v_prime=self.v_prime)
-        check_q(self.q_star, "q_star")
 
     @property
     def key(self) -> str:

@@ -19,8 +19,10 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 MARKER = re.compile(r"<!-- meanfield ((?:table|reproduce mnist --report-only)[^>]*?) -->")
 JOURNAL = ROOT / "results" / "mnist" / "runs.jsonl"
-# every committed reproduction: the protocol's and those of other protocols (a budget study)
-JOURNALS = sorted((ROOT / "results").glob("*/runs.jsonl"))
+# every committed reproduction: the protocol's and those of other protocols (a budget study);
+# a study whose first run is still training has a journal of one line and no table yet
+JOURNALS = sorted(j for j in (ROOT / "results").glob("*/runs.jsonl")
+                  if len(j.read_text(encoding="utf-8").splitlines()) > 1)
 
 
 def _tables(path: Path):
