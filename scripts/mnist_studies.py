@@ -82,7 +82,8 @@ def commit(out: Path, message: str):
 def describe(r) -> str:
     e = r.final
     val = f", validation {e['validation_accuracy']:.4f}" if "validation_accuracy" in e else ""
-    stop = f"plateau at epoch {r.stopped['epoch']}" if r.stopped else f"{len(r.epochs)} epochs"
+    stop = (f"stopped by the {r.stopped['rule']} rule at epoch {r.stopped['epoch']}" if r.stopped
+            else f"{len(r.epochs)} epochs")
     state = "failed: " + r.failure["reason"] if r.status != "ok" else stop
     acc = f"test {r.test_accuracy:.4f}" if r.epochs else "no epoch finished"
     return f"{state}; {acc}{val}; {r.seconds / 3600:.2f} h"
