@@ -304,9 +304,9 @@ def test_cli_simulate_writes_json_and_figure(tmp_path):
 
 
 def test_cli_backends_match_the_library():
-    from meanfield.cli import _NN_BACKENDS
+    from meanfield.cli.networks import NN_BACKENDS
     from meanfield.nn import BACKENDS
-    assert _NN_BACKENDS == BACKENDS
+    assert NN_BACKENDS == BACKENDS
 
 
 @pytest.mark.parametrize("argv", [

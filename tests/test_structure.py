@@ -109,9 +109,24 @@ def test_the_core_imports_nothing_above_it(name):
     assert not bad, f"meanfield.{name} imports {bad}"
 
 
-def test_eoc_does_not_load_matplotlib():
+def test_eoc_does_not_load_matplotlib_or_numba():
     code = ("import sys; from meanfield.cli import main; "
             "main(['eoc', '--activation', 'cst', '--sparsity', '0.8', '--v-prime', '0.9', '--digits', '10']); "
-            "print('matplotlib' in sys.modules)")
+            "print('matplotlib' in sys.modules, 'numba' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip().endswith("False"), out
+    assert out.strip().endswith("False False"), out
+
+
+def test_every_command_has_a_handler_in_its_group():
+    """Each command module's parsers name their handler, and the handler is that module's own."""
+    import argparse
+
+    from meanfield.cli import COMMAND_GROUPS, build_parser
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    homes = {}
+    for name, parser in sub.choices.items():
+        handler = parser.get_default("handler")
+        assert callable(handler), f"meanfield {name} sets no handler"
+        homes[name] = handler.__module__
+    assert set(homes.values()) == {g.__name__ for g in COMMAND_GROUPS}
+    assert len(homes) >= 14

@@ -22,8 +22,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from meanfield import cli
-from meanfield.cli import main
+from meanfield.cli import main, sweeps
 from meanfield.plots import FIGURES, figure, save_figure
 from meanfield.scan import phase_diagram
 
@@ -130,12 +129,15 @@ def test_table_command_over_a_grid(tmp_path, capsys):
     assert r"\toprule" in out and "exploding" in out and out.count(r"\\") == 2
 
 
-def test_interrupt_says_how_to_resume(monkeypatch, capsys):
+def test_interrupt_says_how_to_resume(monkeypatch, capsys, tmp_path):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
-    monkeypatch.setattr(cli, "stability_table", interrupted)
-    code, out, err = call(["table"], capsys)
-    assert code == 130 and "rerun the same command to resume" in err
+    monkeypatch.setattr(sweeps, "stability_table", interrupted)
+    out_file = tmp_path / "t.md"
+    code, out, err = call(["table", "-o", str(out_file)], capsys)
+    assert code == 130 and f"{out_file}.partial.jsonl: rerun the same command to resume" in err
+    code, out, err = call(["table"], capsys)  # without -o nothing is kept: no promise of a resume
+    assert code == 130 and err.strip() == "meanfield: interrupted"
 
 
 @pytest.mark.parametrize("argv, word", [

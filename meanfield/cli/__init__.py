@@ -1,0 +1,68 @@
+"""The ``meanfield`` command line: EoC parameters, fixed points, maps, correlation maps,
+diagnostics, formulas, stability tables, phase diagrams, figures, simulation and training.
+
+Numbers are read as decimal strings (so nothing is lost to float parsing) and written as
+decimal strings carrying the requested digits; ``--json`` gives machine-readable output.
+Bad arguments give one line on stderr and exit status 2, never a traceback.
+
+Each command lives in one module of this package, which adds its parser and handler in
+``register``: :mod:`.theory` (eoc, fixed-points, map, correlation, diagnose, formula),
+:mod:`.sweeps` (table, phase-diagram), :mod:`.figures` (plot, demo) and :mod:`.networks`
+(simulate, data, train, reproduce).
+
+>>> main(["eoc", "--activation", "relu", "--sparsity", "0.7", "--digits", "10", "--json"])
+... # doctest: +ELLIPSIS
+{
+  "activation": "relu",
+  ...
+  "sigma_w2": "3.333333333",
+  ...
+0
+"""
+
+from __future__ import annotations
+
+import sys
+
+from .. import __version__
+from ..errors import ParameterError
+from . import figures, networks, sweeps, theory
+from ._common import Parser, UsageError
+
+__all__ = ["main", "build_parser"]
+
+#: The modules of the commands, in the order of ``meanfield --help``.
+COMMAND_GROUPS = (theory, sweeps, figures, networks)
+
+
+def build_parser() -> Parser:
+    """The parser of every command; each sets ``handler`` (and may set ``interrupt_hint``)."""
+    p = Parser(prog="meanfield", description=__doc__.split("\n")[0])
+    p.add_argument("--version", action="version", version=f"meanfield {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
+    for group in COMMAND_GROUPS:
+        group.register(sub)
+    return p
+
+
+def main(argv=None) -> int:
+    """Run the command line; returns the exit status (0 ok, 2 bad arguments, 130 interrupted)."""
+    args = None
+    try:
+        args = build_parser().parse_args(argv)
+        args.handler(args)
+    except (UsageError, ParameterError) as exc:
+        message = " ".join(str(exc).split())  # one line
+        print(f"meanfield: error: {message}", file=sys.stderr)
+        return 2
+    except SystemExit as exc:  # --help and --version
+        return int(exc.code or 0)
+    except KeyboardInterrupt:
+        hint = getattr(args, "interrupt_hint", None)
+        print("meanfield: interrupted" + (hint(args) if hint else ""), file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # e.g. `meanfield correlation ... | head`: the reader left
+        import os
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    return 0

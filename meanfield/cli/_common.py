@@ -1,0 +1,158 @@
+"""What the commands share: the one-line-error parser, the arguments several commands take
+(the initialisation, --digits, --jobs), decimal output and the resumable output files.
+
+Numbers are read as decimal strings (nothing is lost to float parsing) and written as
+decimal strings of the requested significant digits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import mpmath
+
+from ..activations import BUILTIN, get_activation
+from ..eoc import eoc_parameters
+from ..errors import ParameterError
+from ..fixed_points import fixed_points
+from ..maps import DEFAULT_DIGITS, Initialisation
+
+
+class UsageError(Exception):
+    pass
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line (raised, then printed by :func:`main`)."""
+
+    def error(self, message):
+        raise UsageError(message)
+
+
+def jobs_args(parser):
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="parallel workers (joblib; -1: all cores; default 1)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def digits_arg(parser):
+    parser.add_argument("--digits", type=int, default=DEFAULT_DIGITS,
+                        help=f"significant decimal digits (default {DEFAULT_DIGITS})")
+
+
+def emit(data: dict, lines: list[str], as_json: bool):
+    print(json.dumps(data, indent=2) if as_json else "\n".join(lines))
+
+
+def decimal(v, digits):
+    return None if v is None else mpmath.nstr(v, digits, strip_zeros=False)
+
+
+CONFIG_HELP = """The initialisation: with --sparsity, the EoC initialisation of Price et al.
+(as `meanfield eoc`); with --sigma-w2 and --sigma-b2, that initialisation (q* its only
+stable fixed point unless --q-star is given); otherwise the EoC initialisation with the
+given --tau / --clip / --alpha at --q-star."""
+
+
+def config_args(c):
+    """The initialisation of correlation, diagnose and simulate (see CONFIG_HELP)."""
+    c.add_argument("--activation", required=True, choices=sorted(BUILTIN))
+    c.add_argument("--sparsity", help="target sparsity s (relu, st, crelu, cst): EoC initialisation")
+    c.add_argument("--q-star", help="fixed point q* (default 1 on the EoC; else the only stable one)")
+    g = c.add_mutually_exclusive_group()
+    g.add_argument("--clip", help="clip level m (crelu, cst)")
+    g.add_argument("--v-prime", help="target V'(q*) in (0, 1) (crelu, cst, with --sparsity)")
+    c.add_argument("--tau", help="threshold tau (without --sparsity)")
+    c.add_argument("--alpha", help="negative slope (leaky_relu)")
+    c.add_argument("--sigma-w2", help="weight variance (with --sigma-b2: not on the EoC)")
+    c.add_argument("--sigma-b2", help="bias variance")
+
+
+def activation_params(a, act) -> dict:
+    """The activation parameters given by --tau, --clip, --alpha (an error for one that
+    does not apply to ``act``)."""
+    given = {"tau": a.tau, "m": a.clip, "alpha": a.alpha}
+    names = {p.name for p in act.parameters}
+    flags = {"tau": "--tau", "m": "--clip", "alpha": "--alpha"}
+    for k, v in given.items():
+        if v is not None and k not in names:
+            raise ParameterError(f"{flags[k]} does not apply to {act.name}")
+    return {k: v for k, v in given.items() if v is not None}
+
+
+def init_from(a) -> Initialisation:
+    act = get_activation(a.activation)
+    return Initialisation(act, a.sigma_w2, a.sigma_b2, activation_params(a, act))
+
+
+def configuration(a):
+    """(Initialisation or EoCSolution, q*) from the shared arguments of correlation/diagnose."""
+    act = get_activation(a.activation)
+    if a.sparsity is not None:
+        for flag, v in (("--tau", a.tau), ("--alpha", a.alpha), ("--sigma-w2", a.sigma_w2),
+                        ("--sigma-b2", a.sigma_b2)):
+            if v is not None:
+                raise ParameterError(f"{flag} does not go with --sparsity (the EoC sets it)")
+        sol = eoc_parameters(act.name, a.sparsity, q_star=a.q_star or "1", clip=a.clip,
+                             v_prime=a.v_prime, digits=a.digits)
+        return sol, None
+    if a.v_prime is not None:
+        raise ParameterError("--v-prime goes with --sparsity")
+    if (a.sigma_w2 is None) != (a.sigma_b2 is None):
+        raise ParameterError("give both --sigma-w2 and --sigma-b2, or neither (EoC)")
+    if a.sigma_w2 is not None:
+        return init_from(a), a.q_star
+    sol = eoc_parameters(act.name, q_star=a.q_star or "1", digits=a.digits, **activation_params(a, act))
+    return sol, None
+
+
+def stable_q_star(config):
+    """q* for an explicit initialisation without --q-star: its only attracting fixed point."""
+    report = fixed_points(config)
+    attracting = [p for p in report.points if p.kind != "unstable"]
+    if len(attracting) != 1:
+        where = ", ".join(mpmath.nstr(p.q, 8) for p in report.points) or "none"
+        raise ParameterError(f"give --q-star: V has {len(attracting)} attracting fixed points "
+                             f"(fixed points: {where})")
+    return attracting[0].q
+
+
+def write_output(path, text):
+    from pathlib import Path
+
+    from .._files import atomic_write
+    if not Path(path).parent.is_dir():
+        raise ParameterError(f"--output {path}: the directory {Path(path).parent} does not exist")
+    atomic_write(path, text, what=f"--output {path}", hint="choose another file")
+
+
+def journal_for(output):
+    """The journal beside ``output``; the output's directory must exist before any work."""
+    from pathlib import Path
+    if output is None:
+        return None
+    if not Path(output).parent.is_dir():
+        raise ParameterError(f"--output {output}: the directory {Path(output).parent} does not exist")
+    return f"{output}.partial.jsonl"
+
+
+def remove_journal(journal):
+    if journal is not None:
+        import os
+        try:
+            os.remove(journal)
+        except FileNotFoundError:
+            pass
+
+
+def progress(a):
+    """The progress argument of the library's long jobs: off with --no-progress, else automatic."""
+    return False if a.no_progress else None
+
+
+def journal_hint(a) -> str:
+    """What an interrupted sweep with -o kept (added to the 'interrupted' message)."""
+    if getattr(a, "output", None) is None:
+        return ""
+    return (f"; finished work is kept in {a.output}.partial.jsonl: rerun the same command to resume")

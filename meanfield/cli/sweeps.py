@@ -1,0 +1,143 @@
+"""The sweeps: ``table`` (the stability table of a grid of EoC configurations, default the
+paper's) and ``phase-diagram`` (the verdict over a grid of sparsity and clip ratio
+m/sqrt(q*)). Both keep finished rows in a journal beside their output, so an interrupted
+sweep resumes.
+"""
+
+from __future__ import annotations
+
+from ..activations import get_activation
+from ..errors import ParameterError
+from ..tables import (
+    COLUMNS,
+    FORMATS,
+    configuration_grid,
+    paper_grid,
+    parse_values,
+    stability_table,
+)
+from ._common import jobs_args, journal_hint, journal_for, progress, remove_journal, write_output
+
+
+def register(sub):
+    """Add the sweeps to the subparsers ``sub``."""
+    t = sub.add_parser("table", help="stability table over a grid (default: the paper's grid)",
+                       description=TABLE_HELP)
+    t.add_argument("--activation", help="comma-separated activations among relu, st, crelu, cst "
+                   "(default: the paper's grid)")
+    t.add_argument("--sparsity", help="sparsities: S, S1,S2,... or START:STOP:STEP")
+    t.add_argument("--q-star", default="1", help="fixed points q* (same forms; default 1)")
+    g = t.add_mutually_exclusive_group()
+    g.add_argument("--clip", help="clip levels m of crelu/cst (same forms)")
+    g.add_argument("--v-prime", help="target V'(q*) values of crelu/cst (same forms)")
+    t.add_argument("--depth", type=int, default=100, help="network depth for the verdict (default 100)")
+    t.add_argument("--format", choices=FORMATS, default="markdown")
+    t.add_argument("--columns", help=f"comma-separated columns (default all: {','.join(COLUMNS)})")
+    t.add_argument("--digits", type=int, default=6, help="significant decimal digits (default 6)")
+    jobs_args(t)
+    t.add_argument("-o", "--output", help="write to this file (resumable: see below)")
+    t.set_defaults(handler=_cmd_table, interrupt_hint=journal_hint)
+
+    d = sub.add_parser("phase-diagram", help="verdict over a grid of (s, m/sqrt(q*)) for crelu or cst",
+                       description=PHASE_HELP)
+    d.add_argument("--activation", required=True, choices=_clipped())
+    d.add_argument("--sparsity", help="sparsities, START:STOP:STEP or S1,S2,... (default 100 values over "
+                   "[0.5 (crelu) or 0, 0.95])")
+    d.add_argument("--clip-ratio", help="clip ratios m/sqrt(q*), START:STOP:STEP or R1,R2,... (default 100 "
+                   "values over [0.05, 4])")
+    d.add_argument("--q-star", default="1", help="fixed point q* (default 1)")
+    d.add_argument("--depth", type=int, default=100, help="network depth for the verdict (default 100)")
+    d.add_argument("--format", choices=("csv", "json"), default="csv")
+    jobs_args(d)
+    d.add_argument("-o", "--output", help="write the points to this file (resumable)")
+    d.add_argument("--figure", help="also draw the diagram: FILE.png or FILE.pdf")
+    d.set_defaults(handler=_cmd_phase_diagram, interrupt_hint=journal_hint)
+
+
+TABLE_HELP = """One row per configuration: EoC parameters, V'(q*), V''(q*), every fixed point
+and its kind, chi_1 at the other stable fixed points, rho(0), xi_c, the margin and the
+verdict with its reason. Values are read as START:STOP:STEP (inclusive), S1,S2,... or S.
+With -o FILE, each finished row is also kept in FILE.partial.jsonl, so that an interrupted
+run resumes when the same command is given again; the journal is removed once FILE is
+written."""
+
+
+PHASE_HELP = """The verdict of every EoC configuration on a grid of sparsity s and clip ratio
+m/sqrt(q*), on the float64 fast path (points that float64 cannot decide are recomputed with
+mpmath). Values are read as START:STOP:STEP (inclusive), S1,S2,... or S, e.g. --sparsity
+0.5:0.95:0.05 --clip-ratio 0.25:4:0.25 for a coarse 10 x 16 grid. With -o FILE, finished
+rows are kept in FILE.partial.jsonl until FILE is written, so an interrupted run resumes."""
+
+
+def _values(text, name):
+    return parse_values(text, name) if text is not None else None
+
+
+def _cmd_table(a):
+    if a.activation is None:
+        if any(v is not None for v in (a.sparsity, a.clip, a.v_prime)) or a.q_star != "1":
+            raise ParameterError("--sparsity, --q-star, --clip and --v-prime need --activation "
+                                 "(without it the table is the paper's grid)")
+        grid = paper_grid()
+    else:
+        if a.sparsity is None:
+            raise ParameterError("--activation needs --sparsity (e.g. --sparsity 0.5:0.95:0.05)")
+        grid = configuration_grid(a.activation.split(","), parse_values(a.sparsity, "sparsity"),
+                                  q_stars=parse_values(a.q_star, "q_star"),
+                                  clips=_values(a.clip, "clip"), v_primes=_values(a.v_prime, "v_prime"))
+    columns = None if a.columns is None else [c.strip() for c in a.columns.split(",")]
+    if columns is not None and [c for c in columns if c not in COLUMNS]:
+        raise ParameterError(f"--columns: unknown {[c for c in columns if c not in COLUMNS]}; "
+                             f"choose from {', '.join(COLUMNS)}")
+    journal = journal_for(a.output)
+    table = stability_table(grid, digits=a.digits, depth=a.depth, jobs=a.jobs,
+                            progress=progress(a), journal=journal)
+    text = table.format(a.format, columns=columns)
+    if a.output:
+        write_output(a.output, text)
+        remove_journal(journal)
+        print(f"wrote {a.output} ({len(table)} rows)")
+    else:
+        print(text, end="")
+
+
+def _axis(text, name, default):
+    if text is None:
+        return default
+    return [float(v) for v in parse_values(text, name)]
+
+
+def _cmd_phase_diagram(a):
+    import numpy as np
+
+    from ..scan import phase_diagram
+    s_lo = get_activation(a.activation).sparsity_rule.lowest
+    s = _axis(a.sparsity, "sparsity", np.linspace(s_lo, 0.95, 100))
+    r = _axis(a.clip_ratio, "clip_ratio", np.linspace(0.05, 4.0, 100))
+    journal = journal_for(a.output)
+    d = phase_diagram(a.activation, s, r, q_star=a.q_star, depth=a.depth, jobs=a.jobs,
+                      progress=progress(a), journal=journal)
+    if a.figure:
+        from ..plots import phase_diagram_figure
+        fig = phase_diagram_figure([d])
+        try:
+            fig.savefig(a.figure, dpi=150)
+        except (OSError, ValueError) as exc:
+            raise ParameterError(f"--figure {a.figure}: {exc}") from None
+    text = d.to_csv() if a.format == "csv" else d.to_json()
+    if a.output:
+        write_output(a.output, text)
+        remove_journal(journal)
+    elif not a.figure:
+        print(text, end="")
+        return
+    counts = ", ".join(f"{k} {v}" for k, v in sorted(d.counts().items()))
+    print(f"{a.activation}: {len(s)} x {len(r)} points: {counts}; {int(d.refined.sum())} decided by mpmath")
+    for path in (a.output, a.figure):
+        if path:
+            print(f"wrote {path}")
+
+
+def _clipped():
+    from ..scan import clipped_by_sparsity
+    return clipped_by_sparsity()
