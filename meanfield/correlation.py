@@ -75,8 +75,8 @@ from ._roots import bracketed_root
 from . import validation
 from .activations import Activation
 from .errors import ParameterError
-from .maps import (DEFAULT_DIGITS, GUARD_DIGITS, Initialisation, check_fixed_point,
-                   check_q, lambdify_mp, map_values, operating_point, to_mpf, working_precision)
+from .maps import (DEFAULT_DIGITS, GUARD_DIGITS, Initialisation, check_fixed_point, check_q, format_value,
+                   lambdify_mp, map_values, operating_point, to_mpf, working_precision)
 from .symbolic import (bivariate_density_derivative, bx, by, corr, degree, derivative_mean,
                        dirac_part, origin_remainder, q as q_symbol)
 
@@ -127,6 +127,10 @@ class CorrelationValues:
     rho_prime: Any
     rho_second: Any
 
+    def to_dict(self, digits: int = 8) -> dict:
+        """c, rho, rho', rho'' as decimal strings of ``digits`` digits (+inf / -inf where divergent)."""
+        return {k: format_value(getattr(self, k), digits) for k in ("c", "rho", "rho_prime", "rho_second")}
+
 
 @dataclass(frozen=True)
 class CorrelationFixedPoint:
@@ -144,6 +148,12 @@ class CorrelationFixedPoint:
     #: xi_c = -1 / log rho'(c*) for an attracting point (inf when rho'(c*) = 1 to the
     #: digits of the report), None for a repelling one
     depth_scale: Any = None
+
+    def to_dict(self, digits: int = 8) -> dict:
+        """The fixed point as plain data, numbers as decimal strings of ``digits`` digits."""
+        return {"c": format_value(self.c, digits), "rho_prime": format_value(self.rho_prime, digits),
+                "kind": self.kind, "attracts_from": self.attracts_from,
+                "depth_scale": format_value(self.depth_scale, digits)}
 
 
 @dataclass(frozen=True)
@@ -172,6 +182,22 @@ class CorrelationReport:
         if self.degenerate:
             return mpmath.inf
         return None if self.attractor is None else self.attractor.depth_scale
+
+    def to_dict(self, digits: int | None = None) -> dict:
+        """The report as plain data (the fixed-point part of ``meanfield correlation --json``):
+        numbers as decimal strings of ``digits`` digits (default: the report's).
+
+        >>> from meanfield.eoc import eoc_parameters
+        >>> d = correlation_fixed_points(eoc_parameters("relu", sparsity="0.5")).to_dict(6)
+        >>> d["phase"], d["xi_c"], [(p["c"], p["kind"]) for p in d["fixed_points"]]
+        ('edge of chaos', '+inf', [('1.00000', 'marginal')])
+        """
+        d = self.digits if digits is None else digits
+        return {"activation": self.init.activation.name, "q_star": format_value(self.q_star, d),
+                "phase": self.phase, "chi1": format_value(self.chi1, d), "rho0": format_value(self.rho0, d),
+                "xi_c": format_value(self.xi_c, d), "fixed_points": [p.to_dict(d) for p in self.points],
+                "degenerate": self.degenerate,
+                "unresolved": [[repr(float(a)), repr(float(b))] for a, b in self.unresolved]}
 
 
 def depth_scale(factor, tol=0, ctx=mpmath.mp):

@@ -56,9 +56,10 @@ import numpy as np
 from . import validation
 from .correlation import CorrelationReport, correlation_digits, correlation_fixed_points, depth_scale
 from .errors import NoSolutionError, ParameterError
-from .fixed_points import FixedPoint, FixedPointReport, fixed_points, format_value
+from .fixed_points import FixedPoint, FixedPointReport, fixed_points
 from .jacobian import JacobianSpectrum, jacobian_spectrum
-from .maps import DEFAULT_DIGITS, check_q, map_values, map_values_float64, operating_point, to_mpf
+from .maps import (DEFAULT_DIGITS, check_q, format_value, map_values, map_values_float64, operating_point,
+                   to_mpf)
 from .symbolic import dirac_part
 
 __all__ = ["Diagnosis", "diagnose", "diagnose_eoc", "verdict", "MARGIN_MIN", "RHO0_MAX", "DEPTH_SCALES",
@@ -109,6 +110,29 @@ class Diagnosis:
     @property
     def xi_c(self):
         return self.correlation.xi_c
+
+    def to_dict(self, digits: int = 8) -> dict:
+        """The diagnosis as plain data (what ``meanfield diagnose --json`` prints): numbers
+        as decimal strings of ``digits`` significant digits, +inf / -inf for infinities.
+
+        >>> from meanfield.eoc import eoc_parameters
+        >>> d = diagnose(eoc_parameters("crelu", sparsity="0.85", v_prime="0.7")).to_dict(6)
+        >>> d["verdict"], d["kind"], d["v_prime"], d["fixed_points"][0]["kind"]
+        ('trainable', 'stable', '0.700000', 'stable')
+        """
+        v = lambda value: format_value(value, digits)  # noqa: E731
+        p, jac, init = self.q_star_point, self.jacobian, self.init
+        return {
+            "activation": init.activation.name, "verdict": self.verdict, "reason": self.reason,
+            "q_star": v(self.q_star), **{k: x for k, x in init.to_dict(digits).items() if k != "activation"},
+            "v_prime": v(p.v_prime), "v_second": v(p.v_second), "kind": p.kind, "xi_q": v(self.xi_q),
+            **self.fixed_points.to_dict(digits),
+            "other_stable": [{"q": v(o.q), "chi1": v(o.chi1)} for o in self.other_stable],
+            "basin": [v(b) for b in self.basin], "margin": v(self.margin), "margin_at": v(self.margin_at),
+            "rho0": v(self.rho0), "xi_c": v(self.xi_c),
+            "correlation_fixed_points": [c.to_dict(digits) for c in self.correlation.points],
+            "depth": self.depth, "jacobian": None if jac is None else jac.to_dict(digits),
+        }
 
     def summary(self, digits: int = 8, name: str | None = None) -> str:
         """The diagnosis as text (what ``meanfield diagnose`` prints), values to ``digits``

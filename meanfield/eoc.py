@@ -39,7 +39,7 @@ from .activations import by_sparsity, get_activation
 from .errors import NoSolutionError, ParameterError
 from .fixed_points import FixedPointReport, fixed_points
 from .maps import (DEFAULT_DIGITS, GUARD_DIGITS, Initialisation, cancellation_digits,
-                   check_digits, check_q, compiled, to_mpf)
+                   check_digits, check_q, compiled, format_value, to_mpf)
 
 __all__ = ["EoCSolution", "eoc_parameters", "eoc_weights", "check_request"]
 
@@ -66,6 +66,20 @@ class EoCSolution:
         if not self.fixed_points.points:
             return None
         return min(self.fixed_points.points, key=lambda p: abs(p.q - self.q_star))
+
+    def to_dict(self, digits: int | None = None) -> dict:
+        """The solution as plain data (what ``meanfield eoc --json`` prints): numbers as
+        decimal strings of ``digits`` significant digits (default: the solution's), and
+        the fixed-point report's entries.
+
+        >>> d = eoc_parameters("relu", sparsity="0.7", digits=10).to_dict()
+        >>> d["sigma_w2"], d["m"], d["fixed_points"][0]["kind"]
+        ('3.333333333', None, 'half-stable')
+        """
+        d = self.digits if digits is None else digits
+        values = {k: format_value(getattr(self, k), d) for k in
+                  ("q_star", "tau", "m", "sigma_w2", "sigma_b2", "chi1", "v_prime", "v_second", "sparsity")}
+        return {"activation": self.init.activation.name, **values, **self.fixed_points.to_dict(d)}
 
     def at_digits(self, digits: int) -> "EoCSolution":
         """This solution if it carries ``digits``, else the EoC solved again at ``digits`` with

@@ -69,9 +69,9 @@ from ._interval import Interval
 from ._roots import bracketed_root
 from .errors import ParameterError
 from .maps import (DEFAULT_DIGITS, GUARD_DIGITS, Initialisation, cancellation_digits,
-                   check_digits, compiled, operating_point)
+                   check_digits, compiled, format_value, operating_point)
 
-__all__ = ["FixedPoint", "FixedPointReport", "fixed_points", "classify", "format_value"]
+__all__ = ["FixedPoint", "FixedPointReport", "fixed_points", "classify"]
 
 _INITIAL_CELLS = 96
 _SPLIT = 4
@@ -94,6 +94,12 @@ class FixedPoint:
     kind: str  # "stable" | "unstable" | "half-stable"
     attracts_from: str | None = None  # half-stable only: "below" | "above"
 
+    def to_dict(self, digits: int = 8) -> dict:
+        """The fixed point as plain data, numbers as decimal strings of ``digits`` digits."""
+        return {"q": format_value(self.q, digits), "v_prime": format_value(self.v_prime, digits),
+                "v_second": format_value(self.v_second, digits), "chi1": format_value(self.chi1, digits),
+                "kind": self.kind, "attracts_from": self.attracts_from}
+
 
 @dataclass(frozen=True)
 class FixedPointReport:
@@ -104,7 +110,8 @@ class FixedPointReport:
     ``"degenerate"`` (every q is a fixed point). ``certified`` is True when the search
     range was covered by proven cells (module docstring); ``unresolved`` lists ranges
     where |V(q) - q| stayed below the working precision's noise, so that no sign, and no
-    fixed point, could be decided there (raise ``digits`` to resolve them).
+    fixed point, could be decided there, and the range around a fixed point whose crossing
+    is so shallow that it is located only to that range (raise ``digits`` to resolve them).
     """
 
     init: Initialisation
@@ -119,6 +126,21 @@ class FixedPointReport:
     @property
     def stable(self) -> tuple[FixedPoint, ...]:
         return tuple(p for p in self.points if p.kind == "stable")
+
+    def to_dict(self, digits: int = 8) -> dict:
+        """The report as plain data (what ``meanfield fixed-points --json`` prints): the
+        points under ``fixed_points``, numbers as decimal strings of ``digits`` digits, the
+        search range and unresolved ranges as float reprs.
+
+        >>> from meanfield.eoc import eoc_parameters
+        >>> d = eoc_parameters("relu", sparsity="0.7").fixed_points.to_dict(6)
+        >>> d["fixed_points"][0]["q"], d["fixed_points"][0]["kind"], d["large_q"]
+        ('1.00000', 'half-stable', 'diverges')
+        """
+        return {"fixed_points": [p.to_dict(digits) for p in self.points], "large_q": self.large_q,
+                "degenerate": self.degenerate, "certified": self.certified,
+                "search_range": [repr(float(v)) for v in self.search_range],
+                "unresolved": [[repr(float(a)), repr(float(b))] for a, b in self.unresolved]}
 
     def summary(self, digits: int = 8) -> str:
         """The report as text, values to ``digits`` significant digits (what
@@ -141,16 +163,9 @@ class FixedPointReport:
                          f"V'' = {format_value(p.v_second, digits)}  chi1 = {format_value(p.chi1, digits)}  {p.kind}{side}")
         for a, b in self.unresolved:
             lines.append(f"  unresolved: |V(q) - q| is below the working precision on [{a:.6g}, {b:.6g}]"
-                         " (raise the digits)")
+                         " (ask for more digits)")
         lines.append(f"large q: {self.large_q}")
         return "\n".join(lines)
-
-
-def format_value(value, digits: int) -> str:
-    """A number as a decimal string of ``digits`` significant digits; +inf / -inf as such."""
-    if mpmath.isinf(value):
-        return "+inf" if value > 0 else "-inf"
-    return mpmath.nstr(value, digits, strip_zeros=False)
 
 
 # -- the range to search ------------------------------------------------------------------
@@ -479,11 +494,20 @@ def fixed_points(init: Initialisation, *, digits: int = DEFAULT_DIGITS, ctx=mpma
                 extra, unresolved = _sample_runs(runs, P, ctx)
                 found += extra
             merged = _consolidate(found, P, ctx, tol_rel, digits)
+            blurred = []
             for q, tangent in merged:
                 vp, vs = P.d1(q) + 1, P.d2(q)
+                # a crossing so shallow that |F| stays below the noise over more than the D-digit
+                # width: a root is proven in the bracket, its place only to +-width (said so)
+                width = _noise(q, ctx) / abs(vp - 1) if vp != 1 else ctx.inf
+                if not tangent and width > ctx.mpf(10) ** (-digits) * q:
+                    blurred.append((float(max(q - width, q_lo)), float(min(q + width, q_hi))))
                 chi1 = P.fns["chi1"](q, *P.args)
                 kind, side = classify(q, vp, vs, tangent, ctx)
                 points.append(FixedPoint(+q, +vp, +vs, +chi1, kind, side))
+            if blurred:
+                certified = False
+                unresolved = sorted(list(unresolved) + blurred)
         if large_q is None:
             large_q = "diverges" if P.f(ctx.mpf(q_hi)) > 0 else "bounded"
     return FixedPointReport(init, tuple(points), large_q, False, (q_lo, q_hi), certified, digits,

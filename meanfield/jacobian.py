@@ -32,7 +32,7 @@ import mpmath
 
 from . import validation
 from .errors import ParameterError
-from .maps import (DEFAULT_DIGITS, GUARD_DIGITS, cancellation_digits, check_digits,
+from .maps import (DEFAULT_DIGITS, GUARD_DIGITS, cancellation_digits, check_digits, format_value,
                    check_fixed_point, lambdify_mp, operating_point, to_mpf)
 from .symbolic import derivative_power_mean, dirac_part, q as q_symbol
 from .validation import MAX_DEPTH
@@ -53,6 +53,12 @@ class JacobianSpectrum:
     def relative_variance(self):
         """variance / mean^2 = L mu2 / mu1^2."""
         return self.depth * self.mu2 / self.mu1**2
+
+    def to_dict(self, digits: int = 8) -> dict:
+        """Mean, variance and relative variance as decimal strings of ``digits`` digits."""
+        return {"depth": self.depth, "mean": format_value(self.mean, digits),
+                "variance": format_value(self.variance, digits),
+                "relative_variance": format_value(self.relative_variance, digits)}
 
 
 def power_mean(activation, power: int, ctx=mpmath.mp):

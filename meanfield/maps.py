@@ -48,7 +48,7 @@ from .validation import GUARD_DIGITS, MIN_DIGITS, real
 from .validation import digits as check_digits
 from .symbolic import FORMULA_NAMES, derive
 
-__all__ = ["Initialisation", "MapValues", "map_values", "map_values_float64",
+__all__ = ["Initialisation", "MapValues", "format_value", "map_values", "map_values_float64",
            "variance_map", "check_digits", "GUARD_DIGITS", "DEFAULT_DIGITS", "to_mpf",
            "cancellation_digits", "mp_namespace", "lambdify_mp", "lambdify_np", "operating_point",
            "check_fixed_point", "working_precision", "check_q"]
@@ -211,6 +211,18 @@ class Initialisation:
     def float_arguments(self) -> tuple:
         return (float(self.sigma_w2), float(self.sigma_b2)) + tuple(float(v) for _, v in self.params)
 
+    def to_dict(self, digits: int = 8) -> dict:
+        """The initialisation as plain data: the activation's name, the variances and the
+        parameters as decimal strings of ``digits`` significant digits.
+
+        >>> Initialisation("crelu", sigma_w2=2, sigma_b2="0.5", params={"tau": 0, "m": 1}).to_dict(3)
+        {'activation': 'crelu', 'sigma_w2': '2.00', 'sigma_b2': '0.500', 'parameters': {'tau': '0.0', 'm': '1.00'}}
+        """
+        return {"activation": self.activation.name,
+                "sigma_w2": format_value(to_mpf(self.sigma_w2), digits),
+                "sigma_b2": format_value(to_mpf(self.sigma_b2), digits),
+                "parameters": {k: format_value(to_mpf(v), digits) for k, v in self.params}}
+
 
 @dataclass(frozen=True)
 class MapValues:
@@ -222,6 +234,32 @@ class MapValues:
     v_second: Any
     chi1: Any
     sparsity: Any
+
+    def to_dict(self, digits: int = 8) -> dict:
+        """The values as plain data (what ``meanfield map --json`` prints): decimal strings
+        of ``digits`` significant digits, lists of them for arrays."""
+        def text(v):
+            return [format_value(x, digits) for x in v] if np.ndim(v) else format_value(v, digits)
+        return {"q": text(self.q), "variance": text(self.variance), "v_prime": text(self.v_prime),
+                "v_second": text(self.v_second), "chi1": text(self.chi1), "sparsity": text(self.sparsity)}
+
+
+def format_value(value, digits: int) -> str | None:
+    """A number as a decimal string of ``digits`` significant digits, zeros kept; +inf /
+    -inf as such (also for a quantity that is only infinite, such as
+    :class:`meanfield.correlation.Divergent`); None stays None. The one number format of
+    the result types' ``summary`` and ``to_dict``.
+
+    >>> format_value(mpmath.mpf(2) / 3, 6), format_value(mpmath.inf, 6), format_value(None, 6)
+    ('0.666667', '+inf', None)
+    """
+    if value is None:
+        return None
+    if not isinstance(value, (mpmath.mpf, int, float)) and hasattr(value, "__float__"):
+        value = float(value)  # numpy scalars, and Divergent: +-inf
+    if mpmath.isinf(value):
+        return "+inf" if value > 0 else "-inf"
+    return mpmath.nstr(value, digits, strip_zeros=False)
 
 
 def cancellation_digits(init: Initialisation, q, *, tails: bool = True):

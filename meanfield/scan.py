@@ -358,11 +358,11 @@ def _check_axis(values, name, lo, hi, lo_closed):
     ok = np.isfinite(arr) & ((arr >= lo) if lo_closed else (arr > lo)) & (arr < hi)
     if not ok.all():
         bad = arr[~ok][0]
-        raise ParameterError(f"{name} holds {bad!r}: every value must be in "
-                             f"{'[' if lo_closed else '('}{lo:g}, {hi:g})")
+        raise ParameterError(f"{name} must hold values in {'[' if lo_closed else '('}{lo:g}, {hi:g}) only, "
+                             f"got {float(bad):g}")
     tiny = (arr != 0) & (np.abs(arr) < 1e-100)
     if tiny.any():
-        raise ParameterError(f"{name} holds {arr[tiny][0]!r}: nonzero values must be at least 1e-100")
+        raise ParameterError(f"{name} must hold nonzero values of at least 1e-100 only, got {float(arr[tiny][0]):g}")
     return arr
 
 

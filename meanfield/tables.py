@@ -47,7 +47,7 @@ from .errors import NoSolutionError, ParameterError
 from .fixed_points import FixedPoint
 from .maps import check_q
 
-__all__ = ["Configuration", "configuration_grid", "paper_grid", "parse_values", "StabilityRow",
+__all__ = ["MAX_TABLE_DIGITS", "Configuration", "configuration_grid", "paper_grid", "parse_values", "StabilityRow",
            "StabilityTable", "stability_table", "COLUMNS", "FORMATS"]
 
 #: Every column of a table, in order.
@@ -380,9 +380,13 @@ def _decode(config: Configuration, data: dict) -> StabilityRow:
                                for q, vp, vs, c, kind, af in data["fixed_points"]))
 
 
+#: The most digits a table reports (its rows are computed at 5 more, at least 20).
+MAX_TABLE_DIGITS = 30
+
+
 def _check_table_digits(digits):
     """Digits shown in a table: an integer in [1, 30] (each row is computed at 5 more)."""
-    return validation.integer("digits", digits, 1, 30)
+    return validation.integer("digits", digits, 1, MAX_TABLE_DIGITS)
 
 
 def stability_table(configurations: Sequence[Configuration], *, digits: int = 8, depth: int = 100,

@@ -87,7 +87,7 @@ def test_map_relu_closed_form(capsys):
                         "--sigma-b2", "0.25", "--q", "3", "--json"], capsys)
     assert code == 0
     d = json.loads(out)
-    assert mpmath.mpf(d["V"]) == mpmath.mpf("2.5")
+    assert mpmath.mpf(d["variance"]) == mpmath.mpf("2.5")
     assert mpmath.mpf(d["v_prime"]) == mpmath.mpf("0.75") == mpmath.mpf(d["chi1"])
     assert mpmath.mpf(d["sparsity"]) == mpmath.mpf("0.5")
 
@@ -199,7 +199,7 @@ def test_console_script_entry_point():
     ["eoc", "--activation", "crelu", "--sparsity", "0.8", "--clip", "-1"],
     ["eoc", "--activation", "relu", "--sparsity", "0.8", "--clip", "1"],
     ["eoc", "--activation", "relu", "--sparsity", "0.8", "--q-star", "0"],
-    ["eoc", "--activation", "relu", "--sparsity", "0.8", "--digits", "3"],
+    ["eoc", "--activation", "relu", "--sparsity", "0.8", "--digits", "0"],
     ["eoc", "--activation", "relu", "--sparsity", "0.8", "--digits", "1e9"],
     ["map", "--activation", "crelu", "--tau", "1", "--sigma-w2", "1", "--sigma-b2", "0", "--q", "1"],
     ["map", "--activation", "relu", "--sigma-w2", "-1", "--sigma-b2", "0", "--q", "1"],
@@ -262,6 +262,69 @@ def test_fuzz_arguments(command, pairs):
         assert not any(t in out.lower().split('"') for t in ("inf", "-inf", "infinity"))
     else:
         assert_clean_failure(code, out, err)
+        # a parameter the command takes as a flag is named by its flag
+        assert not re.search(r"(?<![-\w])(sparsity|q_star|clip|v_prime|sigma_w2|sigma_b2|tau|alpha|q|m|points|"
+                             r"depth|digits)( = | must | in [\[(])", err), err
+
+
+@pytest.mark.parametrize("argv, flag", [
+    (["eoc", "--activation", "crelu", "--sparsity", "0.8"], "--clip"),
+    (["eoc", "--activation", "crelu", "--sparsity", "1.5", "--clip", "1"], "--sparsity"),
+    (["eoc", "--activation", "relu", "--sparsity", "0.8", "--q-star", "-1"], "--q-star"),
+    (["eoc", "--activation", "crelu", "--sparsity", "0.8", "--v-prime", "2"], "--v-prime"),
+    (["map", "--activation", "crelu", "--sigma-w2", "2", "--sigma-b2", "0", "--q", "1"], "--clip"),
+    (["map", "--activation", "relu", "--sigma-w2", "-2", "--sigma-b2", "0", "--q", "1"], "--sigma-w2"),
+    (["map", "--activation", "relu", "--sigma-w2", "2", "--sigma-b2", "0", "--q", "-1"], "--q"),
+    (["diagnose", "--activation", "relu", "--sparsity", "0.8", "--depth", "0"], "--depth"),
+    (["correlation", "--activation", "relu", "--sparsity", "0.7", "--c=2"], "--c"),
+    (["eoc", "--activation", "relu", "--sparsity", "0.8", "--digits", "0"], "--digits"),
+    (["phase-diagram", "--activation", "cst", "--sparsity", "0.5", "--clip-ratio", "0"], "--clip-ratio"),
+    (["simulate", "--activation", "relu", "--sparsity", "0.8", "--width", "0", "--depth", "3"], "--width"),
+])
+def test_errors_name_the_flag(argv, flag, capsys):
+    code, out, err = run(argv, capsys)
+    assert_clean_failure(code, out, err)
+    assert re.search(rf"(?<![-\w]){re.escape(flag)}(?![-\w])", err), err
+
+
+def test_digits_mean_the_same_in_every_command(capsys):
+    """--digits D: D significant digits written, each correct, in eoc, map, diagnose and table
+    alike (the computation carries more), including D below the solvers' minimum."""
+    base = ["--activation", "crelu", "--sparsity", "0.8", "--v-prime", "0.7"]
+    code, out, err = run(["eoc", *base, "--digits", "40", "--json"], capsys)
+    exact = json.loads(out)
+    for d in (3, 6, 12):
+        got = {}
+        for command in (["eoc", *base], ["diagnose", *base]):
+            code, out, err = run([*command, "--digits", str(d), "--json"], capsys)
+            assert code == 0, err
+            got[command[0]] = json.loads(out)["sigma_w2"]
+        code, out, err = run(["table", *base, "--digits", str(d), "--format", "json"], capsys)
+        assert code == 0, err
+        got["table"] = json.loads(out)[0]["sigma_w2"]
+        code, out, err = run(["map", "--activation", "crelu", "--tau", exact["tau"], "--clip", exact["m"],
+                              "--sigma-w2", exact["sigma_w2"], "--sigma-b2", exact["sigma_b2"],
+                              "--q", "1", "--digits", str(d), "--json"], capsys)
+        assert code == 0, err
+        assert significant_digits(json.loads(out)["v_prime"]) == d  # V'(q*) = 0.7 to D digits
+        assert mpmath.mpf(json.loads(out)["v_prime"]) == mpmath.mpf(mpmath.nstr(mpmath.mpf("0.7"), d))
+        assert len(set(got.values())) == 1, got  # the same string in every command
+        value = next(iter(got.values()))
+        assert significant_digits(value) == d
+        assert value == mpmath.nstr(mpmath.mpf(exact["sigma_w2"]), d, strip_zeros=False)  # and correct
+
+
+def test_json_is_the_result_types_to_dict(capsys):
+    """The CLI's JSON is the core's to_dict (one writer of each result)."""
+    from meanfield.diagnose import diagnose
+    from meanfield.eoc import eoc_parameters
+    sol = eoc_parameters("cst", "0.8", v_prime="0.9", digits=20)
+    code, out, err = run(["eoc", "--activation", "cst", "--sparsity", "0.8", "--v-prime", "0.9", "--digits", "20",
+                          "--json"], capsys)
+    assert json.loads(out) == {**sol.to_dict(20), "digits": 20}
+    code, out, err = run(["diagnose", "--activation", "cst", "--sparsity", "0.8", "--v-prime", "0.9", "--digits",
+                          "20", "--json"], capsys)
+    assert json.loads(out) == {**diagnose(sol, digits=20).to_dict(20), "digits": 20}
 
 
 @settings(max_examples=40)
@@ -288,7 +351,10 @@ def test_fuzz_valid_eoc(act, s, target, clip, use_clip, q_star):
         # resolution near a tangency, 10^((3 - D)/2) relative at D digits, and the report
         # says it is not certified
         tol = 1e-9 if d["certified"] else 10 ** ((3 - 15) / 2)
-        assert any(math.isclose(q, q_star, rel_tol=tol) for q in qs), (d["certified"], qs)
+        located = any(math.isclose(q, q_star, rel_tol=tol) for q in qs)
+        # or located only to an unresolved range that holds q* (a crossing below the noise)
+        blurred = any(float(a) <= q_star <= float(b) for a, b in d["unresolved"])
+        assert located or blurred, (d["certified"], qs, d["unresolved"])
 
 
 @settings(max_examples=8, deadline=None)

@@ -149,7 +149,7 @@ def test_interrupt_says_how_to_resume(monkeypatch, capsys, tmp_path):
     (["table", "--activation", "relu", "--sparsity", "0.6", "--jobs", "0"], "jobs"),
     (["table", "--activation", "relu", "--sparsity", "0.6", "-o", "/nonexistent-dir/x.md"], "nonexistent"),
     (["phase-diagram", "--activation", "cst", "--sparsity", "1.2", "--clip-ratio", "1"], "sparsit"),
-    (["phase-diagram", "--activation", "cst", "--sparsity", "0.5", "--clip-ratio", "0"], "clip_ratio"),
+    (["phase-diagram", "--activation", "cst", "--sparsity", "0.5", "--clip-ratio", "0"], "--clip-ratio"),
     (["phase-diagram", "--activation", "relu", "--sparsity", "0.5", "--clip-ratio", "1"], "activation"),
     (["plot", "nope"], "nope"),
     (["plot", "activations", "--formats", "gif"], "formats"),

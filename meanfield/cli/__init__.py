@@ -22,12 +22,13 @@ Each command lives in one module of this package, which adds its parser and hand
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 from .. import __version__
 from ..errors import ParameterError
 from . import figures, networks, sweeps, theory
-from ._common import Parser, UsageError
+from ._common import Parser, UsageError, in_flags
 
 __all__ = ["main", "build_parser"]
 
@@ -47,12 +48,14 @@ def build_parser() -> Parser:
 
 def main(argv=None) -> int:
     """Run the command line; returns the exit status (0 ok, 2 bad arguments, 130 interrupted)."""
-    args = None
+    parser, args = build_parser(), None
     try:
-        args = build_parser().parse_args(argv)
+        args = parser.parse_args(argv)
         args.handler(args)
     except (UsageError, ParameterError) as exc:
         message = " ".join(str(exc).split())  # one line
+        if args is not None:  # the library's names for the flags of this command
+            message = in_flags(message, _command_parser(parser, args.command))
         print(f"meanfield: error: {message}", file=sys.stderr)
         return 2
     except SystemExit as exc:  # --help and --version
@@ -66,3 +69,8 @@ def main(argv=None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     return 0
+
+
+def _command_parser(parser: Parser, command: str) -> Parser:
+    """The subparser of ``command``."""
+    return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[command]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 
 import mpmath
 
@@ -17,6 +18,7 @@ from ..eoc import eoc_parameters
 from ..errors import ParameterError
 from ..fixed_points import fixed_points
 from ..maps import DEFAULT_DIGITS, Initialisation
+from ..validation import MAX_DIGITS, MIN_DIGITS
 
 
 class UsageError(Exception):
@@ -36,17 +38,29 @@ def jobs_args(parser):
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def digits_arg(parser):
-    parser.add_argument("--digits", type=int, default=DEFAULT_DIGITS,
-                        help=f"significant decimal digits (default {DEFAULT_DIGITS})")
+def digits_arg(parser, default: int = DEFAULT_DIGITS, maximum: int = MAX_DIGITS):
+    """--digits: in every command, the significant digits written, each of them correct. The
+    computation carries more: at least MIN_DIGITS, plus the guard digits of the solvers."""
+    def count(text):
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or not 1 <= value <= maximum:
+            raise argparse.ArgumentTypeError(f"{text!r}: must be an integer from 1 to {maximum}")
+        return value
+    parser.add_argument("--digits", type=count, default=default, metavar="D",
+                        help=f"significant digits written, 1 to {maximum} (default {default}); the "
+                        f"computation carries more")
+
+
+def working_digits(a) -> int:
+    """The digits to compute at for --digits: never fewer than the solvers' minimum."""
+    return max(a.digits, MIN_DIGITS)
 
 
 def emit(data: dict, lines: list[str], as_json: bool):
     print(json.dumps(data, indent=2) if as_json else "\n".join(lines))
-
-
-def decimal(v, digits):
-    return None if v is None else mpmath.nstr(v, digits, strip_zeros=False)
 
 
 CONFIG_HELP = """The initialisation: with --sparsity, the EoC initialisation of Price et al.
@@ -95,7 +109,7 @@ def configuration(a):
             if v is not None:
                 raise ParameterError(f"{flag} does not go with --sparsity (the EoC sets it)")
         sol = eoc_parameters(act.name, a.sparsity, q_star=a.q_star or "1", clip=a.clip,
-                             v_prime=a.v_prime, digits=a.digits)
+                             v_prime=a.v_prime, digits=working_digits(a))
         return sol, None
     if a.v_prime is not None:
         raise ParameterError("--v-prime goes with --sparsity")
@@ -103,7 +117,7 @@ def configuration(a):
         raise ParameterError("give both --sigma-w2 and --sigma-b2, or neither (EoC)")
     if a.sigma_w2 is not None:
         return init_from(a), a.q_star
-    sol = eoc_parameters(act.name, q_star=a.q_star or "1", digits=a.digits, **activation_params(a, act))
+    sol = eoc_parameters(act.name, q_star=a.q_star or "1", digits=working_digits(a), **activation_params(a, act))
     return sol, None
 
 
@@ -156,3 +170,22 @@ def journal_hint(a) -> str:
     if getattr(a, "output", None) is None:
         return ""
     return (f"; finished work is kept in {a.output}.partial.jsonl: rerun the same command to resume")
+
+
+#: The library's name of a parameter where the command line calls it otherwise.
+LIBRARY_NAMES = {"m": "clip", "learning_rate": "lr", "sparsities": "sparsity", "clip_ratios": "clip_ratio"}
+
+
+def in_flags(message: str, parser: argparse.ArgumentParser) -> str:
+    """``message`` with the library's parameter names replaced by this command's flags
+    (``sparsity = 1.5 ...`` -> ``--sparsity = 1.5 ...``, ``needs m in (0, inf)`` ->
+    ``needs --clip in (0, inf)``): a name is replaced where it stands for the parameter
+    (followed by ``=``, ``must``, ``in`` and an interval, or ``(``) and only if the
+    command has that flag."""
+    flags = {a.dest: max(a.option_strings, key=len) for a in parser._actions if a.option_strings}
+    flags.update({name: flags[dest] for name, dest in LIBRARY_NAMES.items() if dest in flags})
+    names = sorted((n for n in flags if n != "help"), key=len, reverse=True)
+    if not names:
+        return message
+    pattern = r"(?<![\w'-])(" + "|".join(map(re.escape, names)) + r")(?= = | must | in [\[(]| \()"
+    return re.sub(pattern, lambda m: flags[m.group(1)], message)

@@ -10,13 +10,14 @@ from ..activations import get_activation
 from ..errors import ParameterError
 from ..tables import (
     COLUMNS,
+    MAX_TABLE_DIGITS,
     FORMATS,
     configuration_grid,
     paper_grid,
     parse_values,
     stability_table,
 )
-from ._common import jobs_args, journal_hint, journal_for, progress, remove_journal, write_output
+from ._common import digits_arg, jobs_args, journal_hint, journal_for, progress, remove_journal, write_output
 
 
 def register(sub):
@@ -33,7 +34,7 @@ def register(sub):
     t.add_argument("--depth", type=int, default=100, help="network depth for the verdict (default 100)")
     t.add_argument("--format", choices=FORMATS, default="markdown")
     t.add_argument("--columns", help=f"comma-separated columns (default all: {','.join(COLUMNS)})")
-    t.add_argument("--digits", type=int, default=6, help="significant decimal digits (default 6)")
+    digits_arg(t, default=6, maximum=MAX_TABLE_DIGITS)
     jobs_args(t)
     t.add_argument("-o", "--output", help="write to this file (resumable: see below)")
     t.set_defaults(handler=_cmd_table, interrupt_hint=journal_hint)

@@ -6,26 +6,19 @@ fixed points and depth scale xi_c), ``diagnose`` (every diagnostic and a verdict
 
 from __future__ import annotations
 
-import mpmath
+from fractions import Fraction
 
 from ..activations import BUILTIN, by_sparsity
-from ..correlation import Divergent, correlation_fixed_points, correlation_map
+from ..correlation import MAX_DIGITS as CORRELATION_MAX_DIGITS
+from ..correlation import correlation_fixed_points, correlation_map
 from ..diagnose import diagnose
 from ..eoc import eoc_parameters
 from ..errors import ParameterError
-from ..fixed_points import FixedPointReport, fixed_points
+from ..fixed_points import fixed_points
 from ..maps import map_values
 from ..symbolic import FORMULA_NAMES, Formulas, derive
-from ._common import (
-    CONFIG_HELP,
-    config_args,
-    configuration,
-    decimal,
-    digits_arg,
-    emit,
-    init_from,
-    stable_q_star,
-)
+from ._common import (CONFIG_HELP, config_args, configuration, digits_arg, emit, init_from, stable_q_star,
+                      working_digits)
 
 
 def register(sub):
@@ -67,7 +60,7 @@ def register(sub):
             c.add_argument("--c", help="comma-separated c values instead of --points (write --c=-1,0,1)")
         else:
             c.add_argument("--depth", type=int, default=100, help="depth L for the Jacobian (default 100)")
-        digits_arg(c)
+        digits_arg(c, maximum=CORRELATION_MAX_DIGITS)  # both compute the correlation map
         c.add_argument("--json", action="store_true")
         c.set_defaults(handler=handler)
 
@@ -80,44 +73,25 @@ def register(sub):
 
 def _cmd_eoc(a):
     sol = eoc_parameters(a.activation, a.sparsity, q_star=a.q_star, clip=a.clip,
-                         v_prime=a.v_prime, digits=a.digits)
-    d = a.digits
-    fields = {"tau": sol.tau, "m": sol.m, "sigma_w2": sol.sigma_w2, "sigma_b2": sol.sigma_b2,
-              "chi1": sol.chi1, "v_prime": sol.v_prime, "v_second": sol.v_second,
-              "sparsity": sol.sparsity}
-    data = {"activation": a.activation, "q_star": decimal(sol.q_star, d),
-            **{k: decimal(v, d) for k, v in fields.items()}, **_report_json(sol.fixed_points, d),
-            "digits": d}
-    lines = [f"{a.activation} on the edge of chaos, q* = {decimal(sol.q_star, d)}"]
-    lines += [f"  {k:<9} {decimal(v, d)}" for k, v in fields.items() if v is not None]
-    emit(data, lines + _report_text(sol.fixed_points, d), a.json)
+                         v_prime=a.v_prime, digits=working_digits(a))
+    data = {**sol.to_dict(a.digits), "digits": a.digits}
+    lines = [f"{a.activation} on the edge of chaos, q* = {data['q_star']}"]
+    lines += [f"  {k:<9} {data[k]}" for k in ("tau", "m", "sigma_w2", "sigma_b2", "chi1", "v_prime", "v_second",
+                                              "sparsity") if data[k] is not None]
+    emit(data, lines + sol.fixed_points.summary(a.digits).split("\n"), a.json)
 
 
 def _cmd_fixed_points(a):
-    init = init_from(a)
-    report = fixed_points(init, digits=a.digits)
-    data = {"activation": a.activation, **_report_json(report, a.digits), "digits": a.digits}
-    emit(data, _report_text(report, a.digits), a.json)
+    report = fixed_points(init_from(a), digits=working_digits(a))
+    data = {"activation": a.activation, **report.to_dict(a.digits), "digits": a.digits}
+    emit(data, report.summary(a.digits).split("\n"), a.json)
 
 
 def _cmd_map(a):
-    v = map_values(init_from(a), a.q, digits=a.digits)
-    fields = {"q": v.q, "V": v.variance, "v_prime": v.v_prime, "v_second": v.v_second,
-              "chi1": v.chi1, "sparsity": v.sparsity}
-    data = {"activation": a.activation, **{k: decimal(x, a.digits) for k, x in fields.items()},
-            "digits": a.digits}
-    emit(data, [f"{k:<9} {decimal(x, a.digits)}" for k, x in fields.items()], a.json)
-
-
-def _v(value, digits):
-    """A number, Divergent or infinity as a decimal string ('+inf', '-inf')."""
-    if value is None:
-        return None
-    if isinstance(value, Divergent):
-        return str(value)
-    if mpmath.isinf(value):
-        return "+inf" if value > 0 else "-inf"
-    return decimal(value, digits)
+    values = map_values(init_from(a), a.q, digits=working_digits(a)).to_dict(a.digits)
+    data = {"activation": a.activation, **values, "digits": a.digits}
+    names = {"variance": "V", "v_prime": "V'", "v_second": "V''"}
+    emit(data, [f"{names.get(k, k):<9} {x}" for k, x in values.items()], a.json)
 
 
 def _cmd_correlation(a):
@@ -131,21 +105,14 @@ def _cmd_correlation(a):
     else:
         if not 2 <= a.points <= 1001:
             raise ParameterError(f"--points = {a.points} is out of range: must be in [2, 1001]")
-        cs = [mpmath.mpf(-1) + 2 * mpmath.mpf(i) / (a.points - 1) for i in range(a.points)]
-    d = a.digits
-    values = correlation_map(config, cs, q_star=q_star, digits=d)
-    report = correlation_fixed_points(config, q_star=q_star, digits=d)
-    rows = [{"c": _v(v.c, d), "rho": _v(v.rho, d), "rho_prime": _v(v.rho_prime, d),
-             "rho_second": _v(v.rho_second, d)} for v in values]
-    points = [{"c": _v(p.c, d), "rho_prime": _v(p.rho_prime, d), "kind": p.kind,
-               "depth_scale": _v(p.depth_scale, d)} for p in report.points]
-    data = {"activation": a.activation, "q_star": _v(report.q_star, d), "phase": report.phase,
-            "chi1": _v(report.chi1, d), "rho0": _v(report.rho0, d), "xi_c": _v(report.xi_c, d),
-            "fixed_points": points, "degenerate": report.degenerate,
-            "unresolved": [[repr(x), repr(y)] for x, y in report.unresolved], "map": rows, "digits": d}
+        cs = [Fraction(2 * i, a.points - 1) - 1 for i in range(a.points)]  # exact: read at any digits
+    d, work = a.digits, working_digits(a)
+    rows = [v.to_dict(d) for v in correlation_map(config, cs, q_star=q_star, digits=work)]
+    report = correlation_fixed_points(config, q_star=q_star, digits=work)
+    data = {**report.to_dict(d), "activation": a.activation, "map": rows, "digits": d}
     width = max(d + 8, 12)
-    lines = [f"correlation map of {a.activation} at q* = {_v(report.q_star, d)} ({report.phase}, "
-             f"chi_1 = {_v(report.chi1, d)})",
+    lines = [f"correlation map of {a.activation} at q* = {data['q_star']} ({report.phase}, "
+             f"chi_1 = {data['chi1']})",
              ("  " + "".join(f"{h:<{width}}" for h in ("c", "rho", "rho'", "rho''"))).rstrip()]
     lines += ["  " + "".join(f"{r[k]:<{width}}" for k in ("c", "rho", "rho_prime", "rho_second")).rstrip()
               for r in rows]
@@ -153,40 +120,20 @@ def _cmd_correlation(a):
     if report.degenerate:
         lines.append("fixed points: every c (rho(c) = c identically)")
     else:
-        lines.append(f"fixed points: {len(points)}")
+        lines.append(f"fixed points: {len(data['fixed_points'])}")
         lines += [f"  c* = {p['c']}  rho'(c*) = {p['rho_prime']}  {p['kind']}"
-                  f"{'' if p['depth_scale'] is None else '  xi = ' + p['depth_scale']}" for p in points]
+                  f"{'' if p['depth_scale'] is None else '  xi = ' + p['depth_scale']}" for p in data["fixed_points"]]
     for x, y in report.unresolved:
-        lines.append(f"  unresolved: [{x:.6g}, {y:.6g}] (raise --digits)")
+        lines.append(f"  unresolved: [{x:.6g}, {y:.6g}] (ask for more --digits)")
     lines.append(f"xi_c = {data['xi_c']}")
     emit(data, lines, a.json)
 
 
 def _cmd_diagnose(a):
     config, q_star = configuration(a)
-    d = a.digits
-    diag = diagnose(config, q_star=q_star, depth=a.depth, digits=d)
-    p = diag.q_star_point
-    jac = diag.jacobian
-    data = {
-        "activation": a.activation, "verdict": diag.verdict, "reason": diag.reason,
-        "q_star": _v(diag.q_star, d), "sigma_w2": _v(mpmath.mpf(diag.init.sigma_w2), d),
-        "sigma_b2": _v(mpmath.mpf(diag.init.sigma_b2), d),
-        "parameters": {k: _v(mpmath.mpf(v), d) for k, v in diag.init.params},
-        "v_prime": _v(p.v_prime, d), "v_second": _v(p.v_second, d), "kind": p.kind,
-        "xi_q": _v(diag.xi_q, d), **_report_json(diag.fixed_points, d),
-        "other_stable": [{"q": _v(o.q, d), "chi1": _v(o.chi1, d)} for o in diag.other_stable],
-        "basin": [_v(b, d) for b in diag.basin], "margin": _v(diag.margin, d),
-        "margin_at": _v(diag.margin_at, d), "rho0": _v(diag.rho0, d), "xi_c": _v(diag.xi_c, d),
-        "correlation_fixed_points": [{"c": _v(c.c, d), "rho_prime": _v(c.rho_prime, d), "kind": c.kind}
-                                     for c in diag.correlation.points],
-        "depth": diag.depth,
-        "jacobian": None if jac is None else {"mean": _v(jac.mean, d), "variance": _v(jac.variance, d),
-                                              "relative_variance": _v(jac.relative_variance, d)},
-        "digits": d,
-    }
-    lines = diag.summary(d, name=a.activation).replace("(raise the digits)", "(raise --digits)").split("\n")
-    emit(data, lines, a.json)
+    diag = diagnose(config, q_star=q_star, depth=a.depth, digits=working_digits(a))
+    emit({**diag.to_dict(a.digits), "digits": a.digits}, diag.summary(a.digits, name=a.activation).split("\n"),
+         a.json)
 
 
 def _cmd_formula(a):
@@ -195,20 +142,3 @@ def _cmd_formula(a):
     data = {name: render(name) for name in FORMULA_NAMES}
     lines = [f"{Formulas.description(n)}:\n  {data[n]}" for n in FORMULA_NAMES]
     emit({"activation": a.activation, **data}, lines, a.json)
-
-
-def _points_json(report: FixedPointReport, digits):
-    return [{"q": decimal(p.q, digits), "v_prime": decimal(p.v_prime, digits),
-             "v_second": decimal(p.v_second, digits), "chi1": decimal(p.chi1, digits),
-             "kind": p.kind, "attracts_from": p.attracts_from} for p in report.points]
-
-
-def _report_json(report: FixedPointReport, digits):
-    return {"fixed_points": _points_json(report, digits), "large_q": report.large_q,
-            "degenerate": report.degenerate, "certified": report.certified,
-            "search_range": [repr(float(v)) for v in report.search_range],
-            "unresolved": [[repr(float(a)), repr(float(b))] for a, b in report.unresolved]}
-
-
-def _report_text(report: FixedPointReport, digits) -> list[str]:
-    return report.summary(digits).replace("(raise the digits)", "(raise --digits)").split("\n")
