@@ -17,7 +17,7 @@ MODULES = sorted(PACKAGE.rglob("*.py"))
 #: The mathematical core, in the order of the data flow; none of it may import what sits above.
 CORE = ("activations", "symbolic", "maps", "eoc", "fixed_points", "correlation", "jacobian", "diagnose",
         "validation", "errors", "_interval", "_roots")
-ABOVE = ("meanfield.plots", "meanfield.cli", "meanfield.nn", "meanfield.datasets", "meanfield._jobs",
+ABOVE = ("meanfield.plots", "meanfield.training_figures", "meanfield.cli", "meanfield.nn", "meanfield.datasets", "meanfield._jobs",
          "meanfield.tables", "meanfield.scan", "matplotlib", "joblib", "tqdm")
 
 

@@ -553,7 +553,8 @@ def test_figures_of_one_part_of_the_grid_mark_the_empty_panel(tmp_path):
     d = write_idx_dir(tmp_path / "idx", arrays(200, 100))
     cs = [c for c in _tiny_configs() if c.activation == "crelu"]
     results = reproduce.run_grid(cs, data=d, verify=False)
-    fig = reproduce.accuracy_figure(reproduce.summary(results))
+    from meanfield.training_figures import accuracy_figure
+    fig = accuracy_figure(reproduce.summary(results))
     left, right = fig.axes[:2]
     assert left.get_legend() is not None and right.get_legend() is None
     assert [t.get_text() for t in right.texts] == ["no runs of ST_tau / CST"]
@@ -871,3 +872,21 @@ def test_prediction_correlation_counts_blow_ups_as_chance(monkeypatch):
     rho, p, n = reproduce.prediction_correlation(rs)
     want = stats.spearmanr([2, 1, 0, 2], [0.95, 0.6, 0.1, 0.9])
     assert n == 4 and math.isclose(rho, want.statistic) and math.isclose(p, want.pvalue)
+
+
+def test_training_inputs_are_normalise_inputs_bit_for_bit():
+    """One scaling of the inputs: the training splits are :func:`normalise_inputs` of the
+    images (float64), then the run's dtype; the historic rounding (no division by the
+    maximum for ordinary data) is kept, pinned on an image of MNIST's scale."""
+    from meanfield.nn import normalise_inputs
+    data = small_data()
+    cfg = T.TrainConfig(**{**SMALL, "validation": 100})
+    prepared = T.prepare_data(data, cfg)
+    x = np.asarray(data[0], dtype=np.float64)
+    np.testing.assert_array_equal(prepared.x_train, normalise_inputs(x[:500]).astype(np.float32))
+    np.testing.assert_array_equal(prepared.x_test, normalise_inputs(data[2]).astype(np.float32))
+    row = np.arange(784.0) % 256 / 255.0
+    np.testing.assert_array_equal(normalise_inputs(row)[0], row / np.sqrt(np.mean(row * row)))
+    for bad, word in ((np.full((2, 3), np.nan), "NaN"), (np.zeros((1, 3)), "all zeros")):
+        with pytest.raises(ParameterError, match=word):
+            normalise_inputs(bad, what="train images")

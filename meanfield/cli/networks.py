@@ -351,8 +351,8 @@ def _cmd_reproduce(a):
 def _cmd_train(a):
     from ..datasets import mnist
     from ..nn import describe_backend
-    from ..nn.train import PROTOCOL, TrainConfig, diagnosis, train, training_backend
-    cfg = TrainConfig(**{**PROTOCOL, "activation": a.activation, "sparsity": a.sparsity, "clip": a.clip,
+    from ..nn.train import TrainConfig, diagnosis, train, training_backend
+    cfg = TrainConfig(**{"activation": a.activation, "sparsity": a.sparsity, "clip": a.clip,
                          "v_prime": a.v_prime, "q_star": a.q_star, "seed": a.seed, **_protocol_overrides(a)})
     if a.resume and not a.output_dir:
         raise ParameterError("--resume needs --output-dir (the directory of the run to continue)")

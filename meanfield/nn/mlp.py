@@ -130,24 +130,30 @@ def check_dtype(dtype) -> np.dtype:
     return dt
 
 
-def normalise_inputs(x) -> np.ndarray:
+def normalise_inputs(x, *, what: str = "inputs") -> np.ndarray:
     """Scale each row of ``x`` to mean square 1 (``|x|^2 = dim``), the inputs for which the
-    first layer's pre-activation variance is q*.
+    first layer's pre-activation variance is q* (float64). Rows whose largest entry is
+    beyond 1e+-100 are first divided by it (x * x would over- or underflow); others are
+    not, so that the rounding is that of x / |x| (the committed MNIST runs' inputs).
+    ``what`` names the array in errors.
 
     >>> normalise_inputs([[3.0, 4.0]])
     array([[0.84852814, 1.13137085]])
     """
     try:
-        x = np.array(x, dtype=float, ndmin=2)
+        x = np.array(x, dtype=np.float64, ndmin=2)
     except (TypeError, ValueError, OverflowError):
-        raise ParameterError("inputs must be a real (batch, dim) array of numbers") from None
-    if x.ndim != 2 or x.shape[1] == 0 or not np.all(np.isfinite(x)):
-        raise ParameterError("inputs must be a finite (batch, dim) array")
-    scale = np.max(np.abs(x), axis=1, keepdims=True)  # x * x would over- or underflow
-    if np.any(scale == 0):
-        raise ParameterError("inputs: a row is all zeros and cannot be normalised")
-    y = x / scale
-    return y / np.sqrt(np.mean(y * y, axis=1, keepdims=True))
+        raise ParameterError(f"{what} must be a real (batch, dim) array of numbers") from None
+    if x.ndim != 2 or x.shape[1] == 0:
+        raise ParameterError(f"{what} must be a (batch, dim) array, got shape {x.shape}")
+    if not np.all(np.isfinite(x)):
+        raise ParameterError(f"{what} contain NaN or infinity")
+    peak = np.max(np.abs(x), axis=1, keepdims=True)
+    if np.any(peak == 0):
+        raise ParameterError(f"{what}: a row is all zeros and cannot be scaled to mean square 1")
+    if np.any(peak > 1e100) or np.any(peak < 1e-100):
+        x = x / peak
+    return x / np.sqrt(np.mean(x * x, axis=1, keepdims=True))
 
 
 def cross_entropy(logits, labels) -> tuple[float, np.ndarray]:

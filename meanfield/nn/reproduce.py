@@ -30,12 +30,13 @@ from types import SimpleNamespace
 import numpy as np
 
 from ..errors import ParameterError
-from .train import PROTOCOL, TrainConfig, TrainResult, diagnosis, selected_epoch, train
+from .train import TrainConfig, TrainResult, diagnosis, selected_epoch, train
 
 __all__ = ["grid", "configs", "STUDIES", "Study", "study_configs", "default_runs_dir", "run_key", "run_grid", "summary", "table_markdown", "table_csv", "learning_curves",
            "learning_curves_csv", "study_summary", "study_markdown", "study_csv", "study_note", "welch_interval",
            "prediction_correlation", "PREDICTED_RANK",
-           "THRESHOLDS", "write_results", "stored_results", "protocol_tag", "PARTS", "part", "GRIDS"]
+           "THRESHOLDS", "write_results", "stored_results", "protocol_tag", "PARTS", "part", "part_of_row",
+           "configuration_key", "GRIDS"]
 
 GRIDS = ("minimum", "full", "key", "sgd")
 SPARSITIES = (0.6, 0.7, 0.8, 0.85)
@@ -80,18 +81,17 @@ def part(c) -> str:
 def configs(name="minimum", *, seeds=5, first_seed=0, **protocol) -> list[TrainConfig]:
     """One :class:`TrainConfig` per configuration of :func:`grid` and seed, seed by seed
     (every configuration's first seed, then every second one, ...: a study cut short has
-    the same seeds of each); ``protocol`` overrides :data:`PROTOCOL` (depth, width,
-    epochs, learning_rate, ...)."""
+    the same seeds of each); ``protocol`` overrides the protocol, TrainConfig's defaults
+    (depth, width, epochs, learning_rate, ...)."""
     if not (isinstance(seeds, int) and not isinstance(seeds, bool) and 1 <= seeds <= 1000):
         raise ParameterError(f"seeds = {seeds!r} is out of range: must be an integer in [1, 1000]")
-    base = {**PROTOCOL, **protocol}
-    return [TrainConfig(**{**base, **c, "seed": first_seed + k}) for k in range(seeds) for c in grid(name)]
+    return [TrainConfig(**{**protocol, **c, "seed": first_seed + k}) for k in range(seeds) for c in grid(name)]
 
 
 @dataclass(frozen=True)
 class Study:
     """A training study: a grid, seeds, and what its protocol changes of
-    :data:`PROTOCOL`; its results go to ``results/mnist-NAME`` (:data:`STUDIES`)."""
+    :data:`~meanfield.nn.train.PROTOCOL`; its results go to ``results/mnist-NAME`` (:data:`STUDIES`)."""
 
     grid: str
     seeds: int
@@ -134,9 +134,9 @@ _PER_RUN = ("activation", "sparsity", "clip", "v_prime", "seed")
 
 
 def protocol_tag(c: TrainConfig) -> str:
-    """What of ``c``'s protocol differs from :data:`PROTOCOL` (and the defaults), e.g.
+    """What of ``c``'s protocol differs from the protocol (TrainConfig's defaults), e.g.
     ``"depth30"`` or ``"depth30-epochs5"``; "" for the protocol itself."""
-    ref = TrainConfig(**{**PROTOCOL, **{k: getattr(c, k) for k in _PER_RUN}}).to_dict()
+    ref = TrainConfig(**{k: getattr(c, k) for k in _PER_RUN}).to_dict()
     mine = c.to_dict()
     return "-".join(f"{k}{mine[k]}".replace(" ", "").replace("_", "") for k in mine
                     if k not in _PER_RUN and mine[k] != ref[k])
@@ -144,7 +144,7 @@ def protocol_tag(c: TrainConfig) -> str:
 
 def run_key(c: TrainConfig) -> str:
     """The run's name in a journal and its checkpoint directory: its configuration, seed and
-    whatever of its protocol differs from :data:`PROTOCOL`."""
+    whatever of its protocol differs from :data:`~meanfield.nn.train.PROTOCOL`."""
     v = "" if c.v_prime is None else f"-v{c.v_prime!r}"
     m = "" if c.clip is None else f"-m{c.clip!r}"
     tag = protocol_tag(c)  # runs of other protocols never share a checkpoint directory
@@ -181,7 +181,8 @@ def run_grid(configs_: list[TrainConfig], *, data=None, verify=True, journal=Non
 
 
 # -- the table ------------------------------------------------------------------------
-def _group_key(c: TrainConfig):
+def configuration_key(c: TrainConfig) -> tuple:
+    """What identifies a configuration across seeds: activation, sparsity, V', depth, width."""
     return (c.activation, c.sparsity, c.v_prime, c.depth, c.width)
 
 
@@ -194,7 +195,7 @@ def summary(results: list[TrainResult]) -> list[dict]:
     given an accuracy. Undefined values are None."""
     groups: dict = {}
     for r in results:
-        groups.setdefault(_group_key(r.config), []).append(r)
+        groups.setdefault(configuration_key(r.config), []).append(r)
     rows = []
     for (act, s, v, depth, width), rs in groups.items():
         measured = [r for r in rs if r.epochs]
@@ -222,7 +223,7 @@ def summary(results: list[TrainResult]) -> list[dict]:
                         f"{part_}_sparsity_learnt": float(np.mean(learnt)) if learnt else None})
         rows.append(row)
     order = {p: i for i, p in enumerate(PARTS)}
-    return sorted(rows, key=lambda r: (r["depth"], order[_row_part(r)], r["sparsity"], r["v_prime"] or 0))
+    return sorted(rows, key=lambda r: (r["depth"], order[part_of_row(r)], r["sparsity"], r["v_prime"] or 0))
 
 
 def _q_star_kind(theory) -> str:
@@ -304,7 +305,7 @@ def learning_curves(results: list[TrainResult]) -> list[dict]:
     groups: dict = {}
     for r in results:
         if r.epochs:
-            groups.setdefault(_group_key(r.config), []).append([e["test_accuracy"] for e in r.epochs])
+            groups.setdefault(configuration_key(r.config), []).append([e["test_accuracy"] for e in r.epochs])
     rows = []
     for (act, s, v, depth, width), curves in groups.items():
         n = max(len(c) for c in curves)
@@ -376,7 +377,7 @@ def study_summary(results: list[TrainResult]) -> list[dict]:
     above -0.02, ``surely_within_2_points``: its whole interval is."""
     groups: dict = {}
     for r in results:
-        groups.setdefault(_group_key(r.config), []).append(r)
+        groups.setdefault(configuration_key(r.config), []).append(r)
     base = {k[3]: [_judged(r) for r in rs if r.epochs] for k, rs in groups.items()
             if k[0] == "relu" and k[1] == 0.5}
     rows = []
@@ -410,7 +411,7 @@ def study_summary(results: list[TrainResult]) -> list[dict]:
             row.update(gap=None, gap_low=None, gap_high=None, within_2_points=None, surely_within_2_points=None)
         rows.append(row)
     order = {p: i for i, p in enumerate(PARTS)}
-    return sorted(rows, key=lambda r: (r["depth"], order[_row_part(r)], r["sparsity"], r["v_prime"] or 0))
+    return sorted(rows, key=lambda r: (r["depth"], order[part_of_row(r)], r["sparsity"], r["v_prime"] or 0))
 
 
 #: The theory's verdicts as a predicted order (:func:`prediction_correlation`): 2, the
@@ -430,7 +431,7 @@ def prediction_correlation(results: list[TrainResult]):
     from scipy import stats
     groups: dict = {}
     for r in results:
-        groups.setdefault(_group_key(r.config), []).append(r)
+        groups.setdefault(configuration_key(r.config), []).append(r)
     pred, meas = [], []
     for rs in groups.values():
         rank = PREDICTED_RANK.get(diagnosis(rs[0].config)[0])
@@ -508,177 +509,14 @@ def study_note(results) -> str:
     return "\n\n".join(lines) + "\n"
 
 
-# -- figures --------------------------------------------------------------------------
-_STYLE = {("relu", None): ("ReLU_tau", "C3", "o"), ("st", None): ("ST_tau", "C1", "s"),
-          ("crelu", 0.5): ("CReLU V'=0.5", "C0", "^"), ("crelu", 0.7): ("CReLU V'=0.7", "C9", "^"),
-          ("crelu", 0.9): ("CReLU V'=0.9", "C4", "^"), ("cst", 0.5): ("CST V'=0.5", "C2", "v"),
-          ("cst", 0.7): ("CST V'=0.7", "C8", "v"), ("cst", 0.9): ("CST V'=0.9", "C6", "v")}
-
-
-def accuracy_figure(rows):
-    import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, 2, figsize=(10, 5.2), sharey=True)
-    base = [r for r in rows if r["activation"] == "relu" and r["sparsity"] == 0.5]
-    for ax, acts in zip(axes, (("relu", "crelu"), ("st", "cst"))):
-        for (act, v), (label, color, marker) in _STYLE.items():
-            if act not in acts:
-                continue
-            rs = sorted((r for r in rows if r["activation"] == act and r["v_prime"] == v and r["sparsity"] != 0.5),
-                        key=lambda r: r["sparsity"])
-            dx = {None: -0.009, 0.5: -0.003, 0.7: 0.003, 0.9: 0.009}.get(v, 0.0)  # side by side, not on top
-            ok = [r for r in rs if r["accuracy_mean"] is not None]
-            if ok:
-                ax.errorbar([r["sparsity"] + dx for r in ok], [r["accuracy_mean"] for r in ok],
-                            yerr=[r["accuracy_std"] or 0.0 for r in ok], label=label, color=color, marker=marker,
-                            capsize=3)
-            dead = [r["sparsity"] + dx for r in rs if r["accuracy_mean"] is None]
-            if dead:  # no accuracy to plot: every seed blew up in its first epoch
-                ax.plot(dead, [0.02] * len(dead), "x", color=color, ms=9, mew=2,
-                        label=f"{label}: every seed blew up")
-        if base and base[0]["accuracy_mean"] is not None:
-            ax.axhline(base[0]["accuracy_mean"], color="k", ls="--", lw=1, label="ReLU baseline")
-        xs = [r["sparsity"] for r in rows if r["sparsity"] != 0.5]
-        if xs:
-            ax.set_xlim(min(xs) - 0.03, max(xs) + 0.03)
-        ax.set_xlabel("target sparsity s (series shifted apart by < 0.01)")
-        ax.set_ylim(0, 1)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)  # below: never on a point
-        else:  # a part of the grid that was not run (e.g. a study of one configuration)
-            ax.text(0.5, 0.5, "no runs of " + {"relu": "ReLU_tau / CReLU", "st": "ST_tau / CST"}[acts[0]],
-                    transform=ax.transAxes, ha="center", va="center", color="0.4")
-        ax.grid(alpha=0.3)
-    axes[0].set_ylabel("test accuracy (mean +- std over seeds)")
-    depth = rows[0]["depth"] if rows else "?"
-    width = rows[0]["width"] if rows else "?"
-    fig.suptitle(f"MNIST, depth {depth}, width {width}, EoC with q* = 1")
-    fig.tight_layout()
-    return fig
-
-
-def learning_curves_figure(curve_rows):
-    """Test accuracy against epoch (mean over seeds, min-max band), one panel per part of
-    the grid, the ReLU baseline in every panel; solid s >= 0.85, dashed below."""
-    import matplotlib.pyplot as plt
-    parts = [p for p in PARTS[1:] if any(_row_part(r) == p for r in curve_rows)] or ["baseline"]
-    cols = min(2, len(parts))
-    nrows = -(-len(parts) // cols)
-    fig, axes = plt.subplots(nrows, cols, figsize=(5.5 * cols, 5.0 * nrows), squeeze=False, sharey=True)
-    series: dict = {}
-    for r in curve_rows:
-        series.setdefault((r["activation"], r["sparsity"], r["v_prime"]), []).append(r)
-    for ax, p in zip(axes.flat, parts):
-        for (act, s, v), rs in series.items():
-            p_ = _row_part(rs[0])
-            if p_ not in (p, "baseline"):
-                continue
-            label, color, _ = ("ReLU baseline", "k", ".") if p_ == "baseline" else _STYLE.get((act, v), (act, "C7", "."))
-            if p_ != "baseline":
-                label += f" s={s:g}"
-            ep = [r["epoch"] for r in rs]
-            ax.plot(ep, [r["accuracy_mean"] for r in rs], "-" if s >= 0.85 or p_ == "baseline" else "--",
-                    color=color, lw=1.2, label=f"{label} ({rs[0]['runs']} runs)")
-            ax.fill_between(ep, [r["accuracy_min"] for r in rs], [r["accuracy_max"] for r in rs], color=color,
-                            alpha=0.12, lw=0)
-        ax.set_title(_PART_NAMES[p], fontsize=10)
-        ax.set_xlabel("epoch")
-        ax.set_ylim(0, 1)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2)  # below: off the curves
-    for ax in axes[:, 0]:
-        ax.set_ylabel("test accuracy (mean; band: min-max)")
-    for ax in list(axes.flat)[len(parts):]:
-        ax.axis("off")
-    fig.tight_layout()
-    return fig
-
-
-_PART_NAMES = {"baseline": "ReLU", "relu_tau": "ReLU_tau", "st_tau": "ST_tau", "crelu": "CReLU", "cst": "CST"}
-
-
-def _row_part(r) -> str:
+def part_of_row(r) -> str:
     """:func:`part` of a row of :func:`summary` or :func:`learning_curves`."""
     return part(SimpleNamespace(activation=r["activation"], sparsity=r["sparsity"]))
 
 
-def loss_figure(results):
-    """Training loss of the configurations where some seed failed (blew up or did not learn)."""
-    import matplotlib.pyplot as plt
-    groups: dict = {}
-    for r in results:
-        groups.setdefault(_group_key(r.config), []).append(r)
-    failing = [(k, rs) for k, rs in groups.items() if any(not r.learnt for r in rs)]
-    n = max(1, len(failing))
-    cols = min(3, n)
-    fig, axes = plt.subplots(-(-n // cols), cols, figsize=(4 * cols, 3 * -(-n // cols)), squeeze=False)
-    for ax, (k, rs) in zip(axes.flat, failing):
-        for k, r in enumerate(rs):
-            curve = list(r.loss_curve)
-            last = (r.failure or {}).get("loss")
-            if last is not None:  # the loss of the step that blew up
-                curve.append(((r.failure["epoch"] - 1) * _steps(r) + r.failure["step"], last))
-            if curve:
-                steps, loss = zip(*curve)
-                label = f"seed {r.config.seed}" + (f" (blew up at step {r.failure['step']})" if r.failure else "")
-                ax.plot(steps, loss, lw=1, marker="." if len(curve) < 30 else None, color=f"C{k}", label=label)
-                if r.failure:
-                    ax.plot(steps[-1:], loss[-1:], "x", color=f"C{k}", ms=8)
-            elif r.failure:  # overflowed before any finite loss: listed, with nothing to draw
-                ax.plot([], [], "x", color=f"C{k}",
-                        label=f"seed {r.config.seed} (blew up at step {r.failure['step']}: no finite loss)")
-        ax.set_title(rs[0].config.label(), fontsize=9)
-        ax.set_xlabel("step")
-        ax.set_ylabel("training loss")
-        ax.set_yscale("log")
-        if ax.get_lines():
-            ax.legend(fontsize=6)
-    for ax in list(axes.flat)[len(failing):]:
-        ax.axis("off")
-    if not failing:  # say so, rather than leave a blank figure
-        axes.flat[0].text(0.5, 0.5, "every run learnt and none blew up:\nno training loss to show here",
-                          ha="center", va="center", fontsize=10, transform=axes.flat[0].transAxes)
-    fig.tight_layout()
-    return fig
-
-
-def _steps(r) -> int:
-    """Steps per epoch of a run."""
-    n = r.config.train_size or 60000
-    return -(-n // r.config.batch_size)
-
-
-def gradient_figure(results):
-    """RMS gradient norm per layer in the first epoch, the median over seeds; for a
-    configuration whose runs blew up, the gradient norms of the failing step (dashed)."""
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(6, 4))
-    groups: dict = {}
-    for r in results:
-        if r.epochs:
-            groups.setdefault(_group_key(r.config), []).append(r.epochs[0]["grad_norm_layers"])
-        elif (r.failure or {}).get("grad_norm_layers"):
-            groups.setdefault(_group_key(r.config) + ("blew up",), []).append(r.failure["grad_norm_layers"])
-    for (act, s, v, *rest), norms in groups.items():
-        style = _STYLE.get((act, v), ("ReLU", "k", "."))
-        label = "ReLU" if (act, s) == ("relu", 0.5) else f"{style[0]} s={s:g}"
-        failed = "blew up" in rest
-        if failed:
-            label += " (step that blew up)"
-        ls = "--" if failed else "-" if s >= 0.85 or s == 0.5 else ":"
-        ax.plot(np.arange(1, len(norms[0]) + 1), np.median(np.array(norms), axis=0), ls, color=style[1],
-                label=label, lw=1)
-    ax.set_yscale("log")
-    ax.set_xlabel("layer (1 = first hidden layer's weights; last = read-out)")
-    ax.set_ylabel("gradient norm: RMS over epoch 1")
-    ax.legend(fontsize=6, ncol=2)
-    fig.tight_layout()
-    return fig
-
-
 def write_results(results, directory, *, formats=("png",)) -> list[Path]:
-    """Table (markdown, CSV, JSON) and figures into ``directory``; returns the paths."""
-    import matplotlib
-    matplotlib.use("Agg")
+    """Table (markdown, CSV, JSON) and figures (:mod:`meanfield.training_figures`) into
+    ``directory``; returns the paths."""
     try:
         return _write_results(results, Path(directory), formats)
     except OSError as exc:
@@ -686,7 +524,7 @@ def write_results(results, directory, *, formats=("png",)) -> list[Path]:
 
 
 def _write_results(results, directory, formats):
-    import matplotlib.pyplot as plt
+    from ..training_figures import accuracy_figure, gradient_figure, learning_curves_figure, loss_figure
     directory.mkdir(parents=True, exist_ok=True)
     rows = summary(results)
     paths = []
@@ -705,7 +543,6 @@ def _write_results(results, directory, formats):
         for fmt in formats:
             fig.savefig(directory / f"{name}.{fmt}", dpi=120)
             paths.append(directory / f"{name}.{fmt}")
-        plt.close(fig)
     return paths
 
 

@@ -3,10 +3,8 @@ Adam (:mod:`meanfield.nn.optimizers`, which gives the formulas) on softmax cross
 through the sparse passes of :class:`~meanfield.nn.MLP`; with the compiled passes each
 step is one fused forward, backward and update (:func:`training_step`).
 
-Inputs are scaled per image to mean square 1 (as :func:`~meanfield.nn.normalise_inputs`,
-but without its division by the maximum for ordinary data, so that the rounding is that of
-the committed MNIST runs), so that every image enters the first hidden layer with
-pre-activation variance exactly q*.
+Inputs are scaled per image to mean square 1 (:func:`~meanfield.nn.normalise_inputs`), so
+that every image enters the first hidden layer with pre-activation variance exactly q*.
 
 Each epoch records the mean training loss, the test loss and accuracy, the accuracy and
 the realised sparsity per layer on a fixed sample of training images and on the test
@@ -20,7 +18,7 @@ epoch ends with a checkpoint (parameters, optimiser state, random state), and
 >>> rng = np.random.default_rng(0)
 >>> x = rng.standard_normal((256, 20)); y = (x[:, 0] > 0).astype(int)
 >>> cfg = TrainConfig("crelu", sparsity=0.7, v_prime=0.7, depth=3, width=32, epochs=3,
-...                   learning_rate=0.05, batch_size=32, outputs=2)
+...                   optimizer="sgd", learning_rate=0.05, batch_size=32, outputs=2)
 >>> run = train(cfg, (x[:192], y[:192], x[192:], y[192:]), progress=False)
 >>> run.status, len(run.epochs), run.epochs[-1]["train_loss"] < run.epochs[0]["train_loss"]
 ('ok', 3, True)
@@ -44,7 +42,7 @@ from .._files import atomic_write, json_safe
 from ..errors import DataError, NoSolutionError, ParameterError
 from . import _kernels as K
 from . import optimizers
-from .mlp import MLP, StepRefused, check_backend, cross_entropy
+from .mlp import MLP, StepRefused, check_backend, cross_entropy, normalise_inputs
 from .optimizers import Optimizer
 
 __all__ = ["TrainConfig", "TrainResult", "train", "OPTIMIZERS", "PROTOCOL", "STOP_RULES", "PLATEAU", "BEST",
@@ -53,10 +51,6 @@ __all__ = ["TrainConfig", "TrainResult", "train", "OPTIMIZERS", "PROTOCOL", "STO
 
 OPTIMIZERS = tuple(optimizers.OPTIMIZERS)
 _FORMAT = "meanfield-train-1"
-#: The protocol of the MNIST reproduction (docs/mnist.md says why): the defaults of
-#: ``meanfield train`` and ``meanfield reproduce mnist``.
-PROTOCOL = {"optimizer": "adam", "learning_rate": 3e-5, "batch_size": 128, "epochs": 10,
-            "momentum": 0.9, "depth": 100, "width": 300}
 
 #: a run whose final test accuracy is below this has not learnt (chance is about 0.11)
 LEARNT = 0.2
@@ -140,12 +134,13 @@ class TrainConfig:
     clip: float | None = None
     v_prime: float | None = None
     q_star: float = 1.0
+    # the MNIST protocol (docs/mnist.md says why), listed in PROTOCOL
     depth: int = 100
     width: int = 300
     epochs: int = 10
     seed: int = 0
-    optimizer: str = "sgd"
-    learning_rate: float = 1e-3
+    optimizer: str = "adam"
+    learning_rate: float = 3e-5
     momentum: float = 0.9
     betas: tuple = (0.9, 0.999)
     eps: float = 1e-8
@@ -231,6 +226,13 @@ def _check(c: TrainConfig):
     if c.stop != "budget" and not c.validation:
         raise ParameterError(f"stop = {c.stop!r} needs a validation split (validation > 0): the rule "
                              "reads the validation accuracy, never the test accuracy")
+
+
+#: The protocol of the MNIST reproduction: TrainConfig's defaults for the optimiser, the
+#: budget and the network (docs/mnist.md says why), the defaults of ``meanfield train`` and
+#: ``meanfield reproduce mnist``.
+PROTOCOL = {f.name: f.default for f in dataclasses.fields(TrainConfig)
+            if f.name in ("optimizer", "learning_rate", "batch_size", "epochs", "momentum", "depth", "width")}
 
 
 @dataclass
@@ -390,19 +392,11 @@ def prepare_data(data, config: TrainConfig) -> Prepared:
 
 def _scaled(x, y, name, config):
     """Images as rows of mean square 1 (float64 arithmetic, then the run's dtype), and labels."""
-    x = np.asarray(x, dtype=np.float64)
-    if not np.all(np.isfinite(x)):
-        raise ParameterError(f"{name} images contain NaN or infinity")
-    peak = np.max(np.abs(x), axis=1, keepdims=True)
-    if np.any(peak == 0):
-        raise ParameterError(f"{name} images: an image is all zeros and cannot be scaled")
-    if np.any(peak > 1e100) or np.any(peak < 1e-100):  # x * x would over- or underflow
-        x = x / peak  # (not done for ordinary data: its rounding stays that of x / |x|)
-    norm = np.sqrt(np.mean(x * x, axis=1, keepdims=True))
+    x = normalise_inputs(x, what=f"{name} images")
     y = y.astype(np.intp)
     if y.min() < 0 or y.max() >= config.outputs:
         raise ParameterError(f"{name} labels must lie in [0, {config.outputs - 1}]")
-    return [np.ascontiguousarray(x / norm, dtype=config.dtype), y]
+    return [np.ascontiguousarray(x, dtype=config.dtype), y]
 
 
 # -- evaluation ----------------------------------------------------------------------
