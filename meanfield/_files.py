@@ -24,7 +24,7 @@ import numpy as np
 
 from .errors import ParameterError
 
-__all__ = ["atomic_write", "json_safe"]
+__all__ = ["check_writable", "atomic_write", "json_safe"]
 
 
 def atomic_write(path, data: str | bytes | Callable, *, what: str | None = None, error=ParameterError,
@@ -52,6 +52,28 @@ def atomic_write(path, data: str | bytes | Callable, *, what: str | None = None,
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return path
+
+
+def check_writable(path, *, what: str | None = None, error=ParameterError,
+                   hint: str = "choose another file") -> Path:
+    """Check, before any work, that a file can be written at ``path``: its directory exists
+    and takes a new file (a probe is created and removed: permission bits say nothing to
+    root, a read-only mount does), and ``path`` is not a directory. Returns the path."""
+    path = Path(path)
+    name = what or str(path)
+    parent = path.parent
+    if not parent.is_dir():
+        why = "is not a directory" if parent.exists() else "does not exist"
+        raise error(f"{name}: the directory {parent} {why}: {hint}")
+    if path.is_dir():
+        raise error(f"{name} is a directory: give a file name")
+    try:
+        fd, probe = tempfile.mkstemp(dir=parent, prefix="." + path.name + ".probe.")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise error(f"{name}: cannot be written ({exc.strerror or exc}): {hint}") from None
     return path
 
 

@@ -2,13 +2,17 @@
 
 - **Parallel**: tasks go through :class:`joblib.Parallel`, so ``jobs`` picks the number of
   workers and a ``joblib.parallel_config(backend=...)`` block around the call (dask, ray,
-  ...) moves them to a cluster without code changes.
+  ...) moves them to a cluster without code changes. The workers are bounded by the work
+  and the machine: never more than the tasks left, nor than :data:`WORKERS_PER_CORE` per
+  core (the tasks are CPU-bound: more processes only contend).
 - **Progress**: a tqdm bar on stderr that appears only once the job has run for a second.
 - **Resumable**: with a ``journal`` file every finished task is appended to it (one JSON
   line, flushed at once), and a rerun of the same job skips what the journal holds. An
   interrupted job (Ctrl-C, a killed process) loses at most the tasks that were running.
   The journal's first line names the job, so that a journal of another job is refused
-  instead of being mixed in.
+  instead of being mixed in. A journal that cannot be opened, read or written (a read-only
+  directory, a full disk, a path through a file) is a :class:`ParameterError` naming the
+  file and the cause; what was already written stays as it was.
 
 This module is infrastructure for :mod:`meanfield.tables` and :mod:`meanfield.scan`; the
 mathematical core never imports it.
@@ -24,9 +28,11 @@ from typing import Any, Callable, Sequence
 
 from .errors import ParameterError
 
-__all__ = ["run_tasks", "check_jobs"]
+__all__ = ["run_tasks", "check_jobs", "workers", "WORKERS_PER_CORE"]
 
 _FORMAT = "meanfield-journal-1"
+#: The most worker processes per core that a job starts, whatever ``jobs`` asks for.
+WORKERS_PER_CORE = 2
 
 
 def check_jobs(jobs):
@@ -41,6 +47,26 @@ def check_jobs(jobs):
     if jobs > 1024:
         raise ParameterError(f"jobs = {jobs} is out of range: must be at most 1024")
     return jobs
+
+
+def workers(jobs, tasks: int) -> int:
+    """The worker processes a job of ``tasks`` tasks starts for ``jobs`` (checked as by
+    :func:`check_jobs`; None: 1): at most the tasks, and at most
+    :data:`WORKERS_PER_CORE` per core.
+
+    >>> workers(1000, 3), workers(1, 50), workers(None, 50)
+    (3, 1, 1)
+    """
+    jobs = check_jobs(jobs)
+    cores = os.cpu_count() or 1
+    wanted = cores if jobs == -1 else (jobs or 1)
+    return max(1, min(wanted, tasks, WORKERS_PER_CORE * cores))
+
+
+def _journal_error(path, exc: OSError) -> ParameterError:
+    cause = exc.strerror or str(exc) or type(exc).__name__
+    return ParameterError(f"journal {path}: cannot be written ({cause}): choose another output file "
+                          "or free the space; finished work already in it is kept")
 
 
 def _read_journal(path: Path, job: dict) -> dict[str, Any]:
@@ -100,34 +126,49 @@ def run_tasks(func: Callable, tasks: Sequence[tuple[str, tuple]], *, job: dict, 
         path = Path(journal)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
+            if path.exists():
+                wanted = set(keys)
+                stored = _read_journal(path, job)  # its own errors say what is wrong
+                try:
+                    results = {k: decode(k, v) for k, v in stored.items() if k in wanted}
+                except (KeyError, TypeError, ValueError, AttributeError, ArithmeticError):
+                    raise ParameterError(f"journal {path} is corrupt: delete it to start afresh") from None
+            fh = open(path, "a", encoding="utf-8")
+            if fh.tell() == 0:
+                fh.write(json.dumps({"format": _FORMAT, "job": job}) + "\n")
+                fh.flush()
         except OSError as exc:
-            raise ParameterError(f"journal {path}: {exc.strerror}") from None
-        if path.exists():
-            wanted = set(keys)
-            stored = _read_journal(path, job)  # its own errors say what is wrong
-            try:
-                results = {k: decode(k, v) for k, v in stored.items() if k in wanted}
-            except (KeyError, TypeError, ValueError, AttributeError, ArithmeticError):
-                raise ParameterError(f"journal {path} is corrupt: delete it to start afresh") from None
-        fh = open(path, "a", encoding="utf-8")
-        if fh.tell() == 0:
-            fh.write(json.dumps({"format": _FORMAT, "job": job}) + "\n")
-            fh.flush()
+            if fh is not None:
+                _close_quietly(fh)
+            raise _journal_error(path, exc) from None
     todo = [(k, a) for k, a in tasks if k not in results]
     bar = tqdm(total=len(tasks), initial=len(tasks) - len(todo), desc=desc, unit="task",
                disable=(not progress) if progress is not None else None, delay=1.0, leave=False)
     try:
         if todo:
-            stream = Parallel(n_jobs=jobs, return_as="generator_unordered")(
+            n_jobs = None if jobs is None else workers(jobs, len(todo))  # None: parallel_config decides
+            stream = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
                 delayed(_call)(func, k, a) for k, a in todo)
             for key, result in stream:
                 results[key] = result
                 if fh is not None:
-                    fh.write(json.dumps({"key": key, "result": encode(result)}) + "\n")
-                    fh.flush()
+                    try:
+                        fh.write(json.dumps({"key": key, "result": encode(result)}) + "\n")
+                        fh.flush()
+                    except OSError as exc:
+                        raise _journal_error(path, exc) from None
                 bar.update(1)
     finally:
         bar.close()
         if fh is not None:
-            fh.close()
+            _close_quietly(fh)
     return results
+
+
+def _close_quietly(fh):
+    """Close a journal whose failure, if any, was already reported (or is reported by the
+    next write): a close that fails on a full disk loses only the unflushed tail."""
+    try:
+        fh.close()
+    except OSError:
+        pass

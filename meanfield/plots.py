@@ -182,8 +182,11 @@ def phase_diagram_figure(diagrams: Iterable | None = None, *, n: int = 100, jobs
     norm = BoundaryNorm(np.arange(len(_ORDER) + 1) - 0.5, len(_ORDER))
     present = set()
     for ax, d in zip(axes[0], diagrams):
-        codes = np.vectorize(_ORDER.index)(d.verdict)
         present |= set(d.verdict.ravel().tolist())
+        if min(d.verdict.shape) == 1:  # one row or column of the grid: no area to colour
+            _phase_line(ax, d)
+            continue
+        codes = np.vectorize(_ORDER.index)(d.verdict)
         ax.pcolormesh(d.clip_ratios, d.sparsities, codes, cmap=cmap, norm=norm, shading="nearest",
                       rasterized=True)
         three = (d.n_fixed_points >= 3).astype(float)
@@ -201,14 +204,32 @@ def phase_diagram_figure(diagrams: Iterable | None = None, *, n: int = 100, jobs
         ax.set_ylabel("sparsity $s$")
         ax.set_title(f"{_STYLE[d.activation]} on the EoC, depth {d.depth}")
     handles = [Patch(facecolor=VERDICT_COLOURS[v], edgecolor="k", label=v) for v in _ORDER if v in present]
-    handles.append(Patch(facecolor="white", edgecolor="k", hatch="///", label="3 fixed points"))
-    if mark_paper_grid:
+    areas = any(min(d.verdict.shape) > 1 for d in diagrams)
+    if areas:
+        handles.append(Patch(facecolor="white", edgecolor="k", hatch="///", label="3 fixed points"))
+    if mark_paper_grid and areas:
         from matplotlib.lines import Line2D
         handles.append(Line2D([], [], marker="o", color="k", mfc="white", ls="", label="paper grid"))
     # one row under two panels; under a single panel, rows of three so it is not cropped
     fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 3 * len(diagrams)),
                fontsize=9)
     return fig
+
+
+def _phase_line(ax, d):
+    """A phase diagram of one row or column: V'(q*) along the axis that varies, each point
+    coloured by its verdict (a grid of one s, or one clip ratio, has no area to colour)."""
+    along_r = d.verdict.shape[1] > 1 or d.verdict.shape[0] == 1
+    x = d.clip_ratios if along_r else d.sparsities
+    v, verdict = d.v_prime.ravel(), d.verdict.ravel()
+    ax.plot(x, v, "-", color="0.6", lw=1, zorder=1)
+    ax.scatter(x, np.where(np.isfinite(v), v, 0.0), c=[VERDICT_COLOURS[w] for w in verdict], edgecolors="k",
+               s=40, zorder=2)
+    fixed = (f"$s$ = {d.sparsities[0]:g}" if along_r else rf"$m/\sqrt{{q^*}}$ = {d.clip_ratios[0]:g}")
+    ax.set_xlabel(r"clip level $m/\sqrt{q^*}$" if along_r else "sparsity $s$")
+    ax.set_ylabel(r"$V'(q^*)$ (infeasible points at 0)")
+    ax.set_title(f"{_STYLE[d.activation]} on the EoC, depth {d.depth}, {fixed}")
+    ax.grid(alpha=0.3)
 
 
 def eoc_curve_figure(q_stars: np.ndarray | None = None) -> Figure:

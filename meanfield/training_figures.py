@@ -129,13 +129,13 @@ def loss_figure(results):
                 curve.append(((r.failure["epoch"] - 1) * _steps(r) + r.failure["step"], last))
             if curve:
                 steps, loss = zip(*curve)
-                label = f"seed {r.config.seed}" + (f" (blew up at step {r.failure['step']})" if r.failure else "")
+                label = f"seed {r.config.seed}" + (f" ({_ended(r)} at step {r.failure['step']})" if r.failure else "")
                 ax.plot(steps, loss, lw=1, marker="." if len(curve) < 30 else None, color=f"C{k}", label=label)
                 if r.failure:
                     ax.plot(steps[-1:], loss[-1:], "x", color=f"C{k}", ms=8)
             elif r.failure:  # overflowed before any finite loss: listed, with nothing to draw
                 ax.plot([], [], "x", color=f"C{k}",
-                        label=f"seed {r.config.seed} (blew up at step {r.failure['step']}: no finite loss)")
+                        label=f"seed {r.config.seed} ({_ended(r)} at step {r.failure['step']}: no finite loss)")
         ax.set_title(rs[0].config.label(), fontsize=9)
         ax.set_xlabel("step")
         ax.set_ylabel("training loss")
@@ -148,6 +148,11 @@ def loss_figure(results):
         axes.flat[0].text(0.5, 0.5, "every run learnt and none blew up:\nno training loss to show here",
                           ha="center", va="center", fontsize=10, transform=axes.flat[0].transAxes)
     return fig
+
+
+def _ended(r) -> str:
+    """How a run that did not finish ended: "blew up" (NaN, infinity) or "diverged"."""
+    return "diverged" if r.status == "diverged" else "blew up"
 
 
 def _steps(r) -> int:

@@ -27,6 +27,7 @@ JOURNAL = Path(os.environ.get("MEANFIELD_MNIST_JOURNAL", "../results/mnist/runs.
 
 # %%
 # %matplotlib inline
+from meanfield import training_figures
 from meanfield.nn import reproduce
 
 results = reproduce.stored_results(JOURNAL)
@@ -38,7 +39,8 @@ print(reproduce.table_markdown(rows))
 # ## Test accuracy against sparsity
 
 # %%
-fig = reproduce.accuracy_figure(rows)  # pyplot figures: the inline backend shows them
+fig = training_figures.accuracy_figure(rows)  # a Figure without pyplot: shown as the cell's value
+fig
 
 # %% [markdown]
 # ## Every run's test accuracy through training
@@ -68,7 +70,9 @@ ax.legend(fontsize=8);
 # ## Loss curves of the failing configurations, and gradient norms per layer
 
 # %%
-fig = reproduce.loss_figure(results)
+fig = training_figures.loss_figure(results)
+fig
 
 # %%
-fig = reproduce.gradient_figure(results)
+fig = training_figures.gradient_figure(results)
+fig

@@ -890,3 +890,43 @@ def test_training_inputs_are_normalise_inputs_bit_for_bit():
     for bad, word in ((np.full((2, 3), np.nan), "NaN"), (np.zeros((1, 3)), "all zeros")):
         with pytest.raises(ParameterError, match=word):
             normalise_inputs(bad, what="train images")
+
+
+def test_a_finite_blow_up_is_recorded_as_diverged(tmp_path, monkeypatch):
+    """A loss that grows without becoming NaN (the issue's 7e7 with chance accuracy) ends the
+    run as "diverged" at the window where it passes DIVERGENCE_FACTOR x max(first loss,
+    ln 10), with the epoch, step and loss; a resume keeps that record; the tables count
+    it with the blow-ups; a run that rises less (the exploding ReLU_tau runs that learn)
+    is not touched."""
+    from meanfield.nn import reproduce
+    real = T.training_step
+    calls = {"n": 0}
+
+    def growing(net, opt, x, y, backend, grad, owned=False):
+        real(net, opt, x, y, backend, grad, owned=owned)
+        calls["n"] += 1
+        return 2.5 * 1.5 ** calls["n"], np.ones(net.depth + 1)
+
+    monkeypatch.setattr(T, "training_step", growing)
+    cfg = T.TrainConfig(**{**SMALL, "loss_every": 2, "epochs": 3})
+    run = T.train(cfg, small_data(), directory=tmp_path, progress=False)
+    assert run.status == "diverged" and not run.learnt
+    first = run.loss_curve[0][1]
+    assert run.failure["loss"] > T.DIVERGENCE_FACTOR * max(first, math.log(10))
+    assert run.loss_curve[-2][1] <= T.DIVERGENCE_FACTOR * max(first, math.log(10))  # the first window past it
+    steps_per_epoch = 12  # 600 training images (small_data), batch 50
+    assert (run.failure["epoch"] - 1) * steps_per_epoch + run.failure["step"] == run.loss_curve[-1][0]
+    assert "diverged" in run.failure["reason"]
+    again = T.train(cfg, small_data(), directory=tmp_path, resume=True, progress=False)
+    assert again.status == "diverged" and again.failure == run.failure
+    assert reproduce.summary([run])[0]["blew_up"] == 1
+
+    def rising_23_fold(net, opt, x, y, backend, grad, owned=False):
+        real(net, opt, x, y, backend, grad, owned=owned)
+        calls["n"] += 1
+        return 60.0 * min(calls["n"], 23), np.ones(net.depth + 1)
+
+    calls["n"] = 0
+    monkeypatch.setattr(T, "training_step", rising_23_fold)
+    rising = T.train(T.TrainConfig(**{**SMALL, "loss_every": 1, "epochs": 3}), small_data(), progress=False)
+    assert rising.status == "ok"  # 23-fold above its start: within the rule

@@ -133,22 +133,42 @@ def stable_q_star(config):
 
 
 def write_output(path, text):
-    from pathlib import Path
-
-    from .._files import atomic_write
-    if not Path(path).parent.is_dir():
-        raise ParameterError(f"--output {path}: the directory {Path(path).parent} does not exist")
+    from .._files import atomic_write, check_writable
+    check_writable(path, what=f"--output {path}")
     atomic_write(path, text, what=f"--output {path}", hint="choose another file")
 
 
 def journal_for(output):
-    """The journal beside ``output``; the output's directory must exist before any work."""
-    from pathlib import Path
+    """The journal beside ``output``, once the output can be written (checked before any
+    work, so that a long job does not end on an unwritable path)."""
     if output is None:
         return None
-    if not Path(output).parent.is_dir():
-        raise ParameterError(f"--output {output}: the directory {Path(output).parent} does not exist")
+    from .._files import check_writable
+    check_writable(output, what=f"--output {output}")
     return f"{output}.partial.jsonl"
+
+
+#: The formats a --figure file may have (its extension).
+FIGURE_FORMATS = (".png", ".pdf", ".svg")
+
+
+def check_figure(path, flag: str = "--figure"):
+    """A --figure file: a known format and a writable place, checked before any work."""
+    if path is None:
+        return None
+    if not str(path).lower().endswith(FIGURE_FORMATS):
+        raise ParameterError(f"{flag} {path}: the file name must end in .png, .pdf or .svg")
+    from .._files import check_writable
+    check_writable(path, what=f"{flag} {path}")
+    return path
+
+
+def save_figure_file(fig, path, flag: str = "--figure"):
+    """Save ``fig`` to ``path``; a failure is one line naming the flag and the file."""
+    try:
+        fig.savefig(path, dpi=150)
+    except (OSError, ValueError) as exc:
+        raise ParameterError(f"{flag} {path}: cannot be written ({getattr(exc, 'strerror', None) or exc})") from None
 
 
 def remove_journal(journal):

@@ -14,18 +14,8 @@ import numpy as np
 
 from ..activations import by_sparsity
 from ..errors import ParameterError
-from ._common import (
-    CONFIG_HELP,
-    config_args,
-    configuration,
-    jobs_args,
-    journal_for,
-    journal_hint,
-    progress,
-    remove_journal,
-    stable_q_star,
-    write_output,
-)
+from ._common import (CONFIG_HELP, check_figure, config_args, configuration, jobs_args, journal_for, journal_hint,
+                      progress, remove_journal, save_figure_file, stable_q_star, write_output)
 
 
 def register(sub):
@@ -195,8 +185,7 @@ def _cmd_simulate(a):
     if q_star is None and not hasattr(config, "q_star"):
         q_star = stable_q_star(config)
     journal = journal_for(a.output)
-    if a.figure and not a.figure.lower().endswith((".png", ".pdf", ".svg")):
-        raise ParameterError(f"--figure {a.figure}: the file name must end in .png, .pdf or .svg")
+    check_figure(a.figure)
     if a.every is not None and not 1 <= a.every <= 10**6:
         raise ParameterError(f"--every = {a.every} is out of range: must be in [1, 1000000]")
     sim = simulate(config, q_star=q_star, width=a.width, depth=a.depth, inputs=a.inputs,
@@ -204,16 +193,12 @@ def _cmd_simulate(a):
                    backend=a.backend, jacobian=not a.no_jacobian,
                    correlations=not a.no_correlations, paths=a.paths, jobs=a.jobs,
                    progress=progress(a), journal=journal)
-    if a.figure:
-        fig = sim.figure()
-        try:
-            fig.savefig(a.figure, dpi=150)
-        except (OSError, ValueError) as exc:
-            raise ParameterError(f"--figure {a.figure}: {exc}") from None
     text = sim.to_json()
-    if a.output:
+    if a.output:  # the data first: a figure that fails loses nothing
         write_output(a.output, text)
         remove_journal(journal)
+    if a.figure:
+        save_figure_file(sim.figure(), a.figure)
     if a.json:
         print(text, end="")
         return
@@ -378,6 +363,6 @@ def _cmd_train(a):
               f"{e['grad_norm_layers'][0]:>9.3g} {e['grad_norm_layers'][-1]:>9.3g} {e['seconds']:>7.1f}")
     if run.status != "ok":
         f = run.failure
-        print(f"failed at epoch {f['epoch']}, step {f['step']}: {f['reason']}")
+        print(f"{run.status} at epoch {f['epoch']}, step {f['step']}: {f['reason']}")
     if a.output_dir:
         print(f"wrote {a.output_dir}/result.json, epochs.csv, layers.csv, checkpoint.npz")

@@ -17,7 +17,8 @@ from ..tables import (
     parse_values,
     stability_table,
 )
-from ._common import digits_arg, jobs_args, journal_hint, journal_for, progress, remove_journal, write_output
+from ._common import (check_figure, digits_arg, jobs_args, journal_for, journal_hint, progress, remove_journal,
+                      save_figure_file, write_output)
 
 
 def register(sub):
@@ -116,17 +117,11 @@ def _cmd_phase_diagram(a):
     s = _axis(a.sparsity, "sparsity", np.linspace(s_lo, 0.95, 100))
     r = _axis(a.clip_ratio, "clip_ratio", np.linspace(0.05, 4.0, 100))
     journal = journal_for(a.output)
+    check_figure(a.figure)
     d = phase_diagram(a.activation, s, r, q_star=a.q_star, depth=a.depth, jobs=a.jobs,
                       progress=progress(a), journal=journal)
-    if a.figure:
-        from ..plots import phase_diagram_figure
-        fig = phase_diagram_figure([d])
-        try:
-            fig.savefig(a.figure, dpi=150)
-        except (OSError, ValueError) as exc:
-            raise ParameterError(f"--figure {a.figure}: {exc}") from None
     text = d.to_csv() if a.format == "csv" else d.to_json()
-    if a.output:
+    if a.output:  # the data first: a figure that fails loses nothing
         write_output(a.output, text)
         remove_journal(journal)
     elif not a.figure:
@@ -134,9 +129,12 @@ def _cmd_phase_diagram(a):
         return
     counts = ", ".join(f"{k} {v}" for k, v in sorted(d.counts().items()))
     print(f"{a.activation}: {len(s)} x {len(r)} points: {counts}; {int(d.refined.sum())} decided by mpmath")
-    for path in (a.output, a.figure):
-        if path:
-            print(f"wrote {path}")
+    if a.output:
+        print(f"wrote {a.output}")
+    if a.figure:
+        from ..plots import phase_diagram_figure
+        save_figure_file(phase_diagram_figure([d]), a.figure)
+        print(f"wrote {a.figure}")
 
 
 def _clipped():

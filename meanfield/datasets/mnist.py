@@ -30,7 +30,7 @@ array([7, 2, 1], dtype=uint8)
 >>> read_idx(d / "broken-idx1-ubyte")
 Traceback (most recent call last):
 ...
-meanfield.errors.DataError: .../broken-idx1-ubyte: the header announces 5 values (5 bytes) but the file holds 1: the file is partial or corrupt; delete it and fetch it again (meanfield data mnist)
+meanfield.errors.DataError: .../broken-idx1-ubyte: the header announces 5 values (5 bytes) but the file holds 1: the file is partial or corrupt; check the file, or fetch MNIST anew (meanfield data mnist)
 """
 
 from __future__ import annotations
@@ -90,7 +90,12 @@ TRAIN_LABEL_COUNTS = (5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949
 SIZES = {"train": 60000, "test": 10000}
 CACHE_NAME = "mnist.npz"
 
-_FETCH_HINT = "delete it and fetch it again (meanfield data mnist)"
+_FETCH_HINT = "check the file, or fetch MNIST anew (meanfield data mnist)"
+#: for the cache, which is ours: it may be deleted
+_CACHE_HINT = "delete it and fetch it again (meanfield data mnist --force)"
+#: The most bytes a data file may hold or inflate to (MNIST's largest, the pickle, inflates
+#: to 220 MB): a gzip bomb is refused after this much, never inflated whole.
+MAX_DATA_BYTES = 512 * 2**20
 
 # IDX type codes (the format's page at yann.lecun.com/exdb/mnist): big-endian values
 _IDX_TYPES = {0x08: np.dtype("u1"), 0x09: np.dtype("i1"), 0x0B: np.dtype(">i2"),
@@ -127,28 +132,64 @@ class MNIST:
 
 
 # -- IDX ------------------------------------------------------------------------------
-def _read_bytes(path: Path) -> bytes:
+def _read_bytes(path: Path, limit: int = MAX_DATA_BYTES) -> bytes:
+    """The bytes of a data file, inflated if it is gzip (whatever it is called), never more
+    than ``limit`` of them."""
+    raw = _read_bytes_raw(path, limit)
+    return _inflate(raw, path, limit) if raw[:2] == b"\x1f\x8b" else raw
+
+
+def _read_bytes_raw(path: Path, limit: int = MAX_DATA_BYTES) -> bytes:
+    """A file's bytes as they are (no inflating), at most ``limit`` of them."""
     try:
-        with open(path, "rb") as fh:
-            raw = fh.read()
+        size = os.path.getsize(path)
+        if size > limit:
+            raise DataError(f"{path}: {size} bytes, more than any MNIST file ({limit} at most): not the data; "
+                            f"{_FETCH_HINT}")
+        return path.read_bytes()
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
     except OSError as exc:
         raise DataError(f"{path}: cannot be read ({exc.strerror})") from None
-    if raw[:2] == b"\x1f\x8b":  # gzip, whatever the file is called
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError, zlib.error) as exc:
-            raise DataError(f"{path}: not a valid gzip file ({exc}): the file is partial or corrupt; "
-                            f"{_FETCH_HINT}") from None
-    return raw
+
+
+def _inflate(raw: bytes, path, limit: int, *, prefix: bool = False, allowed: str = "any MNIST file") -> bytes:
+    """A gzip file's content, inflated in bounded chunks: refused as soon as it passes
+    ``limit`` bytes (a gzip bomb costs at most that much memory); with ``prefix``, its
+    first ``limit`` bytes."""
+    out, total, rest = [], 0, raw
+    try:
+        while rest:
+            d = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)  # one gzip member
+            chunk = rest
+            while chunk and not d.eof:
+                piece = d.decompress(chunk, min(1 << 20, limit + 1 - total))
+                total += len(piece)
+                if prefix and total >= limit:
+                    return b"".join(out + [piece])[:limit]
+                if total > limit:
+                    raise DataError(f"{path}: inflates to more than {limit} bytes, more than {allowed}: "
+                                    f"not the data (a corrupt or hostile gzip file); {_FETCH_HINT}")
+                out.append(piece)
+                chunk = d.unconsumed_tail
+            if not d.eof:
+                raise EOFError("compressed file ended before the end-of-stream marker was reached")
+            rest = d.unused_data.lstrip(b"\x00")  # further members; gzip allows zero padding
+    except (zlib.error, EOFError) as exc:
+        raise DataError(f"{path}: not a valid gzip file ({exc}): the file is partial or corrupt; "
+                        f"{_FETCH_HINT}") from None
+    return b"".join(out)
 
 
 def read_idx(path) -> np.ndarray:
     """The array stored in an IDX file (raw or gzip): magic ``00 00 type ndim``, then
     ``ndim`` big-endian uint32 sizes, then the values in C order."""
     path = Path(path)
-    raw = _read_bytes(path)
+    raw = _read_bytes_raw(path)
+    if raw[:2] == b"\x1f\x8b":  # gzip: inflate no more than the header announces (and one byte)
+        size = _idx_size(_inflate(raw, path, 36, prefix=True))
+        raw = _inflate(raw, path, min(size, MAX_DATA_BYTES), allowed=f"its IDX header announces ({size})"
+                       if size <= MAX_DATA_BYTES else "any MNIST file")
     if len(raw) < 4 or raw[:2] != b"\x00\x00" or raw[2] not in _IDX_TYPES or not 1 <= raw[3] <= 8:
         raise DataError(f"{path}: not an IDX file (its first bytes are {raw[:4].hex() or 'missing'}, "
                         f"expected 0000 followed by a type code and 1..8 dimensions); {_FETCH_HINT}")
@@ -164,6 +205,18 @@ def read_idx(path) -> np.ndarray:
         raise DataError(f"{path}: the header announces {count} values ({need} bytes) but the file "
                         f"holds {have // dtype.itemsize}: the file is {what}; {_FETCH_HINT}")
     return np.frombuffer(raw, dtype=dtype, offset=head).reshape(shape).astype(dtype.newbyteorder("="))
+
+
+def _idx_size(head: bytes) -> int:
+    """The size of an IDX file as its header announces it (what a file that is not IDX
+    is given: its header's length, so that read_idx reports what is wrong)."""
+    if len(head) < 4 or head[:2] != b"\x00\x00" or head[2] not in _IDX_TYPES or not 1 <= head[3] <= 8:
+        return len(head)
+    ndim = head[3]
+    if len(head) < 4 + 4 * ndim:
+        return len(head)
+    count = int(np.prod([int.from_bytes(head[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim)], dtype=object))
+    return 4 + 4 * ndim + count * _IDX_TYPES[head[2]].itemsize
 
 
 def write_idx(path, array) -> None:
@@ -238,15 +291,13 @@ def read_pickle(path, *, verify: bool = True) -> MNIST:
     validation, test; x float32 (n, 784) of k/256, y int labels). Train and validation
     are joined into the standard training set."""
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise DataError(f"{path}: cannot be read ({exc.strerror})") from None
+    raw = _read_bytes_raw(path)
     if verify and hashlib.sha256(raw).hexdigest() != PYPI_PICKLE_SHA256:
         raise DataError(f"{path}: its sha256 is not the pinned one of {PYPI_PICKLE} from {PYPI_REQUIREMENT}: "
                         f"the file is partial, corrupt or another file; {_FETCH_HINT}")
     try:
-        obj = _ArrayUnpickler(io.BytesIO(gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw), path).load()
+        content = _inflate(raw, path, MAX_DATA_BYTES) if raw[:2] == b"\x1f\x8b" else raw
+        obj = _ArrayUnpickler(io.BytesIO(content), path).load()
     except DataError:
         raise
     except Exception as exc:  # noqa: BLE001 - a corrupt pickle raises almost anything
@@ -372,6 +423,10 @@ def load(path=None, *, verify: bool = True) -> MNIST:
         if not path.exists():
             raise DataError(f"MNIST is not in the cache ({path}): fetch it with `meanfield data mnist` "
                             "(or meanfield.datasets.mnist.fetch()), or give the directory of its IDX files")
+        try:
+            return read_npz(path, verify=verify)
+        except DataError as exc:  # the cache is ours: it may be deleted
+            raise DataError(str(exc).replace(_FETCH_HINT, _CACHE_HINT)) from None
     path = Path(path).expanduser()
     if path.is_dir():
         return read_npz(path / CACHE_NAME, verify=verify) if (path / CACHE_NAME).exists() \

@@ -209,7 +209,7 @@ def summary(results: list[TrainResult]) -> list[dict]:
             "q_star_kind": _q_star_kind(th),
             "diagnosis": verdict, "diagnosis_reason": reason,
             "seeds": len(rs), "learnt": sum(r.learnt for r in rs),
-            "blew_up": sum(r.status == "failed" for r in rs), "measured": len(measured),
+            "blew_up": sum(r.status != "ok" for r in rs), "measured": len(measured),
             "epochs": max(len(r.epochs) for r in rs),
             "accuracy_mean": float(acc.mean()) if len(acc) else None,
             "accuracy_std": float(acc.std(ddof=1)) if len(acc) > 1 else None,
@@ -387,7 +387,7 @@ def study_summary(results: list[TrainResult]) -> list[dict]:
         judged = [_judged(r) for r in measured]
         val = [r.final["validation_accuracy"] for r in measured if "validation_accuracy" in r.final]
         row = {"activation": act, "sparsity": s, "v_prime": v, "depth": depth, "width": width,
-               "seeds": len(rs), "measured": len(measured), "blew_up": sum(r.status == "failed" for r in rs),
+               "seeds": len(rs), "measured": len(measured), "blew_up": sum(r.status != "ok" for r in rs),
                "stopped_by_rule": sum(r.stopped is not None for r in rs),
                "epochs_min": min((len(r.epochs) for r in rs), default=None),
                "epochs_median": float(np.median([len(r.epochs) for r in rs])) if rs else None,
@@ -438,7 +438,7 @@ def prediction_correlation(results: list[TrainResult]):
         if rank is None:
             continue
         pred.append(rank)
-        meas.append(float(np.mean([0.1 if r.status == "failed" or not r.epochs else r.test_accuracy for r in rs])))
+        meas.append(float(np.mean([0.1 if r.status != "ok" or not r.epochs else r.test_accuracy for r in rs])))
     if len(pred) < 3 or len(set(pred)) < 2 or len(set(meas)) < 2:
         return None
     rho, p = stats.spearmanr(pred, meas)

@@ -45,7 +45,7 @@ from . import optimizers
 from .mlp import MLP, StepRefused, check_backend, cross_entropy, normalise_inputs
 from .optimizers import Optimizer
 
-__all__ = ["TrainConfig", "TrainResult", "train", "OPTIMIZERS", "PROTOCOL", "STOP_RULES", "PLATEAU", "BEST",
+__all__ = ["TrainConfig", "TrainResult", "train", "OPTIMIZERS", "PROTOCOL", "DIVERGENCE_FACTOR", "LEARNT", "STOP_RULES", "PLATEAU", "BEST",
            "plateau_epoch", "best_epoch", "selected_epoch", "prepare_data", "Prepared", "evaluate",
            "initialisation"]
 
@@ -54,6 +54,12 @@ _FORMAT = "meanfield-train-1"
 
 #: a run whose final test accuracy is below this has not learnt (chance is about 0.11)
 LEARNT = 0.2
+#: a run diverges (status "diverged", stopped where it happened) when the mean training loss
+#: of a window of ``loss_every`` steps passes this many times the larger of its first
+#: window's loss and chance, ln(outputs): a finite blow-up. Ordinary runs stay below 2x;
+#: the exploding ReLU_tau runs of the committed grid, which start at losses of 1e3 to
+#: 1e6 and still learn, rise at most 23-fold.
+DIVERGENCE_FACTOR = 100
 
 #: "budget": train the epochs asked for; "best": stop once the best validation accuracy
 #: has stopped rising (:func:`best_epoch`); "plateau": stop once the mean validation
@@ -237,7 +243,8 @@ PROTOCOL = {f.name: f.default for f in dataclasses.fields(TrainConfig)
 
 @dataclass
 class TrainResult:
-    """``status``: "ok" or "failed" (NaN or infinity: ``failure`` says where and why);
+    """``status``: "ok", "failed" (NaN or infinity) or "diverged" (a finite blow-up: the
+    loss passed :data:`DIVERGENCE_FACTOR` times its start); ``failure`` says where and why;
     ``epochs``: one dict of metrics per finished epoch (``seconds``: its wall time;
     ``cpu_seconds``: the processor time of every thread of the process over it); ``loss_curve``: (step, mean loss
     over the last ``loss_every`` steps); ``theory``: the EoC initialisation used."""
@@ -489,7 +496,19 @@ def _finished(folder: Path, config: TrainConfig):
         old = TrainResult.from_dict(json.loads((folder / "result.json").read_text()))
     except Exception:  # noqa: BLE001 - no record, or a torn one: train
         return None
-    return old if old.status == "failed" and old.config == config else None
+    return old if old.status != "ok" and old.config == config else None
+
+
+def _diverged(result: TrainResult) -> dict | None:
+    """Where the last window's mean loss passes :data:`DIVERGENCE_FACTOR` times the larger
+    of the first window's and chance: the reason and the loss; else None."""
+    first, last = result.loss_curve[0][1], result.loss_curve[-1][1]
+    reference = max(first, math.log(result.config.outputs))
+    if last <= DIVERGENCE_FACTOR * reference:
+        return None
+    return {"reason": f"diverged: the training loss {last:.4g} passed {DIVERGENCE_FACTOR} x {reference:.4g} "
+                      f"(the larger of its first value {first:.4g} and chance, ln {result.config.outputs})",
+            "loss": last}
 
 
 def _stopped(result: TrainResult) -> bool:
@@ -550,7 +569,7 @@ def train(config: TrainConfig, data, *, directory=None, resume: bool = False, ov
     if resume and folder is not None and (folder / "checkpoint.npz").exists():
         result = _load_checkpoint(folder, config, net, opt, rng)
         done = _finished(folder, config)
-        if done is not None:  # a failed run fails again the same way: keep its record
+        if done is not None:  # a failed or diverged run ends again the same way: keep its record
             return done
     else:
         result = TrainResult(config, theory=theory)
@@ -582,6 +601,10 @@ def train(config: TrainConfig, data, *, directory=None, resume: bool = False, ov
                 if len(window) == config.loss_every:
                     result.loss_curve.append(((epoch - 1) * steps_per_epoch + step + 1, float(np.mean(window))))
                     window = []
+                    diverged = _diverged(result)
+                    if diverged:
+                        result.status, result.failure = "diverged", dict(where, **diverged)
+                        break
                 if step % 10 == 0:
                     bar.set_postfix(loss=f"{loss:.3g}", refresh=False)
                 bar.update(1)
