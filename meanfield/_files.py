@@ -13,6 +13,7 @@ Infrastructure above the mathematical core, which never imports it.
 
 from __future__ import annotations
 
+import errno
 import math
 import numbers
 import os
@@ -24,7 +25,7 @@ import numpy as np
 
 from .errors import ParameterError
 
-__all__ = ["check_writable", "atomic_write", "json_safe"]
+__all__ = ["check_writable", "atomic_write", "write_figure", "json_safe"]
 
 
 def atomic_write(path, data: str | bytes | Callable, *, what: str | None = None, error=ParameterError,
@@ -36,8 +37,8 @@ def atomic_write(path, data: str | bytes | Callable, *, what: str | None = None,
     name = what or str(path)
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name + ".")
-    except OSError as exc:
-        raise error(f"{name}: cannot be written ({exc.strerror or exc}): {hint}") from None
+    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
+        raise error(f"{name}: cannot be written ({getattr(exc, 'strerror', None) or exc}): {hint}") from None
     try:
         with os.fdopen(fd, "wb") as fh:
             if callable(data):
@@ -55,26 +56,57 @@ def atomic_write(path, data: str | bytes | Callable, *, what: str | None = None,
     return path
 
 
+def write_figure(fig, path, *, dpi: int = 150, what: str | None = None, error=ParameterError,
+                 hint: str = "choose another file") -> Path:
+    """Save the matplotlib figure ``fig`` to ``path`` (the format from its extension)
+    atomically, as :func:`atomic_write`: a failure leaves any earlier file whole."""
+    import io
+    path = Path(path)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format=path.suffix[1:].lower(), dpi=dpi)
+    return atomic_write(path, buffer.getvalue(), what=what, error=error, hint=hint)
+
+
 def check_writable(path, *, what: str | None = None, error=ParameterError,
                    hint: str = "choose another file") -> Path:
     """Check, before any work, that a file can be written at ``path``: its directory exists
     and takes a new file (a probe is created and removed: permission bits say nothing to
     root, a read-only mount does), and ``path`` is not a directory. Returns the path."""
+    if str(path).endswith(("/", os.sep)):  # Path() would drop the slash that names a directory
+        raise error(f"{what or path}: ends in {os.sep}, a directory's name: give a file name")
     path = Path(path)
     name = what or str(path)
     parent = path.parent
-    if not parent.is_dir():
-        why = "is not a directory" if parent.exists() else "does not exist"
-        raise error(f"{name}: the directory {parent} {why}: {hint}")
-    if path.is_dir():
-        raise error(f"{name} is a directory: give a file name")
     try:
-        fd, probe = tempfile.mkstemp(dir=parent, prefix="." + path.name + ".probe.")
+        missing = _not_a_directory(parent)
+        problem = (f"{missing}: {hint}" if missing
+                   else "is a directory: give a file name" if path.is_dir() else None)
+    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
+        problem = f"cannot be written ({getattr(exc, 'strerror', None) or exc}): {hint}"
+    if problem:
+        raise error(f"{name}: {problem}")
+    try:
+        fd, probe = tempfile.mkstemp(dir=parent, prefix="." + path.name[:64] + ".probe.")
         os.close(fd)
         os.unlink(probe)
-    except OSError as exc:
-        raise error(f"{name}: cannot be written ({exc.strerror or exc}): {hint}") from None
+        if len(path.name.encode()) > os.pathconf(parent, "PC_NAME_MAX"):  # the probe's name was cut short
+            raise OSError(errno.ENAMETOOLONG, os.strerror(errno.ENAMETOOLONG))
+    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
+        cause = getattr(exc, "strerror", None) or str(exc)
+        raise error(f"{name}: cannot be written ({cause}): {hint}") from None
     return path
+
+
+def _not_a_directory(directory: Path) -> str | None:
+    """Why new files cannot be made in ``directory`` as far as its path shows (None if it is
+    a directory): the nearest existing ancestor is a file, or the directory is missing."""
+    if directory.is_dir():
+        return None
+    for above in (directory, *directory.parents):
+        if above.exists():
+            return (f"{above} is not a directory" if not above.is_dir()
+                    else f"the directory {directory} does not exist")
+    return f"the directory {directory} does not exist"
 
 
 def json_safe(value):

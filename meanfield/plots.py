@@ -31,6 +31,7 @@ from .activations import get_activation
 from .correlation import correlation_map
 from .diagnose import VERDICTS
 from .eoc import eoc_parameters
+from ._files import write_figure
 from .errors import ParameterError
 from .maps import map_values_float64
 from .scan import eoc_curve, phase_diagram
@@ -342,6 +343,6 @@ def save_figure(fig: Figure, stem, formats: Sequence[str] = ("png", "pdf"), dpi:
             raise ParameterError(f"figure format {fmt!r} unknown: choose from png, pdf, svg")
         path = Path(f"{stem}.{fmt}")
         path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=dpi)
+        write_figure(fig, path, dpi=dpi)
         paths.append(path)
     return paths

@@ -37,6 +37,7 @@ from decimal import ROUND_FLOOR, Decimal, DecimalException, Inexact, InvalidOper
 from typing import Any, Iterable, Sequence
 
 import mpmath
+import numpy as np
 
 from . import validation
 from ._jobs import run_tasks
@@ -68,8 +69,11 @@ _MAX_VALUES = 100_000
 
 
 def _decimal_text(name: str, value) -> str:
+    if isinstance(value, (np.integer, np.floating)):  # a numpy scalar: its Python value
+        value = value.item()
     if isinstance(value, bool) or not isinstance(value, (str, int, float, Decimal)):
-        raise ParameterError(f"{name} = {value!r} is not a number: give a decimal string, int or float")
+        raise ParameterError(f"{name} = {validation.shown(value)} is not a number: give a decimal string, int or float "
+                             f"(not {type(value).__name__})")
     return value.strip() if isinstance(value, str) else str(value)
 
 

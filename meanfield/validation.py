@@ -27,7 +27,7 @@ import numpy as np
 
 from .errors import ParameterError
 
-__all__ = ["MAGNITUDE_RANGE", "MIN_DIGITS", "MAX_DIGITS", "GUARD_DIGITS", "MAX_DEPTH", "real", "digits",
+__all__ = ["shown", "MAGNITUDE_RANGE", "MIN_DIGITS", "MAX_DIGITS", "GUARD_DIGITS", "MAX_DEPTH", "real", "digits",
            "working_digits", "interval", "integer", "positive", "depth", "number"]
 
 #: Magnitudes a number may have (besides 0): what the closed forms are tested over.
@@ -38,6 +38,21 @@ MIN_DIGITS, MAX_DIGITS = 8, 1000
 GUARD_DIGITS = 15
 #: The deepest network the Jacobian's moments and the diagnoses are asked about.
 MAX_DEPTH = 100_000
+
+def shown(value) -> str:
+    """``value`` as an error message shows it: its repr, but a numpy scalar as its Python
+    value and type and an mpmath number as its digits (never ``np.float64(0.3)`` or
+    ``mpf('0.3')``).
+
+    >>> shown(np.float64(0.3)), shown(3), shown("x")
+    ('0.3 (numpy float64)', '3', "'x'")
+    """
+    if isinstance(value, np.generic):
+        return f"{value.item()!r} (numpy {type(value).__name__})"
+    if type(value).__module__.startswith("mpmath"):
+        return str(value)
+    return repr(value)
+
 
 def _is_bool(value) -> bool:
     return isinstance(value, (bool, np.bool_))
@@ -66,7 +81,7 @@ def real(name: str, value, valid: str):
             elif abs(v) > MAGNITUDE_RANGE[1] or 0 < abs(v) < MAGNITUDE_RANGE[0]:
                 problem = "is outside the supported magnitudes 1e-100 .. 1e30"
     if problem:
-        raise ParameterError(f"{name} = {value!r} {problem}: must be a finite number {valid}")
+        raise ParameterError(f"{name} = {shown(value)} {problem}: must be a finite number {valid}")
     return value
 
 
@@ -74,7 +89,7 @@ def digits(value, *, maximum: int = MAX_DIGITS, why: str = "") -> int:
     """Significant decimal digits asked of a computation: an integer in
     [:data:`MIN_DIGITS`, ``maximum``]; ``why`` explains a smaller maximum."""
     if _is_bool(value) or not isinstance(value, (numbers.Integral, np.integer)):
-        raise ParameterError(f"digits must be an integer in [{MIN_DIGITS}, {maximum}], got {value!r}")
+        raise ParameterError(f"digits must be an integer in [{MIN_DIGITS}, {maximum}], got {shown(value)}")
     if not MIN_DIGITS <= value <= maximum:
         raise ParameterError(f"digits = {value} is out of range: must be in [{MIN_DIGITS}, {maximum}]"
                              + (f" ({why})" if why else ""))
@@ -101,7 +116,7 @@ def interval(name: str, value, lo: float, hi: float, *, lo_closed: bool = False,
 def integer(name: str, value, lo: int, hi: int) -> int:
     """``value`` as an int if it is an integer (Python or numpy, not a bool) in [lo, hi]."""
     if _is_bool(value) or not isinstance(value, (numbers.Integral, np.integer)) or not lo <= value <= hi:
-        raise ParameterError(f"{name} must be an integer in [{lo}, {hi}], got {value!r}")
+        raise ParameterError(f"{name} must be an integer in [{lo}, {hi}], got {shown(value)}")
     return int(value)
 
 
@@ -119,7 +134,7 @@ def positive(name: str, value, lo: float = 0.0, hi: float = 1e30) -> float:
         except (TypeError, ValueError, OverflowError):
             pass
     if not (math.isfinite(v) and lo < v <= hi):
-        raise ParameterError(f"{name} = {value!r} is out of range: must be a finite number in ({lo:g}, {hi:g}]")
+        raise ParameterError(f"{name} = {shown(value)} is out of range: must be a finite number in ({lo:g}, {hi:g}]")
     return v
 
 
@@ -136,8 +151,8 @@ def number(name: str, value, lo: float, hi: float, *, lo_closed: bool = False, h
     rng = f"{'[' if lo_closed else '('}{lo}, {hi}{']' if hi_closed else ')'}"
     kinds = (int,) if integer else (int, float)
     if _is_bool(value) or type(value) not in kinds:
-        raise ParameterError(f"{name} = {value!r} must be {'an integer' if integer else 'a number'} in {rng}")
+        raise ParameterError(f"{name} = {shown(value)} must be {'an integer' if integer else 'a number'} in {rng}")
     if not (math.isfinite(value) and (value >= lo if lo_closed else value > lo)
             and (value <= hi if hi_closed else value < hi)):
-        raise ParameterError(f"{name} = {value!r} is out of range: must be in {rng}")
+        raise ParameterError(f"{name} = {shown(value)} is out of range: must be in {rng}")
     return value

@@ -3,7 +3,11 @@
     python scripts/mnist_studies.py [--plan long:0-2,depth30:0-4,sgd:0] [--commit] [--dry-run]
 
 Each step of the plan is ``STUDY:SEEDS``: the study's configurations (``meanfield.nn.
-reproduce.STUDIES``) for those seeds, seed by seed. Every run is resumable: its checkpoints
+reproduce.STUDIES``) for those seeds. The runs that decide the paper's claim (the ReLU
+baseline at s = 0.5, the clipped networks at s = 0.85 with V'(q*) = 0.7) come first, every
+step's in plan order, seed by seed; then the rest, likewise; the ``sgd`` study last, as it
+needs the long study's choice (``--order seed``: each step whole, seed by seed, before the
+next). Every run is resumable: its checkpoints
 live in the user cache (``reproduce.default_runs_dir``), outside the work tree, and a run
 the study's journal (``results/mnist-STUDY/runs.jsonl``) already holds is skipped, so
 the same command continues wherever the last one stopped (a session's end kills it; run
@@ -68,6 +72,13 @@ def best_clipped(journal: Path) -> dict | None:
     return {"activation": act, "sparsity": 0.85, "v_prime": v}
 
 
+def is_core(c) -> bool:
+    """A run of the comparison the paper's claim rests on: the baseline, or clipped at
+    s = 0.85 with V'(q*) = 0.7."""
+    return (c.activation == "relu" and c.sparsity == 0.5) or (
+        c.activation in ("crelu", "cst") and c.sparsity == 0.85 and c.v_prime == 0.7)
+
+
 def commit(out: Path, message: str):
     for attempt in range(5):  # another git process may hold the index lock for a moment
         add = subprocess.run(["git", "-C", str(ROOT), "add", "--", str(out)], capture_output=True, text=True)
@@ -94,39 +105,53 @@ def main(argv=None):
     ap.add_argument("--plan", default=DEFAULT_PLAN, help=f"STUDY:SEEDS,... (default {DEFAULT_PLAN})")
     ap.add_argument("--commit", action="store_true", help="git commit each study's results after each run")
     ap.add_argument("--dry-run", action="store_true", help="list what would run, and what is done")
+    ap.add_argument("--order", choices=("core-first", "seed"), default="core-first",
+                    help="core-first (default): the baseline and the clipped V'=0.7 runs at s=0.85 of "
+                         "every seed before the others; seed: seed by seed")
     a = ap.parse_args(argv)
-    for name, seeds in parse_plan(a.plan):
+    steps = parse_plan(a.plan)
+    queue = []  # (study, configuration) in the order they run
+    for rank, (name, seeds) in enumerate(steps):
+        for cfg in reproduce.study_configs(name, seeds=max(seeds) + 1):
+            if cfg.seed in seeds:
+                queue.append((rank, name, cfg))
+    if a.order == "core-first":  # every step's core runs, then the rest; sgd waits for the long study
+        queue.sort(key=lambda item: (item[1] == "sgd", not is_core(item[2]), item[0], item[2].seed))
+    checked_sgd = False
+    for _, name, cfg in queue:
         out = ROOT / "results" / f"mnist-{name}"
         journal = out / "runs.jsonl"
-        configs = [c for c in reproduce.study_configs(name, seeds=max(seeds) + 1) if c.seed in seeds]
-        if name == "sgd" and not a.dry_run:
-            best = best_clipped(ROOT / "results" / "mnist-long" / "runs.jsonl")
-            held = [g for g in reproduce.grid("sgd") if g["activation"] != "relu"]
-            if best is None:
-                raise SystemExit("sgd: the long study has no finished run of every key configuration yet: "
-                                 "run it first (the best clipped configuration is chosen on its validation split)")
-            if held != [best]:
-                raise SystemExit(f"sgd: the long study's best clipped configuration by validation accuracy is "
-                                 f"{best}, not the sgd grid's {held}: change reproduce.grid('sgd') and docs/mnist.md")
-        done = {reproduce.run_key(r.config) for r in reproduce.stored_results(journal)} if journal.exists() else set()
-        for cfg in configs:
-            key = reproduce.run_key(cfg)
-            if key in done:
-                print(f"{name}: {key}: done", flush=True)
-                continue
-            if a.dry_run:
-                print(f"{name}: {key}: to run", flush=True)
-                continue
-            print(f"{name}: {key}: started {time.strftime('%Y-%m-%d %H:%M')}", flush=True)
-            [result] = reproduce.run_grid([cfg], journal=journal, runs_dir=reproduce.default_runs_dir(out),
-                                          progress=False)
-            results = reproduce.stored_results(journal)
-            reproduce.write_results(results, out)
-            print(f"{name}: {key}: {describe(result)}", flush=True)
-            if a.commit:
-                commit(out, f"MNIST study {name}: {key} finished ({describe(result)}); "
-                            f"{len(results)} runs in the journal")
+        key = reproduce.run_key(cfg)
+        if journal.exists() and key in {reproduce.run_key(r.config) for r in reproduce.stored_results(journal)}:
+            print(f"{name}: {key}: done", flush=True)
+            continue
+        if a.dry_run:
+            print(f"{name}: {key}: to run", flush=True)
+            continue
+        if name == "sgd" and not checked_sgd:
+            check_sgd_grid()
+            checked_sgd = True
+        print(f"{name}: {key}: started {time.strftime('%Y-%m-%d %H:%M')}", flush=True)
+        [result] = reproduce.run_grid([cfg], journal=journal, runs_dir=reproduce.default_runs_dir(out),
+                                      progress=False)
+        results = reproduce.stored_results(journal)
+        reproduce.write_results(results, out)
+        print(f"{name}: {key}: {describe(result)}", flush=True)
+        if a.commit:
+            commit(out, f"MNIST study {name}: {key} finished ({describe(result)}); "
+                        f"{len(results)} runs in the journal")
 
+
+def check_sgd_grid():
+    """The sgd study trains the long study's best clipped configuration (by validation)."""
+    best = best_clipped(ROOT / "results" / "mnist-long" / "runs.jsonl")
+    held = [g for g in reproduce.grid("sgd") if g["activation"] != "relu"]
+    if best is None:
+        raise SystemExit("sgd: the long study has no finished run of every key configuration yet: "
+                         "run it first (the best clipped configuration is chosen on its validation split)")
+    if held != [best]:
+        raise SystemExit(f"sgd: the long study's best clipped configuration by validation accuracy is "
+                         f"{best}, not the sgd grid's {held}: change reproduce.grid('sgd') and docs/mnist.md")
 
 if __name__ == "__main__":
     main()

@@ -51,12 +51,17 @@ def main(argv=None) -> int:
     parser, args = build_parser(), None
     try:
         args = parser.parse_args(argv)
+        _refuse_empty(_command_parser(parser, args.command), args)
         args.handler(args)
     except (UsageError, ParameterError) as exc:
         message = " ".join(str(exc).split())  # one line
         if args is not None:  # the library's names for the flags of this command
             message = in_flags(message, _command_parser(parser, args.command))
         print(f"meanfield: error: {message}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a file the command's own checks did not foresee: still one line
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"meanfield: error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 2
     except SystemExit as exc:  # --help and --version
         return int(exc.code or 0)
@@ -69,6 +74,13 @@ def main(argv=None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     return 0
+
+
+def _refuse_empty(command: Parser, args) -> None:
+    """An empty value (``--q-star ''``, ``-o ''``) is an error, not the flag's default."""
+    for action in command._actions:
+        if action.option_strings and getattr(args, action.dest, None) == "":
+            raise UsageError(f"{max(action.option_strings, key=len)} is empty: give a value or leave the flag out")
 
 
 def _command_parser(parser: Parser, command: str) -> Parser:

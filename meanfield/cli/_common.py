@@ -15,6 +15,7 @@ import mpmath
 
 from ..activations import BUILTIN, get_activation
 from ..eoc import eoc_parameters
+from .._files import write_figure
 from ..errors import ParameterError
 from ..fixed_points import fixed_points
 from ..maps import DEFAULT_DIGITS, Initialisation
@@ -34,7 +35,7 @@ class Parser(argparse.ArgumentParser):
 
 def jobs_args(parser):
     parser.add_argument("--jobs", type=int, default=1,
-                        help="parallel workers (joblib; -1: all cores; default 1)")
+                        help="parallel workers (joblib; -1: all cores; default 1); never more than the tasks, nor 2 per core")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -108,7 +109,7 @@ def configuration(a):
                         ("--sigma-b2", a.sigma_b2)):
             if v is not None:
                 raise ParameterError(f"{flag} does not go with --sparsity (the EoC sets it)")
-        sol = eoc_parameters(act.name, a.sparsity, q_star=a.q_star or "1", clip=a.clip,
+        sol = eoc_parameters(act.name, a.sparsity, q_star="1" if a.q_star is None else a.q_star, clip=a.clip,
                              v_prime=a.v_prime, digits=working_digits(a))
         return sol, None
     if a.v_prime is not None:
@@ -117,7 +118,7 @@ def configuration(a):
         raise ParameterError("give both --sigma-w2 and --sigma-b2, or neither (EoC)")
     if a.sigma_w2 is not None:
         return init_from(a), a.q_star
-    sol = eoc_parameters(act.name, q_star=a.q_star or "1", digits=working_digits(a), **activation_params(a, act))
+    sol = eoc_parameters(act.name, q_star="1" if a.q_star is None else a.q_star, digits=working_digits(a), **activation_params(a, act))
     return sol, None
 
 
@@ -164,11 +165,8 @@ def check_figure(path, flag: str = "--figure"):
 
 
 def save_figure_file(fig, path, flag: str = "--figure"):
-    """Save ``fig`` to ``path``; a failure is one line naming the flag and the file."""
-    try:
-        fig.savefig(path, dpi=150)
-    except (OSError, ValueError) as exc:
-        raise ParameterError(f"{flag} {path}: cannot be written ({getattr(exc, 'strerror', None) or exc})") from None
+    """Save ``fig`` to ``path`` atomically; a failure is one line naming the flag and the file."""
+    write_figure(fig, path, what=f"{flag} {path}")
 
 
 def remove_journal(journal):

@@ -13,6 +13,7 @@ import sys
 import numpy as np
 
 from ..activations import by_sparsity
+from ..maps import FLOAT64_Q_RANGE
 from ..errors import ParameterError
 from ._common import (CONFIG_HELP, check_figure, config_args, configuration, jobs_args, journal_for, journal_hint,
                       progress, remove_journal, save_figure_file, stable_q_star, write_output)
@@ -227,7 +228,7 @@ def _simulation_lines(sim, every, factor) -> list[str]:
                  f"  {'sparsity: sim +- se':>22} {'theory':>8}{pair}")
     for l in rows:
         row = (f"{l + 1:>6}  {_pm(qm[l], qs[l]):>24} {qmed[l]:>10.5g} {t.q[l]:>10.5g} {t.q_band[1, l]:>15.5g}"
-               f"  {_pm(sm[l], ss[l]):>22} {t.sparsity[l]:>8.4f}")
+               f"  {_pm(sm[l], ss[l]):>22} {_theory(t.sparsity[l]):>8}")
         if len(sim.c0):
             theory = f"{t.c[l, 0]:.4f}" if np.isfinite(t.c[l, 0]) else "-"  # --no-correlations
             row += f"   {_pm(cm[l, 0], cs[l, 0])} / {theory}"
@@ -243,6 +244,14 @@ def _simulation_lines(sim, every, factor) -> list[str]:
     lines.append(f"run away (q^L > {factor} q*): {int(sim.runaway.sum())} of {len(sim.seeds)} networks "
                  f"({sim.runaway_fraction:.2f}); finite-width model: {t.runaway_probability:.3f} "
                  f"+- {t.runaway_se:.3f} ({t.paths} paths); infinite width: q^L = {t.q[-1]:.6g}")
+    if not np.isfinite(t.q[-1]):
+        first = int(np.argmin(np.isfinite(t.q))) + 1
+        lines.append(f"theory: q passes {FLOAT64_Q_RANGE[1]:g} (the supported range) at layer {first}: "
+                     "the infinite-width network runs away; deeper layers show inf and -")
+    if sim.undefined_correlations:
+        lines.append(f"c undefined in {sim.undefined_correlations} of {sim.c.size} (network, layer, pair) "
+                     "entries, left out of the means: an input's pre-activations were all zero "
+                     "(every unit of the layer below inactive) or overflowed")
     if sim.jacobian_mean is not None:
         jm = sim.jacobian_mean
         se = float(np.std(jm, ddof=1) / np.sqrt(len(jm))) if len(jm) > 1 else np.nan
@@ -253,9 +262,13 @@ def _simulation_lines(sim, every, factor) -> list[str]:
     return lines
 
 
+def _theory(value) -> str:
+    return f"{value:.4f}" if np.isfinite(value) else "-"  # past q = 1e30 the theory is not computed
+
+
 def _pm(mean, se):
     if not np.isfinite(mean):
-        return "inf" if mean > 0 else "nan"
+        return "inf" if mean > 0 else "undefined"
     return f"{mean:.5g} +- {se:.2g}" if np.isfinite(se) else f"{mean:.5g}"
 
 

@@ -29,6 +29,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from .._files import atomic_write, write_figure
 from ..errors import ParameterError
 from .train import TrainConfig, TrainResult, diagnosis, selected_epoch, train
 
@@ -535,14 +536,12 @@ def _write_results(results, directory, formats):
                        ("accuracy-by-epoch.csv", learning_curves_csv(curves)),
                        ("study.md", study_markdown(study) + "\n" + study_note(results)),
                        ("study.csv", study_csv(study))):
-        (directory / name).write_text(text, encoding="utf-8")
-        paths.append(directory / name)
+        paths.append(atomic_write(directory / name, text))
     for name, fig in (("accuracy", accuracy_figure(rows)), ("loss-curves", loss_figure(results)),
                       ("gradient-norms", gradient_figure(results)),
                       ("learning-curves", learning_curves_figure(curves))):
         for fmt in formats:
-            fig.savefig(directory / f"{name}.{fmt}", dpi=120)
-            paths.append(directory / f"{name}.{fmt}")
+            paths.append(write_figure(fig, directory / f"{name}.{fmt}", dpi=120))
     return paths
 
 

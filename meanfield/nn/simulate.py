@@ -148,13 +148,29 @@ class Simulation:
 
     def mean_and_se(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         """Mean over seeds and its standard error (std / sqrt(seeds); nan for one seed) of
-        ``q``, ``sparsity`` or ``c``."""
+        ``q``, ``sparsity`` or ``c``. For ``c``, over the seeds where it is defined (nan
+        where it is in none: see :attr:`undefined_correlations`)."""
         data = getattr(self, name)
+        if name == "c":
+            n = np.isfinite(data).sum(axis=0)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                mean = np.where(n > 0, np.nansum(data, axis=0) / np.maximum(n, 1), np.nan)
+                dev = np.where(np.isfinite(data), data - mean, 0.0)
+                se = np.where(n > 1, np.sqrt((dev * dev).sum(axis=0) / np.maximum(n - 1, 1) / np.maximum(n, 1)),
+                              np.nan)
+            return mean, se
         with np.errstate(invalid="ignore"):
             mean = data.mean(axis=0)
             se = (data.std(axis=0, ddof=1) / math.sqrt(len(self.seeds)) if len(self.seeds) > 1
                   else np.full_like(mean, np.nan))
         return mean, se
+
+    @property
+    def undefined_correlations(self) -> int:
+        """How many (network, layer, input correlation) entries of ``c`` are undefined (nan):
+        every pair of that input correlation had an input whose pre-activations were all zero
+        or overflowed."""
+        return int(np.sum(~np.isfinite(self.c)))
 
     def z_scores(self, name: str) -> np.ndarray:
         """(mean - theory) / standard error per layer (and pair, for ``c``)."""
@@ -198,21 +214,24 @@ class Simulation:
 def theory_trajectory(init: Initialisation, q_first, depth: int, c0=(), *, correlations=True):
     """Infinite width: (q, sparsity, c) per hidden layer 1..depth from q^1 = ``q_first`` and
     first-layer correlations ``c0`` (float64 arrays; c is (depth, len(c0)) or None)."""
-    q = np.empty(depth)
-    s = np.empty(depth)
+    q = np.full(depth, np.inf)  # layers past the supported range (q > 1e30) run away: inf
+    s = np.full(depth, np.nan)  # and have no sparsity computed
     qv = mpmath.mpf(q_first)
+    reached = 0
     for l in range(depth):
+        if qv > FLOAT64_Q_RANGE[1]:
+            break
         v = map_values(init, qv, digits=_DIGITS)
         q[l], s[l] = float(qv), float(v.sparsity)
-        qv = v.variance
+        qv, reached = v.variance, l + 1
     if not correlations or len(c0) == 0:
         return q, s, None
-    c = np.empty((depth, len(c0)))
+    c = np.full((depth, len(c0)), np.nan)
     for p, c1 in enumerate(c0):
         q12 = mpmath.mpf(float(c1)) * q[0]
-        for l in range(depth):
+        for l in range(reached):
             c[l, p] = float(q12) / q[l]
-            if l + 1 < depth:
+            if l + 1 < reached:
                 q12 = kernel_map(init, q[l], q[l], _clamp(q12, q[l]), digits=10).q12_next
     return q, s, c
 
@@ -307,13 +326,21 @@ def _one_seed(init, q_star, q_first, width, depth, inputs, dtype, backend, jacob
         gram = np.einsum("lkn,ljn->lkj", pre, pre)
         norm = np.sqrt(np.einsum("lkk->lk", gram))
         corr = gram / (norm[:, :, None] * norm[:, None, :])
-        c = np.array([[np.mean(np.diagonal(corr[l], d)) for d in range(1, inputs)]
+        c = np.array([[_defined_mean(np.diagonal(corr[l], d)) for d in range(1, inputs)]
                       for l in range(depth)]).reshape(depth, inputs - 1)
         jm = jv = None
         if jacobian:
             jm, jv = _jacobian_moments(net, pre[:, 0, :])
     return {"q": q.tolist(), "sparsity": sparsity.tolist(), "c": c.tolist(),
             "jacobian": None if jm is None else [jm, jv]}
+
+
+def _defined_mean(values: np.ndarray) -> float:
+    """The mean of the finite values (a pair's correlation is undefined, nan, when one
+    input's pre-activations are all zero, every unit of the layer below inactive, which a
+    narrow network meets, or overflowed); nan when none is."""
+    finite = values[np.isfinite(values)]
+    return float(np.mean(finite)) if finite.size else math.nan
 
 
 def _jacobian_moments(net: MLP, h: np.ndarray):
