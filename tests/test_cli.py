@@ -186,6 +186,37 @@ def test_console_script_entry_point():
     assert_clean_failure(bad.returncode, bad.stdout, bad.stderr)
 
 
+def test_python_dash_m_meanfield_and_the_top_level_help():
+    from meanfield import __version__
+    proc = subprocess.run([sys.executable, "-m", "meanfield", "--version"], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0 and proc.stdout.strip() == f"meanfield {__version__}", proc
+    code, out, err = call(["--help"])
+    assert code == 0 and "``" not in out and ":mod:" not in out
+    description = out.split("positional arguments:")[0]
+    assert "sparsity-inducing activations" in description and description.rstrip().endswith(".")
+
+
+def test_the_wheel_ships_license_and_py_typed(tmp_path):
+    """LICENSE, py.typed and the metadata's license in the built wheel (CHANGELOG.md is in
+    the repository, beside README.md)."""
+    import zipfile
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    assert (root / "CHANGELOG.md").read_text().startswith("# Changelog")
+    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q",
+                           "-w", str(tmp_path), str(root)], capture_output=True, text=True, timeout=300)
+    if proc.returncode != 0 and ("No matching distribution" in proc.stderr or "network" in proc.stderr.lower()):
+        pytest.skip(f"cannot build a wheel here: {proc.stderr.strip()[-200:]}")
+    assert proc.returncode == 0, proc.stderr
+    [wheel] = tmp_path.glob("meanfield-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "meanfield/py.typed" in names
+    assert any(n.endswith("/licenses/LICENSE") or n.endswith("/LICENSE") for n in names), names
+    meta = next(n for n in names if n.endswith("METADATA"))
+    assert "License-Expression: MIT" in zipfile.ZipFile(wheel).read(meta).decode()
+
+
 # -- hostile arguments -----------------------------------------------------------------------
 
 @pytest.mark.parametrize("argv", [

@@ -32,13 +32,22 @@ from ._common import Parser, UsageError, in_flags
 
 __all__ = ["main", "build_parser"]
 
+#: What ``meanfield --help`` says above the commands, and below them.
+DESCRIPTION = ("The mean-field theory of deep networks with sparsity-inducing activations "
+               "(Price et al., ICLR 2024): edge-of-chaos parameters, fixed points, maps, correlation "
+               "maps, diagnostics, formulas, stability tables, phase diagrams, figures, simulation "
+               "and training.")
+EPILOG = ("Numbers are read and written as decimal strings; --json gives machine-readable output. "
+          "Bad arguments give one line on stderr and exit status 2. "
+          "'meanfield COMMAND --help' describes a command.")
+
 #: The modules of the commands, in the order of ``meanfield --help``.
 COMMAND_GROUPS = (theory, sweeps, figures, networks)
 
 
 def build_parser() -> Parser:
     """The parser of every command; each sets ``handler`` (and may set ``interrupt_hint``)."""
-    p = Parser(prog="meanfield", description=__doc__.split("\n")[0])
+    p = Parser(prog="meanfield", description=DESCRIPTION, epilog=EPILOG)
     p.add_argument("--version", action="version", version=f"meanfield {__version__}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
     for group in COMMAND_GROUPS:
