@@ -26,6 +26,7 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from ._progress import bar as progress_bar
 from .errors import ParameterError
 
 __all__ = ["run_tasks", "check_jobs", "workers", "WORKERS_PER_CORE"]
@@ -114,7 +115,6 @@ def run_tasks(func: Callable, tasks: Sequence[tuple[str, tuple]], *, job: dict, 
     hides it, None shows it on a terminal only.
     """
     from joblib import Parallel, delayed
-    from tqdm.auto import tqdm
 
     jobs = check_jobs(jobs)
     keys = [k for k, _ in tasks]
@@ -142,8 +142,7 @@ def run_tasks(func: Callable, tasks: Sequence[tuple[str, tuple]], *, job: dict, 
                 _close_quietly(fh)
             raise _journal_error(path, exc) from None
     todo = [(k, a) for k, a in tasks if k not in results]
-    bar = tqdm(total=len(tasks), initial=len(tasks) - len(todo), desc=desc, unit="task",
-               disable=(not progress) if progress is not None else None, delay=1.0, leave=False)
+    bar = progress_bar(total=len(tasks), initial=len(tasks) - len(todo), desc=desc, progress=progress)
     try:
         if todo:
             n_jobs = None if jobs is None else workers(jobs, len(todo))  # None: parallel_config decides

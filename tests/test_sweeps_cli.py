@@ -193,9 +193,49 @@ def test_fuzz_sweep_commands(command, pairs, tmp_path_factory):
 
 # --- the main job ------------------------------------------------------------------------------
 
-def test_demo_writes_everything_it_lists(tmp_path, capsys):
-    code, out, err = call(["demo", "-o", str(tmp_path), "--jobs", "2", "--no-progress"], capsys)
+def run_on_a_terminal(argv, timeout=900):
+    """``meanfield ARGV`` in a subprocess whose stderr is a fresh pty (of size 0 x 0, as a
+    bare terminal reports) and whose stdout is a pipe: (exit status, stdout, stderr)."""
+    import os
+    import pty
+    import subprocess
+    import sys
+    import threading
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "meanfield", *argv], stdout=subprocess.PIPE,
+                            stderr=slave, stdin=subprocess.DEVNULL)
+    os.close(slave)
+    chunks = []
+
+    def drain():
+        while True:
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # the pty closed with the process
+                return
+            if not data:
+                return
+            chunks.append(data)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    out, _ = proc.communicate(timeout=timeout)
+    reader.join(10)
+    os.close(master)
+    return proc.returncode, out.decode(), b"".join(chunks).decode("utf-8", "replace")
+
+
+def test_demo_writes_everything_it_lists_and_shows_progress_on_a_terminal(tmp_path, capsys):
+    """The main job on a terminal: a line per stage and a bar in each long stage on stderr
+    (a bare pty reports 0 x 0: tqdm would hide the bars), the results on stdout, and no
+    terminal codes left behind (numba's colorama reset)."""
+    code, out, err = run_on_a_terminal(["demo", "-o", str(tmp_path), "--jobs", "2"])
     assert code == 0, err
+    for k in range(1, 7):
+        assert f"demo [{k}/6]: " in err, err
+    bars = re.findall(r"(stability table|phase diagram \w+|seeds):\s+\d+%\|", err)
+    assert {"stability table", "phase diagram crelu", "phase diagram cst", "seeds"} <= set(bars), set(bars)
+    assert "\x1b" not in out and "\x1b[0m" not in err
     listed = [Path(line.strip()) for line in out.splitlines() if line.startswith("  ")]
     names = {p.name for p in listed}
     assert {"table.md", "table.csv", "table.tex", "table.json", "phase-diagram-crelu.csv",
@@ -212,3 +252,11 @@ def test_demo_writes_everything_it_lists(tmp_path, capsys):
     assert "crelu at s = 0.8 on the EoC (stable q*): 0 of 10 networks run away" in out
     code, table_out, _ = call(["table", "--no-progress"], capsys)
     assert (tmp_path / "table.md").read_text() == table_out
+
+
+def test_no_progress_on_a_terminal_shows_only_the_results(tmp_path):
+    argv = ["phase-diagram", "--activation", "crelu", "--sparsity", "0.5:0.9:0.02", "--clip-ratio", "0.5:3:0.5",
+            "--jobs", "2", "-o", str(tmp_path / "pd.csv")]
+    code, out, err = run_on_a_terminal([*argv, "--no-progress"])
+    assert code == 0 and err == "", err
+    assert "wrote " in out and "\x1b" not in out

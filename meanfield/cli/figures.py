@@ -4,6 +4,7 @@ paper-grid table, both phase diagrams, every figure and a simulation of each ver
 
 from __future__ import annotations
 
+from .._progress import stage
 from ..activations import get_activation
 from ..eoc import eoc_parameters
 from ..errors import ParameterError
@@ -81,6 +82,8 @@ def _cmd_demo(a):
         raise ParameterError(f"--output-dir {out}: {exc.strerror}") from None
     show = progress(a)
     start = time.perf_counter()
+    steps = 4 + len(DEMO_SIMULATIONS)
+    stage(f"demo [1/{steps}]: the paper-grid stability table (39 configurations)", show)
     table = stability_table(paper_grid(), digits=6, depth=100, jobs=a.jobs, progress=show,
                             journal=out / "table.partial.jsonl")
     written = []
@@ -95,7 +98,8 @@ def _cmd_demo(a):
           + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
     diagrams = []
     r = np.linspace(0.05, 4.0, 100)
-    for act in ("crelu", "cst"):  # the paper's two
+    for k, act in enumerate(("crelu", "cst")):  # the paper's two
+        stage(f"demo [{2 + k}/{steps}]: the {act} phase diagram (100 sparsities x 100 clip ratios)", show)
         s_lo = get_activation(act).sparsity_rule.lowest
         journal = out / f"phase-diagram-{act}.partial.jsonl"
         d = phase_diagram(act, np.linspace(s_lo, 0.95, 100), r, jobs=a.jobs, progress=show,
@@ -104,6 +108,7 @@ def _cmd_demo(a):
         remove_journal(journal)
         written.append(out / f"phase-diagram-{act}.csv")
         diagrams.append(d)
+    stage(f"demo [4/{steps}]: the figures ({', '.join(FIGURES)})", show)
     for name in FIGURES:
         fig = phase_diagram_figure(diagrams) if name == "phase-diagram" else figure(name)
         try:
@@ -111,7 +116,8 @@ def _cmd_demo(a):
         except OSError as exc:
             raise ParameterError(f"--output-dir {out}: {exc.strerror}") from None
     from ..nn.simulate import simulate
-    for act, s, v_prime in DEMO_SIMULATIONS:  # the theory's two verdicts, checked by simulation
+    for k, (act, s, v_prime) in enumerate(DEMO_SIMULATIONS):  # the theory's two verdicts, checked
+        stage(f"demo [{5 + k}/{steps}]: simulation of {act} at s = {s} (10 networks, width 300, depth 100)", show)
         sol = eoc_parameters(act, s, v_prime=v_prime, digits=20)
         stem = f"simulate-{act}-{s}"
         journal = out / f"{stem}.partial.jsonl"

@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import math
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -60,6 +61,10 @@ __all__ = ["ActivationTable", "Trace", "Step", "HAVE_NUMBA", "dense_forward", "d
            "fused_step", "apply_gradient", "layer_norms", "max_abs",
            "WRITE", "SGD", "MOMENTUM", "ADAM", "NORMS"]
 
+# numba colours its compiler errors with colorama, whose init() registers an exit handler
+# that writes a terminal reset (ESC[0m) after the program's output, from every process
+# that compiled a kernel; our kernels raise no compiler errors worth colouring
+os.environ.setdefault("NUMBA_DISABLE_ERROR_MESSAGE_HIGHLIGHTING", "1")
 try:  # a dependency, but a platform without a numba wheel still gets the numpy passes
     import numba
     HAVE_NUMBA, NUMBA_ERROR = True, None

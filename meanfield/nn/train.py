@@ -39,6 +39,7 @@ import numpy as np
 
 from .. import validation
 from .._files import atomic_write, json_safe
+from .._progress import bar as progress_bar
 from ..errors import DataError, NoSolutionError, ParameterError
 from . import _kernels as K
 from . import optimizers
@@ -533,8 +534,6 @@ def train(config: TrainConfig, data, *, directory=None, resume: bool = False, ov
     on a terminal only). With ``stop="plateau"`` the run ends at the first epoch where
     the validation accuracy has stopped rising (``result.stopped`` says when), or after
     ``epochs``; a resumed run that had stopped does not train again."""
-    from tqdm.auto import tqdm
-
     if not isinstance(config, TrainConfig):
         raise ParameterError(f"config must be a TrainConfig, got {type(config).__name__}")
     xtr, ytr, xva, yva, xte, yte = prepare_data(data, config)
@@ -583,9 +582,8 @@ def train(config: TrainConfig, data, *, directory=None, resume: bool = False, ov
         t0, c0 = time.perf_counter(), time.process_time()
         order = rng.permutation(len(xtr))
         loss_sum, sq_norms, window = 0.0, np.zeros(config.depth + 1), []
-        bar = tqdm(total=steps_per_epoch, desc=f"{config.label()} seed {config.seed} epoch {epoch}",
-                   unit="step", leave=False, delay=1.0,
-                   disable=(not progress) if progress is not None else None)
+        bar = progress_bar(total=steps_per_epoch, desc=f"{config.label()} seed {config.seed} epoch {epoch}",
+                           unit="step", progress=progress)
         try:
             for step in range(steps_per_epoch):
                 idx = order[step * config.batch_size:(step + 1) * config.batch_size]
