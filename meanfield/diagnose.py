@@ -54,6 +54,7 @@ import mpmath
 import numpy as np
 
 from . import validation
+from ._display import Displayed
 from .correlation import CorrelationReport, correlation_digits, correlation_fixed_points, depth_scale
 from .errors import NoSolutionError, ParameterError
 from .fixed_points import FixedPoint, FixedPointReport, fixed_points
@@ -76,8 +77,8 @@ VERDICTS = ("unstable", "half-stable", "exploding", "vanishing", "fragile", "too
 DEPTH_SCALES = 6
 
 
-@dataclass(frozen=True)
-class Diagnosis:
+@dataclass(frozen=True, repr=False)
+class Diagnosis(Displayed):
     """The diagnostics of one initialisation at its fixed point q* (see the module docstring)."""
 
     init: Any
@@ -94,6 +95,15 @@ class Diagnosis:
     jacobian: JacobianSpectrum | None
     verdict: str
     reason: str
+
+    def _headline(self):
+        return [("activation", self.init.activation.name), ("verdict", self.verdict), ("q_star", self.q_star),
+                ("v_prime", self.v_prime), ("kind", self.q_star_point.kind), ("depth", self.depth),
+                ("xi_q", self.xi_q), ("xi_c", self.xi_c)]
+
+    def _tidy_rows(self):
+        return [dict(self._headline(), sigma_w2=self.init.sigma_w2, sigma_b2=self.init.sigma_b2,
+                     margin=self.margin, rho0=self.rho0, reason=self.reason)]
 
     @property
     def v_prime(self):

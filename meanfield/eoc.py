@@ -34,6 +34,7 @@ from typing import Any
 import mpmath
 
 from ._roots import bracketed_root
+from ._display import Displayed
 from . import validation
 from .activations import by_sparsity, get_activation
 from .errors import NoSolutionError, ParameterError
@@ -43,9 +44,13 @@ from .maps import (DEFAULT_DIGITS, GUARD_DIGITS, Initialisation, cancellation_di
 
 __all__ = ["EoCSolution", "eoc_parameters", "eoc_weights", "check_request"]
 
-@dataclass(frozen=True)
-class EoCSolution:
-    """An edge-of-chaos initialisation and what the theory says of it (mpf values)."""
+@dataclass(frozen=True, repr=False)
+class EoCSolution(Displayed):
+    """An edge-of-chaos initialisation and what the theory says of it (mpf values).
+
+    >>> eoc_parameters("crelu", "0.85", v_prime="0.7", digits=10)
+    EoCSolution(activation=crelu, sparsity=0.85, q_star=1, tau=1.03643, m=1.17037, sigma_w2=7.33482, sigma_b2=0.595341, v_prime=0.7, kind=stable)
+    """
 
     init: Initialisation
     q_star: Any
@@ -59,6 +64,17 @@ class EoCSolution:
     v_second: Any
     fixed_points: FixedPointReport
     digits: int
+
+    def _headline(self):
+        p = self.q_star_point
+        out = [("activation", self.init.activation.name), ("sparsity", self.sparsity), ("q_star", self.q_star),
+               ("tau", self.tau)]
+        out += [("m", self.m)] if self.m is not None else []
+        return out + [("sigma_w2", self.sigma_w2), ("sigma_b2", self.sigma_b2), ("v_prime", self.v_prime),
+                      ("kind", p.kind if p is not None else "every q is fixed")]
+
+    def _tidy_rows(self):
+        return [dict(self._headline(), v_second=self.v_second, chi1=self.chi1, digits=self.digits)]
 
     @property
     def q_star_point(self):

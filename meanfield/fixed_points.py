@@ -66,6 +66,7 @@ import mpmath
 import numpy as np
 
 from ._interval import Interval
+from ._display import Displayed, short
 from ._roots import bracketed_root
 from .errors import ParameterError
 from .maps import (DEFAULT_DIGITS, GUARD_DIGITS, Initialisation, cancellation_digits,
@@ -101,8 +102,8 @@ class FixedPoint:
                 "kind": self.kind, "attracts_from": self.attracts_from}
 
 
-@dataclass(frozen=True)
-class FixedPointReport:
+@dataclass(frozen=True, repr=False)
+class FixedPointReport(Displayed):
     """All fixed points of V on the searched range, in increasing q, and the large-q behaviour.
 
     ``large_q`` is ``"diverges"`` (V(q) > q for all large q: the variance grows without
@@ -122,6 +123,15 @@ class FixedPointReport:
     certified: bool
     digits: int
     unresolved: tuple[tuple[float, float], ...] = ()
+
+    def _headline(self):
+        points = "; ".join(f"{short(p.q)} {p.kind}" for p in self.points) or "none"
+        return [("activation", self.init.activation.name), ("points", points), ("large_q", self.large_q),
+                ("certified", self.certified)] + ([("unresolved", len(self.unresolved))] if self.unresolved else [])
+
+    def _tidy_rows(self):
+        return [{"q": p.q, "kind": p.kind, "v_prime": p.v_prime, "v_second": p.v_second, "chi1": p.chi1,
+                 "attracts_from": p.attracts_from} for p in self.points]
 
     @property
     def stable(self) -> tuple[FixedPoint, ...]:

@@ -42,6 +42,7 @@ from typing import Any, Sequence
 import numpy as np
 from scipy.special import ndtri
 
+from ._display import Displayed
 from ._jobs import run_tasks
 from .correlation import CorrelationReport
 from . import validation
@@ -277,8 +278,8 @@ def _row_task(activation: str, s: float, q_star: float, ratios: list[float], dep
     return row
 
 
-@dataclass(frozen=True)
-class PhaseDiagram:
+@dataclass(frozen=True, repr=False)
+class PhaseDiagram(Displayed):
     """Per-point results over ``sparsities`` x ``clip_ratios`` (arrays of shape (n_s, n_r)).
 
     ``verdict`` holds the verdict words (``infeasible`` where no EoC initialisation
@@ -305,6 +306,15 @@ class PhaseDiagram:
     margin: np.ndarray
     chi1_other: np.ndarray
     refined: np.ndarray
+
+    def _headline(self):
+        words, counts = np.unique(self.verdict, return_counts=True)
+        return [("activation", self.activation), ("grid", f"{len(self.sparsities)} x {len(self.clip_ratios)}"),
+                ("q_star", self.q_star), ("depth", self.depth),
+                ("verdicts", ", ".join(f"{w} {n}" for w, n in zip(words, counts)))]
+
+    def _tidy_rows(self):
+        return self.records()
 
     def records(self) -> list[dict]:
         """One dict per point (s, clip_ratio, then :data:`FIELDS` and the reason)."""

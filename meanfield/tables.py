@@ -40,6 +40,7 @@ import mpmath
 import numpy as np
 
 from . import validation
+from ._display import Displayed
 from ._jobs import run_tasks
 from .activations import by_sparsity, get_activation
 from .diagnose import diagnose_eoc
@@ -275,8 +276,8 @@ def _latex_escape(text: str) -> str:
     return "".join(out)
 
 
-@dataclass(frozen=True)
-class StabilityTable:
+@dataclass(frozen=True, repr=False)
+class StabilityTable(Displayed):
     """Rows of a sweep, in the order of its configurations; ``digits``: digits reported."""
 
     rows: tuple[StabilityRow, ...]
@@ -286,6 +287,16 @@ class StabilityTable:
 
     def __len__(self):
         return len(self.rows)
+
+    def _headline(self):
+        counts: dict[str, int] = {}
+        for r in self.rows:
+            counts[r.verdict] = counts.get(r.verdict, 0) + 1
+        return [("rows", len(self.rows)), ("depth", self.depth), ("digits", self.digits),
+                ("verdicts", ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))]
+
+    def _tidy_rows(self):
+        return self.records()
 
     def __iter__(self):
         return iter(self.rows)

@@ -63,6 +63,7 @@ from .. import validation
 from .._files import json_safe
 from .._jobs import run_tasks
 from ..correlation import kernel_map
+from .._display import Displayed
 from ..errors import ParameterError
 from ..jacobian import power_mean as power_mean_mp
 from ..maps import FLOAT64_Q_RANGE, Initialisation, lambdify_np, map_values, map_values_float64, operating_point
@@ -105,8 +106,8 @@ class Theory:
     paths: int
 
 
-@dataclass(frozen=True)
-class Simulation:
+@dataclass(frozen=True, repr=False)
+class Simulation(Displayed):
     """Per-seed measurements (float64 arrays; seeds along the first axis) and the theory.
 
     ``q``, ``sparsity``: (seeds, depth); ``c``: (seeds, depth, pairs) for the input
@@ -141,6 +142,29 @@ class Simulation:
     def runaway(self) -> np.ndarray:
         """Per seed: q^L > RUNAWAY_FACTOR q* (or overflowed)."""
         return ~(self.q[:, -1] <= RUNAWAY_FACTOR * self.q_star)
+
+    def _headline(self):
+        return [("activation", self.activation), ("width", self.width), ("depth", self.depth),
+                ("networks", len(self.seeds)), ("q_star", self.q_star), ("kind", self.theory.kind),
+                ("runaway", f"{int(self.runaway.sum())} of {len(self.seeds)}"),
+                ("runaway_model", self.theory.runaway_probability)]
+
+    def _tidy_rows(self):
+        """One row per layer: the mean over networks, its standard error and the theory
+        of q, the sparsity and the correlation of the first input pair."""
+        qm, qs = self.mean_and_se("q")
+        sm, ss = self.mean_and_se("sparsity")
+        cm, cs = self.mean_and_se("c") if self.c.shape[-1] else (None, None)
+        rows = []
+        for l in range(self.depth):
+            row = {"layer": l + 1, "q": qm[l], "q_se": qs[l], "q_median": float(np.median(self.q[:, l])),
+                   "q_theory": self.theory.q[l], "sparsity": sm[l], "sparsity_se": ss[l],
+                   "sparsity_theory": self.theory.sparsity[l]}
+            if cm is not None:
+                row.update(c0=float(self.c0[0]), c=cm[l, 0], c_se=cs[l, 0],
+                           c_theory=None if self.theory.c is None else self.theory.c[l, 0])
+            rows.append(row)
+        return rows
 
     @property
     def runaway_fraction(self) -> float:

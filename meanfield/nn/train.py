@@ -39,6 +39,7 @@ import numpy as np
 
 from .. import validation
 from .._files import atomic_write, json_safe
+from .._display import Displayed
 from .._progress import bar as progress_bar
 from ..errors import DataError, NoSolutionError, ParameterError
 from . import _kernels as K
@@ -242,8 +243,8 @@ PROTOCOL = {f.name: f.default for f in dataclasses.fields(TrainConfig)
             if f.name in ("optimizer", "learning_rate", "batch_size", "epochs", "momentum", "depth", "width")}
 
 
-@dataclass
-class TrainResult:
+@dataclass(repr=False)
+class TrainResult(Displayed):
     """``status``: "ok", "failed" (NaN or infinity) or "diverged" (a finite blow-up: the
     loss passed :data:`DIVERGENCE_FACTOR` times its start); ``failure`` says where and why;
     ``epochs``: one dict of metrics per finished epoch (``seconds``: its wall time;
@@ -258,6 +259,18 @@ class TrainResult:
     theory: dict = field(default_factory=dict)
     seconds: float = 0.0
     stopped: dict | None = None
+
+    def _headline(self):
+        e = self.final
+        out = [("configuration", self.config.label()), ("seed", self.config.seed), ("status", self.status),
+               ("epochs", len(self.epochs)), ("test_accuracy", self.test_accuracy)]
+        out += [("validation_accuracy", e["validation_accuracy"])] if "validation_accuracy" in e else []
+        return out + ([("stopped_at", self.stopped["epoch"])] if self.stopped else [])
+
+    def _tidy_rows(self):
+        """One row per finished epoch, its scalar metrics (per-layer lists left out)."""
+        return [{"epoch": n, **{k: v for k, v in e.items() if not isinstance(v, (list, tuple, dict))}}
+                for n, e in enumerate(self.epochs, start=1)]
 
     @property
     def final(self) -> dict:
