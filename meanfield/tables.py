@@ -67,6 +67,12 @@ _LATEX_HEADERS = {
     "chi1_other_stable": r"$\chi_1$ other stable", "rho0": r"$\rho(0)$", "xi_c": r"$\xi_c$",
     "margin": "margin", "verdict": "verdict", "reason": "reason"}
 _MAX_VALUES = 100_000
+#: The columns of ``format("latex")`` when none are chosen: what a paper's table shows
+#: (the fixed points, rho(0)'s companions and the prose reason stay in the CSV and JSON).
+LATEX_COLUMNS = ("activation", "sparsity", "v_prime_target", "tau", "m", "sigma_w2", "sigma_b2", "v_second",
+                 "rho0", "xi_c", "verdict")
+#: Columns of numbers, aligned on the decimal point in LaTeX (two cells: ``r@{}l``).
+_ALIGNED = ("sparsity", "q_star", "v_prime_target") + _NUMERIC + ("n_fixed_points",)
 
 
 def _decimal_text(name: str, value) -> str:
@@ -276,6 +282,47 @@ def _latex_escape(text: str) -> str:
     return "".join(out)
 
 
+def _latex_number(text: str) -> str:
+    """A number's two cells of an ``r@{}l`` column: the integer part, and the point with the
+    digits after it (an exponent as a power of ten); infinities and blanks span both."""
+    if text in ("", "+inf", "-inf", "inf"):
+        shown = {"": "", "+inf": r"$\infty$", "inf": r"$\infty$", "-inf": r"$-\infty$"}[text]
+        return r"\multicolumn{2}{c}{" + shown + "}"
+    mantissa, _, exponent = text.lower().partition("e")
+    whole, dot, fraction = mantissa.partition(".")
+    power = rf"\ensuremath{{\times 10^{{{int(exponent)}}}}}" if exponent else ""
+    return f"{_latex_escape(whole)} & {_latex_escape(dot + fraction)}{power}"
+
+
+def _latex_table(rows: list[dict[str, str]], columns: Sequence[str]) -> str:
+    """A booktabs tabular: numbers aligned on the decimal point, the reasons (if asked for)
+    as notes under the table, each marked on its row's verdict (or first) cell."""
+    shown = [c for c in columns if c != "reason"]
+    if not shown:
+        raise ParameterError("columns: the LaTeX table needs a column besides reason (the reasons are its notes)")
+    notes: dict[str, str] = {}  # reason -> mark, in the order of first use
+    mark_at = "verdict" if "verdict" in shown else shown[0]
+    spec = "".join("r@{}l" if c in _ALIGNED else "l" for c in shown)
+    head = " & ".join(r"\multicolumn{2}{c}{" + _LATEX_HEADERS[c] + "}" if c in _ALIGNED else _LATEX_HEADERS[c]
+                      for c in shown)
+    lines = [r"\begin{tabular}{" + spec + "}", r"\toprule", head + r" \\", r"\midrule"]
+    for r in rows:
+        cells = []
+        for c in shown:
+            cell = _latex_number(r[c]) if c in _ALIGNED else _latex_escape(r[c])
+            if c == mark_at and "reason" in columns and r["reason"]:
+                mark = notes.setdefault(r["reason"], chr(ord("a") + len(notes)) if len(notes) < 26
+                                        else str(len(notes) + 1))
+                cell += r"\textsuperscript{" + mark + "}"
+            cells.append(cell)
+        lines.append(" & ".join(cells) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    if notes:
+        lines.append(r"\par\smallskip\footnotesize")
+        lines += [r"\textsuperscript{" + m + "} " + _latex_escape(reason) + r"\\" for reason, m in notes.items()]
+    return "\n".join(lines) + "\n"
+
+
 @dataclass(frozen=True, repr=False)
 class StabilityTable(Displayed):
     """Rows of a sweep, in the order of its configurations; ``digits``: digits reported."""
@@ -308,7 +355,11 @@ class StabilityTable(Displayed):
 
     def format(self, fmt: str = "markdown", *, columns: Sequence[str] | None = None,
                digits: int | None = None) -> str:
-        """The table as ``csv``, ``markdown``, ``latex`` (booktabs) or ``json`` text."""
+        """The table as ``csv``, ``markdown``, ``latex`` or ``json`` text. LaTeX is a booktabs
+        tabular for a paper: by default the columns :data:`LATEX_COLUMNS`, numbers aligned
+        on the decimal point, the reasons (when ``columns`` holds ``reason``) as notes."""
+        if columns is None and fmt == "latex" and self.columns == COLUMNS:
+            columns = LATEX_COLUMNS
         columns = tuple(columns) if columns is not None else self.columns
         bad = [c for c in columns if c not in COLUMNS]
         if bad or not columns:
@@ -328,11 +379,7 @@ class StabilityTable(Displayed):
             lines += ["| " + " | ".join(cell(r[c]) for c in columns) + " |" for r in rows]
             return "\n".join(lines) + "\n"
         if fmt == "latex":
-            lines = [r"\begin{tabular}{" + "l" * len(columns) + "}", r"\toprule",
-                     " & ".join(_LATEX_HEADERS[c] for c in columns) + r" \\", r"\midrule"]
-            lines += [" & ".join(_latex_escape(r[c]) for c in columns) + r" \\" for r in rows]
-            lines += [r"\bottomrule", r"\end{tabular}"]
-            return "\n".join(lines) + "\n"
+            return _latex_table(rows, columns)
         raise ParameterError(f"format = {fmt!r}: choose one of {', '.join(FORMATS)}")
 
     def to_dataframe(self):
