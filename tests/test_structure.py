@@ -130,3 +130,21 @@ def test_every_command_has_a_handler_in_its_group():
         homes[name] = handler.__module__
     assert set(homes.values()) == {g.__name__ for g in COMMAND_GROUPS}
     assert len(homes) >= 14
+
+
+def test_the_facade_names_each_export_once_and_imports_them_lazily():
+    """meanfield/__init__.py: the names of _EXPORTS are exactly those its TYPE_CHECKING
+    block imports (what the API docs read) and __all__; importing the package loads none
+    of their modules, and each name resolves to its module's object."""
+    import meanfield
+    tree = ast.parse((PACKAGE / "__init__.py").read_text())
+    block = next(n for n in tree.body if isinstance(n, ast.If) and getattr(n.test, "id", "") == "TYPE_CHECKING")
+    static = {(("." * n.level) + (n.module or ""), a.name) for n in block.body if isinstance(n, ast.ImportFrom)
+              for a in n.names}
+    lazy = {(module, name) for module, names in meanfield._EXPORTS.items() for name in names}
+    assert static == lazy
+    assert set(meanfield.__all__) == {name for _, name in lazy} | {"ParameterError", "NoSolutionError"}
+    code = ("import sys, meanfield; heavy = [m for m in ('sympy', 'scipy', 'mpmath', 'numpy', 'meanfield.maps') "
+            "if m in sys.modules]; print(heavy); print(meanfield.derive.__module__, meanfield.nstr.__module__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split("\n")
+    assert out[0] == "[]" and out[1].startswith("meanfield.symbolic mpmath."), out
