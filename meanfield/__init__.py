@@ -15,6 +15,8 @@ diagnose -> tables / scan -> plots -> cli``. Each name is imported on its first 
 ('0.9', '1.0', '0.85')
 """
 
+import sys
+import types
 from typing import TYPE_CHECKING
 
 from .errors import NoSolutionError, ParameterError
@@ -74,6 +76,20 @@ __all__ = [
     "StabilityTable", "stability_table", "PhaseDiagram", "phase_diagram", "eoc_curve",
     "ParameterError", "NoSolutionError", "nstr",
 ]
+
+
+class _Facade(types.ModuleType):
+    """The package's module type: a submodule named like a facade function
+    (``meanfield.diagnose``, ``meanfield.fixed_points``) does not replace that function
+    as the package's attribute when it is imported (it stays in ``sys.modules``)."""
+
+    def __setattr__(self, name, value):
+        if name in _MODULE_OF and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Facade
 
 
 def __getattr__(name):

@@ -148,3 +148,10 @@ def test_the_facade_names_each_export_once_and_imports_them_lazily():
             "if m in sys.modules]; print(heavy); print(meanfield.derive.__module__, meanfield.nstr.__module__)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split("\n")
     assert out[0] == "[]" and out[1].startswith("meanfield.symbolic mpmath."), out
+
+
+def test_a_submodule_import_does_not_shadow_the_facade_function():
+    code = ("import meanfield as mf, meanfield.tables, meanfield.fixed_points, meanfield.diagnose; "
+            "print(callable(mf.fixed_points), callable(mf.diagnose), mf.diagnose.__module__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["True", "True", "meanfield.diagnose"], out
