@@ -44,6 +44,26 @@ def test_math_is_rendered_and_figures_are_published(site):
     assert 'src="../results/mnist/accuracy.png"' in (site / "mnist" / "index.html").read_text(encoding="utf-8")
 
 
+def test_the_site_loads_nothing_from_another_host(site):
+    """Offline, every page renders: no script, stylesheet, font or image from elsewhere; the
+    math renderer is served by the site (MathJax's SVG build, pinned by sha256)."""
+    import re
+    external = re.compile(r'<(script|link|img|iframe)\b[^>]*\b(src|href)="(https?:)?//', re.IGNORECASE)
+    pages = sorted(site.rglob("*.html"))
+    assert len(pages) > 15
+    for page in pages:
+        text = page.read_text(encoding="utf-8")
+        found = [m.group(0) for m in external.finditer(text) if "rel=\"" not in m.group(0)
+                 or re.search(r'rel="(stylesheet|preload|preconnect|icon|manifest)', m.group(0))]
+        assert not found, (page, found[:3])
+    for css in site.rglob("*.css"):
+        assert not re.search(r"@import\s+url\(\s*['\"]?https?:", css.read_text(encoding="utf-8")), css
+    theory = (site / "theory" / "index.html").read_text(encoding="utf-8")
+    assert 'src="../javascripts/vendor/mathjax-tex-svg.js"' in theory
+    script = (site / "javascripts" / "vendor" / "mathjax-tex-svg.js").read_bytes()
+    assert len(script) > 1_000_000 and b"MathJax" in script and b"typesetPromise" in script
+
+
 def test_api_reference_comes_from_the_docstrings(site):
     import meanfield.eoc
     html = (site / "api" / "solvers" / "index.html").read_text(encoding="utf-8")
