@@ -115,7 +115,12 @@ def variance_maps_figure(q_star: float = 1.0) -> Figure:
         ax.set_ylabel("$V(q)$")
         kind = "half-stable $q^*$ (tangency)" if name in ("relu", "st") else "clipped"
         ax.set_title(f"{_STYLE[name]} on the EoC, $q^*$ = {q_star:g}: {kind}")
-        ax.legend(fontsize=7.5, loc="upper left")
+        from matplotlib.lines import Line2D
+        handles, _ = ax.get_legend_handles_labels()
+        handles += [Line2D([], [], marker="o", ls="", color="0.3", mfc="0.3", label="stable fixed point"),
+                    Line2D([], [], marker="o", ls="", color="0.3", mfc="white",
+                           label="half-stable or unstable fixed point")]
+        ax.legend(handles=handles, fontsize=7.5, loc="upper left")
         ax.grid(alpha=0.3)
     return fig
 
@@ -182,6 +187,11 @@ def phase_diagram_figure(diagrams: Iterable | None = None, *, n: int = 100, jobs
     cmap = ListedColormap([VERDICT_COLOURS[v] for v in _ORDER])
     norm = BoundaryNorm(np.arange(len(_ORDER) + 1) - 0.5, len(_ORDER))
     present = set()
+    # panels with areas share the sparsity axis; one that starts higher (CReLU: s >= 0.5 on
+    # the EoC) shows the rest as a grey band, so that the two read against each other
+    spans = [(float(np.min(d.sparsities)), float(np.max(d.sparsities))) for d in diagrams
+             if min(d.verdict.shape) > 1]
+    s_lo, s_hi = (min(a for a, _ in spans), max(b for _, b in spans)) if spans else (None, None)
     for ax, d in zip(axes[0], diagrams):
         present |= set(d.verdict.ravel().tolist())
         if min(d.verdict.shape) == 1:  # one row or column of the grid: no area to colour
@@ -201,6 +211,15 @@ def phase_diagram_figure(diagrams: Iterable | None = None, *, n: int = 100, jobs
         if mark_paper_grid and math.isclose(d.q_star, 1.0):
             ms, ss = _paper_points(d.activation)
             ax.plot(ms, ss, "o", color="k", mfc="white", ms=5, label="paper grid")
+        low = float(np.min(d.sparsities))
+        if s_lo is not None and low > s_lo:
+            ax.axhspan(s_lo, low, color="0.88", zorder=0)
+            ax.text(float(np.mean(d.clip_ratios[[0, -1]])), (s_lo + low) / 2,
+                    f"outside the grid: $s$ < {low:g}" + (" (no EoC initialisation)"
+                                                          if low == get_activation(d.activation).sparsity_rule.lowest
+                                                          else ""), ha="center", va="center", fontsize=9)
+        if s_lo is not None:
+            ax.set_ylim(s_lo, s_hi)
         ax.set_xlabel(r"clip level $m/\sqrt{q^*}$")
         ax.set_ylabel("sparsity $s$")
         ax.set_title(f"{_STYLE[d.activation]} on the EoC, depth {d.depth}")
@@ -247,9 +266,16 @@ def eoc_curve_figure(q_stars: np.ndarray | None = None) -> Figure:
         label += "".join(f", {'$' + chr(92) + 'tau$' if p == 'tau' else '$m$'} = {v:g}" for p, v in params.items())
         if name == "relu" and not params["tau"]:
             label += " (one point for all $q^*$)"
+        if name == "relu" and not params["tau"]:  # one point, (2, 0): on top of the curves
+            axes[0, 1].plot(w[:1], b[:1], "*", color=f"C{k}", ms=16, mec="k", zorder=10, label=None)
+            # sigma_b^2 = 0 has no place on the log axis: drawn on its lower edge, and said
+            axes[0, 0].plot(w[:1], [1e-3], "*", color=f"C{k}", ms=16, mec="k", zorder=10, clip_on=False,
+                            label=label)
+            axes[0, 0].annotate(r"ReLU: $\sigma_b^2$ = 0 (below the axis)", (float(w[0]), 1e-3),
+                                xytext=(8, 10), textcoords="offset points", fontsize=8)
+            continue
         for ax in axes[0]:
-            ax.plot(w, b, color=f"C{k}", lw=1.8, label=label if ax is axes[0, 0] else None,
-                    marker="o" if name == "relu" and not params["tau"] else None)
+            ax.plot(w, b, color=f"C{k}", lw=1.8, label=label if ax is axes[0, 0] else None)
             for qm, mk in ((0.1, "v"), (1.0, "s"), (10.0, "^")):
                 wm, bm = eoc_curve(name, [qm], **params)
                 ax.plot(wm, bm, mk, color=f"C{k}", ms=6, mec="k")

@@ -480,10 +480,10 @@ def simulation_figure(sim: Simulation):
     axes = fig.subplots(2, 2).ravel()
     layers = sim.layers
     name = f"{sim.activation} ({', '.join(f'{k} = {v:.4g}' for k, v in sim.params.items())})"
-    runaway = (f"runaway (q^L > {RUNAWAY_FACTOR} q*): {int(sim.runaway.sum())}/{len(sim.seeds)} seeds; "
+    runaway = (f"run away ($q^L > {RUNAWAY_FACTOR}\\,q^*$): {int(sim.runaway.sum())} of {len(sim.seeds)} networks; "
                f"finite-width theory {sim.theory.runaway_probability:.2f}")
-    fig.suptitle(f"{name}, width {sim.width}, depth {sim.depth}, {len(sim.seeds)} seeds, "
-                 f"q* = {sim.q_star:.4g} ({sim.theory.kind})\n{runaway}", fontsize=10)
+    fig.suptitle(f"{name}, width {sim.width}, depth {sim.depth}, {len(sim.seeds)} networks, "
+                 f"$q^*$ = {sim.q_star:.4g} ({sim.theory.kind})\n{runaway}", fontsize=10)
 
     ax = axes[0]
     finite = np.where(np.isfinite(sim.q), sim.q, np.nan)
@@ -496,17 +496,18 @@ def simulation_figure(sim: Simulation):
     else:
         _band(ax, layers, mean, se, "C0", "simulation, mean")
     # the model's paths stop at the level where they have run away for good: not drawn
-    band = np.where(sim.theory.q_band < 0.5 * _FROZEN * RUNAWAY_FACTOR * sim.q_star,
-                    sim.theory.q_band, np.nan)
+    frozen = 0.5 * _FROZEN * RUNAWAY_FACTOR * sim.q_star
+    band = np.where(sim.theory.q_band < frozen, sim.theory.q_band, np.nan)
+    cut = " (each until its paths have run away)" if np.isnan(band).any() else ""
     ax.fill_between(layers, band[0], band[2], color="C1", alpha=0.2,
-                    label="finite-width theory, 10-90%")
+                    label="finite-width theory, 10-90%" + cut)
     ax.plot(layers, band[1], color="C1", lw=1, label="finite-width theory, median")
     ax.plot(layers, sim.theory.q, color="k", lw=1.5, ls="--", label="mean-field theory V(q)")
     ax.plot([], [], color="0.75", lw=0.6, label="one seed")
     if log:
         ax.set_yscale("log")
     ax.set(xlabel="layer l", ylabel="$q^l$ (mean square pre-activation)", title="variance")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7.5, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2, frameon=False)
 
     ax = axes[1]
     mean, se = sim.mean_and_se("sparsity")
@@ -518,7 +519,7 @@ def simulation_figure(sim: Simulation):
     ax = axes[2]
     mean, se = sim.mean_and_se("c")
     for p, c0 in enumerate(sim.c0):
-        _band(ax, layers, mean[:, p], se[:, p], f"C{p % 10}", f"$c^0$ = {c0:.2f}")
+        _band(ax, layers, mean[:, p], se[:, p], f"C{p % 10}", f"$c^0$ = {c0:.2f}", ("-", "--", "-.", ":")[p % 4])
         if np.all(np.isfinite(sim.theory.c[:, p])):
             ax.plot(layers, sim.theory.c[:, p], color="k", ls="--", lw=1)
     ax.plot([], [], color="k", ls="--", lw=1, label="kernel map")
@@ -531,21 +532,35 @@ def simulation_figure(sim: Simulation):
         ax.set_axis_off()
     else:
         seeds = np.arange(len(sim.seeds))
-        ax.scatter(seeds, sim.jacobian_mean, color="C0", s=14, label="mean, per seed")
-        ax.scatter(seeds, sim.jacobian_variance, color="C3", s=14, marker="s", label="variance, per seed")
-        if sim.theory.jacobian_mean is not None:
-            ax.axhline(sim.theory.jacobian_mean, color="C0", ls="--", label="theory mean")
-            ax.axhline(sim.theory.jacobian_variance, color="C3", ls="--", label="theory variance")
+        values = [sim.jacobian_mean, sim.jacobian_variance]
+        theory = [sim.theory.jacobian_mean, sim.theory.jacobian_variance]
+        # the axis spans the theory and the medians, 10^6 either side; a runaway network's
+        # moments (up to 10^65) are drawn on its edge as triangles
+        centre = [v for v in (*theory, *(np.median(x) for x in values)) if v is not None and v > 0]
+        lo, hi = (min(centre) / 1e6, max(centre) * 1e6) if centre else (1e-6, 1e6)
+        for x, t, colour, marker, what in zip(values, theory, ("C0", "C3"), ("o", "s"), ("mean", "variance")):
+            inside = (x >= lo) & (x <= hi)
+            ax.scatter(seeds[inside], x[inside], color=colour, s=14, marker=marker, label=f"{what}, per network")
+            for edge, where, arrow in ((x > hi, hi, "^"), (x < lo, lo, "v")):
+                if edge.any():
+                    ax.scatter(seeds[edge], np.full(edge.sum(), where), color=colour, s=30, marker=arrow,
+                               clip_on=False, label=f"{what} beyond the axis")
+            ax.axhline(np.median(x), color=colour, ls=":", lw=1.2, label=f"{what}, median over networks")
+            if t is not None:
+                ax.axhline(t, color=colour, ls="--", label=f"theory {what}")
         ax.set_yscale("log")
+        ax.set_ylim(lo, hi)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set(xlabel="seed", ylabel="moments of the squared singular values",
-               title=f"Jacobian $\\partial h^L/\\partial h^1$ (depth {sim.depth - 1})")
-        ax.legend(fontsize=8)
+        ax.set(xlabel="network (seed)", ylabel="moments of the squared singular values",
+               title=f"Jacobian $\\partial h^L/\\partial h^1$, depth {sim.depth} ({sim.depth - 1} layer maps)")
+        ax.legend(fontsize=7.5, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2, frameon=False)
     return fig
 
 
-def _band(ax, x, mean, se, colour, label):
-    ax.plot(x, mean, color=colour, lw=1.5, label=label + " (bands: 1 and 3 s.e.)")
-    if np.all(np.isfinite(se)):
-        ax.fill_between(x, mean - 3 * se, mean + 3 * se, color=colour, alpha=0.15)
-        ax.fill_between(x, mean - se, mean + se, color=colour, alpha=0.3)
+def _band(ax, x, mean, se, colour, label, ls="-"):
+    # the line above every band (zorder): curves that meet stay visible, each in its own style
+    ax.plot(x, mean, color=colour, lw=1.5, ls=ls, zorder=3, label=label + " (bands: 1 and 3 s.e.)")
+    finite = np.isfinite(se)
+    if finite.any():
+        ax.fill_between(x, mean - 3 * se, mean + 3 * se, where=finite, color=colour, alpha=0.12, lw=0)
+        ax.fill_between(x, mean - se, mean + se, where=finite, color=colour, alpha=0.25, lw=0)
