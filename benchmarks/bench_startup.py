@@ -5,7 +5,9 @@ machines are shared: compare the lines of one run, not runs):
 
 1. ``python -c pass``: the interpreter itself, the floor of everything below;
 2. ``python -c "import meanfield"`` (the facade imports its modules on first use);
-3. ``meanfield eoc --activation cst --sparsity 0.8 --v-prime 0.9`` end to end;
+3. ``meanfield eoc --activation cst --sparsity 0.8 --v-prime 0.9`` end to end, with its
+   closed forms read from the derivation store (``meanfield/_derivations.py``; the first
+   run fills it) and without it (``MEANFIELD_NO_DERIVATION_CACHE=1``: derived by sympy);
 4. where (3) spends its time, from one in-process run: the imports of its modules
    (sympy, scipy.special, numpy, mpmath), the symbolic derivation of CST's closed forms,
    and the solve.
@@ -25,11 +27,12 @@ REPEATS = 5
 EOC = ["eoc", "--activation", "cst", "--sparsity", "0.8", "--v-prime", "0.9"]
 
 
-def cold(argv: list[str]) -> float:
+def cold(argv: list[str], env=None) -> float:
+    import os
     times = []
     for _ in range(REPEATS):
         t0 = time.perf_counter()
-        subprocess.run([sys.executable, *argv], check=True, capture_output=True)
+        subprocess.run([sys.executable, *argv], check=True, capture_output=True, env={**os.environ, **(env or {})})
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
 
@@ -62,12 +65,15 @@ print(json.dumps([b - a for a, b in zip(t, t[1:])]))
 def main():
     floor = cold(["-c", "pass"])
     imp = cold(["-c", "import meanfield"])
+    subprocess.run([sys.executable, "-m", "meanfield", *EOC], check=True, capture_output=True)  # fills the store
     eoc = cold(["-m", "meanfield", *EOC])
+    derived = cold(["-m", "meanfield", *EOC], {"MEANFIELD_NO_DERIVATION_CACHE": "1"})
     print(f"median of {REPEATS} cold processes each:")
     print(f"  python -c pass                 {floor:6.3f} s")
     print(f"  import meanfield               {imp:6.3f} s   (target < 0.3 s; {imp - floor:.3f} s above the floor)")
     print(f"  meanfield {' '.join(EOC)}")
-    print(f"                                 {eoc:6.3f} s   (target < 0.5 s; {eoc - floor:.3f} s above the floor)")
+    print(f"    closed forms from the store  {eoc:6.3f} s   (target < 0.5 s; {eoc - floor:.3f} s above the floor)")
+    print(f"    derived anew by sympy        {derived:6.3f} s")
     print("where the eoc command's time goes (one run):")
     for name, seconds in breakdown():
         print(f"  {name:38s} {seconds:6.3f} s")

@@ -266,7 +266,103 @@ def derive(activation) -> Formulas:
     >>> derive(RELU_TAU) is f
     True
     """
-    return _derive(get_activation(activation))
+    return _formulas(get_activation(activation))
+
+
+# --- a store of derivations (a layer above the core keeps them on disk) ----------------
+#: ``(load, save)`` set by :func:`set_derivation_store`: ``load(activation, key)`` returns
+#: the text :func:`formulas_to_text` wrote for that key, or None; ``save(activation, key,
+#: text)`` keeps it. The core does no I/O itself: the command line installs a store.
+_store = None
+
+
+def set_derivation_store(load=None, save=None) -> None:
+    """Let :func:`derive` take an activation's closed forms from ``load`` before deriving
+    them, and give new derivations to ``save`` (both None: no store)."""
+    global _store
+    _store = (load, save) if load is not None or save is not None else None
+
+
+def derivation_key(activation: Activation) -> str:
+    """What a stored derivation must match: the activation's pieces and parameters, the
+    formulas derived, and the versions of meanfield and sympy (a hex digest)."""
+    import hashlib
+
+    from . import __version__
+    text = repr((__version__, sp.__version__, FORMULA_NAMES, activation.name,
+                 [tuple(sp.srepr(e) for e in (p.lower, p.upper, p.poly)) for p in activation.pieces],
+                 [sp.srepr(s) for s in activation.symbols]))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def formulas_to_text(formulas: Formulas) -> str:
+    """The closed forms as text (sympy's srepr of each, exact) that
+    :func:`formulas_from_text` reads back."""
+    import json
+    return json.dumps({name: sp.srepr(getattr(formulas, name)) for name in FORMULA_NAMES}, indent=0)
+
+
+def formulas_from_text(activation: Activation, text: str) -> Formulas:
+    """The :class:`Formulas` of ``activation`` written by :func:`formulas_to_text`
+    (ValueError if the text is not that)."""
+    import json
+    from sympy.functions.elementary.piecewise import ExprCondPair  # srepr names it; sympy does not export it
+    namespace = {**{k: v for k, v in vars(sp).items() if not k.startswith("_")}, "Phi": Phi, "phi": phi,
+                 "ExprCondPair": ExprCondPair, "__builtins__": {}}
+    try:
+        data = json.loads(text)
+        exprs = {name: _srepr_value(data[name], namespace) for name in FORMULA_NAMES}
+    except Exception as exc:  # any damage to the text: derive again
+        raise ValueError(f"not a stored derivation ({type(exc).__name__})") from None
+    if not all(isinstance(e, sp.Basic) for e in exprs.values()):
+        raise ValueError("not a stored derivation (not sympy expressions)")
+    return Formulas(activation=activation, **exprs)
+
+
+def _srepr_value(text: str, namespace: dict):
+    """The sympy expression of srepr ``text``, which must be only calls of sympy's public
+    names with constant arguments (checked before it is evaluated: a damaged or foreign
+    file is refused, never run)."""
+    import ast
+    tree = ast.parse(text, mode="eval")
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            if node.id not in namespace:
+                raise ValueError(node.id)
+        elif isinstance(node, ast.Constant):
+            if not isinstance(node.value, (int, str, bool)) and node.value is not None:
+                raise ValueError(repr(node.value))
+        elif isinstance(node, ast.Call):
+            if not isinstance(node.func, ast.Name):
+                raise ValueError("call")
+        elif not isinstance(node, (ast.Expression, ast.keyword, ast.Load, ast.Tuple, ast.List,
+                                   ast.UnaryOp, ast.USub)):
+            raise ValueError(type(node).__name__)
+    return eval(compile(tree, "<derivation>", "eval"), namespace)  # noqa: S307 - checked above
+
+
+_loaded: dict = {}
+
+
+def _formulas(activation: Activation) -> Formulas:
+    if _store is None:
+        return _derive(activation)
+    if activation in _loaded:
+        return _loaded[activation]
+    load, save = _store
+    key = derivation_key(activation)
+    text = load(activation, key) if load is not None else None
+    if text is not None:
+        try:
+            _loaded[activation] = formulas = formulas_from_text(activation, text)
+            return formulas
+        except ValueError:
+            pass
+    formulas = _derive(activation)
+    if save is not None:
+        save(activation, key, formulas_to_text(formulas))
+    _loaded[activation] = formulas
+    return formulas
 
 
 # --- the kernel of a pair of inputs ----------------------------------------------------

@@ -61,6 +61,8 @@ def main(argv=None) -> int:
     try:
         args = parser.parse_args(argv)
         _refuse_empty(_command_parser(parser, args.command), args)
+        from .. import _derivations
+        _derivations.install()  # closed forms derived once per version, then read from disk
         args.handler(args)
     except (UsageError, ParameterError) as exc:
         message = " ".join(str(exc).split())  # one line
