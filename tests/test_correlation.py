@@ -62,8 +62,8 @@ from hypothesis import HealthCheck, event, given, settings, strategies as st
 from hypothesis.control import currently_in_test_context
 from mpmath import mpf
 
-import _bivariate_reference as B
-import _reference as R
+from meanfield.testing import bivariate as B
+from meanfield.testing import references as R
 from meanfield.activations import BUILTIN
 from meanfield.correlation import (Divergent, correlation_fixed_points, correlation_map,
                                    kernel_map)

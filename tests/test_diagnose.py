@@ -35,12 +35,12 @@ import pytest
 from hypothesis import Phase, event, given, settings, strategies as st
 from scipy.optimize import brentq, minimize_scalar
 
-import _reference as R
+from meanfield.testing import references as R
 from meanfield.diagnose import DEPTH_SCALES, MARGIN_MIN, RHO0_MAX, VERDICTS, Diagnosis, diagnose
 from meanfield.eoc import eoc_parameters
 from meanfield.errors import NoSolutionError, ParameterError
 from meanfield.maps import Initialisation
-from _strategies import examples, log_uniform, tidy
+from meanfield.testing.strategies import examples, log_uniform, tidy
 
 DPS = 40  # working digits of the reference quadratures
 

@@ -31,11 +31,11 @@ import pytest
 import sympy as sp
 from hypothesis import event, given, settings, strategies as st
 
-import _reference as R
+from meanfield.testing import references as R
 from meanfield.activations import Activation, Piece, x
 from meanfield.eoc import eoc_parameters
 from meanfield.errors import NoSolutionError, ParameterError
-from _strategies import examples, log_uniform
+from meanfield.testing.strategies import examples, log_uniform
 
 S_MIN = {"relu": 0.5, "crelu": 0.5, "st": 0.0, "cst": 0.0}
 

@@ -40,12 +40,12 @@ import numpy as np
 import pytest
 from hypothesis import assume, event, given, settings, strategies as st, target
 
-import _reference as R
+from meanfield.testing import references as R
 from meanfield.activations import BUILTIN
 from meanfield.errors import ParameterError
 from meanfield.fixed_points import fixed_points
 from meanfield.maps import Initialisation
-from _strategies import examples, log_uniform
+from meanfield.testing.strategies import examples, log_uniform
 
 ROOT = Path(__file__).resolve().parents[1]
 ACTIVATIONS = list(BUILTIN)  # every built-in, so a new one is tested without touching this file

@@ -52,13 +52,13 @@ import pytest
 import sympy as sp
 from hypothesis import assume, event, given, settings, strategies as st
 
-import _reference as R
+from meanfield.testing import references as R
 from meanfield.activations import Activation, Piece, x
 from meanfield.eoc import eoc_parameters
 from meanfield.errors import NoSolutionError, ParameterError
 from meanfield.jacobian import MAX_DEPTH, JacobianSpectrum, jacobian_spectrum
 from meanfield.maps import Initialisation
-from _strategies import examples, log_uniform, tidy
+from meanfield.testing.strategies import examples, log_uniform, tidy
 
 def rel_close(got, want, rel):
     return abs(got - want) <= rel * abs(want)

@@ -52,7 +52,7 @@ from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from _strategies import examples
+from meanfield.testing.strategies import examples
 from meanfield.activations import BUILTIN
 from meanfield.eoc import eoc_parameters
 from meanfield.errors import ParameterError

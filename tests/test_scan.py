@@ -33,7 +33,7 @@ from scipy.stats import norm
 from meanfield.diagnose import VERDICTS
 from meanfield.errors import ParameterError
 from meanfield.scan import FIELDS, phase_diagram, phase_point
-from _strategies import examples, log_uniform
+from meanfield.testing.strategies import examples, log_uniform
 
 NO_SHRINK = (Phase.explicit, Phase.reuse, Phase.generate)
 ALLOWED = set(VERDICTS) | {"infeasible", "unresolved"}

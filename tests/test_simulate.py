@@ -25,8 +25,8 @@ from meanfield.nn import finite_width_model, jacobian_theory, simulate, theory_t
 from meanfield.maps import lambdify_mp
 from meanfield.symbolic import power_mean, q as q_symbol
 
-from _reference import _quad, _setup
-from _strategies import examples
+from meanfield.testing.references import _quad, _setup
+from meanfield.testing.strategies import examples
 from test_cli import assert_clean_failure, call
 
 

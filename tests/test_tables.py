@@ -46,7 +46,7 @@ from meanfield.eoc import eoc_parameters
 from meanfield.errors import ParameterError
 from meanfield.tables import (COLUMNS, Configuration, StabilityRow, StabilityTable, configuration_grid,
                               paper_grid, parse_values, stability_table)
-from _strategies import examples
+from meanfield.testing.strategies import examples
 
 NO_SHRINK = (Phase.explicit, Phase.reuse, Phase.generate)
 DIGITS = 8

@@ -27,7 +27,7 @@ import sys
 
 from .. import __version__
 from ..errors import ParameterError
-from . import figures, networks, sweeps, theory
+from . import figures, networks, sweeps, theory, verification
 from ._common import Parser, UsageError, in_flags
 
 __all__ = ["main", "build_parser"]
@@ -42,7 +42,7 @@ EPILOG = ("Numbers are read and written as decimal strings; --json gives machine
           "'meanfield COMMAND --help' describes a command.")
 
 #: The modules of the commands, in the order of ``meanfield --help``.
-COMMAND_GROUPS = (theory, sweeps, figures, networks)
+COMMAND_GROUPS = (theory, sweeps, figures, networks, verification)
 
 
 def build_parser() -> Parser:

@@ -1,4 +1,5 @@
-"""Independent reference evaluations of the mean-field maps, for the tests.
+"""Independent reference evaluations of the mean-field maps, for checking the library (the
+suite's tests and :func:`meanfield.testing.verify` use them).
 
 Nothing here imports :mod:`meanfield`. Each activation is written from its definition
 (Price et al. 2024, section 2) as ``phi``, ``dphi`` (slope 1 on linear parts, 0 on flat
@@ -75,11 +76,11 @@ def _quad(f, pts, dps):
 
 #: Extra breakpoints in z: the Gaussian weight lives in |z| < 10, and tanh-sinh on a long
 #: finite piece (a kink far out, e.g. hard tanh at small q) can miss it entirely.
-_Z_SPLITS = (-12, -6, -3, -1, 0, 1, 3, 6, 12)
+Z_SPLITS = (-12, -6, -3, -1, 0, 1, 3, 6, 12)
 
 
 def _points(kinks, r):
-    inner = sorted(set([mpmath.mpf(k) / r for k in kinks] + [mpmath.mpf(z) for z in _Z_SPLITS]))
+    inner = sorted(set([mpmath.mpf(k) / r for k in kinks] + [mpmath.mpf(z) for z in Z_SPLITS]))
     return [-mpmath.inf] + inner + [mpmath.inf]
 
 

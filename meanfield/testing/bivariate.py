@@ -41,7 +41,7 @@ from scipy.special import ndtr
 import mpmath
 from mpmath import mpf
 
-import _reference as R
+from . import references as R
 
 __all__ = ["affine_pieces", "slope_jumps", "gauss_legendre", "kernel_2d", "kernel_conditional",
            "kernel_diagonal", "derivative_diagonal", "second_moment", "cauchy_schwarz_scale",
@@ -303,7 +303,7 @@ def kernel_conditional(name, p, q1, q2, c, dps=50, n=32, check=False):
 
 
 def _diagonal_points(pieces, scales, Z):
-    pts = {mpf(-Z), mpf(Z)} | {mpf(k) for k in R._Z_SPLITS if abs(k) < Z}
+    pts = {mpf(-Z), mpf(Z)} | {mpf(k) for k in R.Z_SPLITS if abs(k) < Z}
     for lo, hi, _, _ in pieces:
         for k in (lo, hi):
             if not mpmath.isinf(k):
