@@ -6,7 +6,9 @@ hypothesis strategies and its independent references, public.
   initialisations, EoC configurations of the built-ins) for a project's own tests;
 - :mod:`meanfield.testing.references` and :mod:`meanfield.testing.bivariate`: the maps and
   the kernel of the built-ins by quadrature, written from the activations' definitions
-  (they import nothing from meanfield).
+  (they import nothing from meanfield);
+- :mod:`meanfield.testing.piecewise`: random piecewise-polynomial activations (a
+  strategy) with their quadrature reference from the rational coefficients.
 
 hypothesis is needed for :func:`verify` and the strategies only (``pip install
 'meanfield[test]'``); it is imported when they are used.

@@ -22,7 +22,6 @@ A failure is shrunk by hypothesis to a small counterexample, which the report gi
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import mpmath
