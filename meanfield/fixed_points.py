@@ -68,7 +68,6 @@ import numpy as np
 from ._interval import Interval
 from ._display import Displayed, short
 from ._roots import bracketed_root
-from .errors import ParameterError
 from .maps import (DEFAULT_DIGITS, GUARD_DIGITS, Initialisation, cancellation_digits,
                    check_digits, compiled, format_value, operating_point)
 

@@ -262,7 +262,7 @@ def phase_point(activation: str, sparsity, clip_ratio, *, q_star=1.0, depth: int
 
 def _row_task(activation: str, s: float, q_star: float, ratios: list[float], depth: int) -> dict:
     """One row of the diagram (fixed s): float64 everywhere, mpmath where float64 is undecided."""
-    from .activations import by_sparsity, get_activation
+    from .activations import get_activation
     act = get_activation(activation)
     r = np.asarray(ratios, dtype=float)
     out, verdict, reason, undecided = _float64_row(act, s, q_star, r, depth)
@@ -436,7 +436,7 @@ def eoc_curve(activation, q_stars: Sequence, **params) -> tuple[np.ndarray, np.n
     >>> w.tolist(), b.tolist()
     ([2.0, 2.0], [0.0, 0.0])
     """
-    from .activations import by_sparsity, get_activation
+    from .activations import get_activation
     act = get_activation(activation)
     values = act.parameter_values(**params)
     q = _check_axis(q_stars, "q_stars", 1e-100, 1e30, False)

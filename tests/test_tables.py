@@ -36,7 +36,7 @@ import joblib
 import mpmath
 import numpy as np
 import pytest
-from hypothesis import Phase, given, settings, strategies as st
+from hypothesis import example, Phase, given, settings, strategies as st
 from scipy.integrate import quad
 from scipy.stats import norm
 
@@ -277,18 +277,25 @@ def _latex_rows(text, columns):
         parts, row = iter(_unpad(_UNESCAPED_AMP.split(cells))), {}
         for c in shown:
             cell = next(parts)
+            mark_here = "reason" in columns and c == ("verdict" if "verdict" in shown else shown[0])
             if c in _ALIGNED and not cell.startswith(r"\multicolumn"):
                 frac = next(parts)
+                m = re.search(r"\\textsuperscript\{(\w+)\}$", frac)
+                if m and mark_here:
+                    row["reason"], frac = notes[m.group(1)], frac[:m.start()]
                 power = re.search(r"\\ensuremath\{\\times 10\^\{(-?\d+)\}\}$", frac)
                 if power:
                     frac = frac[:power.start()]
                 cell = _latex_unescape(cell) + _latex_unescape(frac) + (f"e{power.group(1)}" if power else "")
             elif c in _ALIGNED:
+                m = re.search(r"\\textsuperscript\{(\w+)\}$", cell)
+                if m and mark_here:
+                    row["reason"], cell = notes[m.group(1)], cell[:m.start()]
                 inner = cell[len(r"\multicolumn{2}{c}{"):-1]
                 cell = {"": "", r"$\infty$": "+inf", r"$-\infty$": "-inf"}[inner]
             else:
                 m = re.search(r"\\textsuperscript\{(\w+)\}$", cell)
-                if m and "reason" in columns and c == ("verdict" if "verdict" in shown else shown[0]):
+                if m and mark_here:
                     row["reason"] = notes[m.group(1)]
                     cell = cell[:m.start()]
                 cell = _latex_unescape(cell)
@@ -322,6 +329,8 @@ def _unpad(cells):
 
 @settings(max_examples=examples(20), deadline=None)
 @given(columns=columns_st)
+@example(columns=["sparsity", "reason"])  # the note's mark on an aligned number (found by CI)
+@example(columns=["xi_c", "reason"])      # and on a number spanning both cells
 def test_latex_structure(columns):
     table = paper_table()
     if list(columns) == ["reason"]:

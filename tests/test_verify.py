@@ -20,7 +20,8 @@ def test_every_builtin_passes(name):
     report = verify(name, examples=4, digits=15)
     assert report.passed, report.summary()
     assert [r.name for r in report.results] == list(PROPERTIES)
-    assert all(r.examples == 4 and r.largest_error <= 1e-13 for r in report.results)
+    assert all(r.examples == 4 and r.largest_error <= 1e-13 for r in report.results if not r.skipped)
+    assert [r.name for r in report.results if r.skipped] == (["scale invariance"] if name == "hard_tanh" else [])
 
 
 def test_the_how_to_activation_passes():

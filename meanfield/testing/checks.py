@@ -11,6 +11,12 @@ The properties, for an initialisation ``(phi, sigma_w^2, sigma_b^2)`` drawn by h
   symbolic integrals the closed forms come from);
 - ``V' and V'' against d/dq of V``: the boundary terms of kinks and clips checked by
   differentiating the closed form of V numerically (``mpmath.diff``) at high precision;
+- ``V' by Stein's lemma``: for a continuous phi,
+  :math:`V'(q)=\\sigma_w^2 E[\\phi(\\sqrt q z)\\phi'(\\sqrt q z)z]/\\sqrt q` by quadrature
+  (differentiation under the integral); skipped for a phi with jumps;
+- ``scale invariance``: where every piece is homogeneous of degree 1 in x and the
+  length parameters (those in a breakpoint; every built-in but hard tanh),
+  :math:`V(\\lambda^2 q)` at lengths :math:`\\lambda p` and bias :math:`\\lambda^2\\sigma_b^2` is :math:`\\lambda^2 V(q)`;
 - ``fixed points``: every fixed point reported satisfies :math:`V(q)=q`, and a dense
   float64 scan of :math:`V(q)-q` over the searched range changes sign only within the
   resolution of a reported point;
@@ -24,13 +30,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import time
+
 import mpmath
 import numpy as np
+
+#: Seconds hypothesis may spend shrinking a property's counterexample.
+SHRINK_SECONDS = 10.0
 
 __all__ = ["verify", "VerifyReport", "PropertyResult", "quadrature_maps", "PROPERTIES"]
 
 PROPERTIES = ("V against quadrature", "chi_1 against quadrature", "sparsity against quadrature",
-              "V' and V'' against d/dq of V", "fixed points", "correlation map at c = 1")
+              "V' and V'' against d/dq of V", "V' by Stein's lemma", "scale invariance", "fixed points",
+              "correlation map at c = 1")
 
 
 @dataclass(frozen=True)
@@ -128,7 +140,7 @@ def verify(activation, *, params: dict | None = None, examples: int = 20, digits
     >>> report.passed, [r.name for r in report.results][:2]
     (True, ['V against quadrature', 'chi_1 against quadrature'])
     """
-    from hypothesis import HealthCheck, given, settings
+    from hypothesis import HealthCheck, Phase, given, settings
     from hypothesis import strategies as st
 
     from meanfield.activations import get_activation
@@ -148,7 +160,8 @@ def verify(activation, *, params: dict | None = None, examples: int = 20, digits
         raise ParameterError(f"properties {unknown} unknown: choose from {', '.join(PROPERTIES)}")
     tol = 10.0 ** (2 - digits)
     config = settings(max_examples=examples, deadline=None, database=None, derandomize=seed is not None,
-                      suppress_health_check=list(HealthCheck), print_blob=False)
+                      suppress_health_check=list(HealthCheck), print_blob=False,
+                      phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink])  # no explain phase
     q_st = st.floats(-3, 3).map(lambda e: 10.0 ** e)
     dps = digits + 15
 
@@ -158,23 +171,32 @@ def verify(activation, *, params: dict | None = None, examples: int = 20, digits
         @config
         @given(strategy)
         def prop(case):
+            # shrinking gets SHRINK_SECONDS: past them every new candidate passes untried,
+            # so hypothesis ends with the smallest counterexample found by then (and its
+            # replay of that one fails again, as it must)
+            since = last_failure.get("at")
+            if since is not None and time.monotonic() - since > SHRINK_SECONDS and case != last_failure["case"]:
+                return
             try:
                 with mpmath.workdps(dps):  # every comparison at the reference's precision
                     err = check(case)
             except AssertionError as exc:
                 last_failure["case"], last_failure["why"] = case, str(exc)
+                last_failure.setdefault("at", time.monotonic())
                 raise
             except Exception as exc:  # the library raised where it should have answered
                 last_failure["case"], last_failure["why"] = case, f"{type(exc).__name__}: {exc}"
+                last_failure.setdefault("at", time.monotonic())
                 raise AssertionError(last_failure["why"]) from None
             errors.append(err)
             if not err <= tol:
                 last_failure["case"], last_failure["why"] = case, f"error {err:.3e} > {tol:.1e}"
+                last_failure.setdefault("at", time.monotonic())
                 raise AssertionError(last_failure["why"])
 
         try:
             prop()
-        except AssertionError:
+        except Exception:  # AssertionError, or hypothesis' group of several distinct failures
             case = last_failure.get("case")
             return PropertyResult(name, examples, max(errors), False,
                                   f"{_show(case)}: {last_failure.get('why', '')}")
@@ -199,9 +221,17 @@ def verify(activation, *, params: dict | None = None, examples: int = 20, digits
             g.sparsity, z, 1))(*maps_at(c)),
         "V' and V'' against d/dq of V": lambda c: _derivatives(act, c, digits),
     }
+    continuous, homogeneous = _continuous(act), _homogeneous(act)
     for name in properties:
         if name in checks:
             results.append(run(name, checks[name], cases))
+        elif name == "V' by Stein's lemma":
+            results.append(run(name, lambda c: _stein(act, c, dps), cases) if continuous else
+                           PropertyResult(name, 0, 0.0, True, skipped="phi has jumps (the lemma gains jump terms)"))
+        elif name == "scale invariance":
+            results.append(run(name, lambda c: _scaling(act, c, digits), st.tuples(cases, st.floats(0.1, 10)))
+                           if homogeneous else
+                           PropertyResult(name, 0, 0.0, True, skipped="phi is not homogeneous in x and its parameters"))
         elif name == "fixed points":
             results.append(run(name, lambda c: _fixed_points(act, c, digits), inits))
         elif name == "correlation map at c = 1":
@@ -212,6 +242,8 @@ def verify(activation, *, params: dict | None = None, examples: int = 20, digits
 def _show(case) -> str:
     if case is None:
         return "(none recorded)"
+    if len(case) == 2 and isinstance(case[0], tuple) and isinstance(case[0][0], tuple):  # (case, lambda)
+        return _show(case[0]) + f", lambda = {case[1]!r}"
     (params, sw, sb), *rest = case if isinstance(case[0], tuple) else (case,)
     text = ", ".join(f"{k} = {v!r}" for k, v in params.items())
     text += (", " if text else "") + f"sigma_w2 = {sw!r}, sigma_b2 = {sb!r}"
@@ -292,3 +324,91 @@ def _correlation_property(act, run, digits, inits):
         return max(_relative(rho, 1, 1), _relative(slope, chi1, max(abs(chi1), 1)))
 
     return run("correlation map at c = 1", check, inits)
+
+
+def _pieces_numeric(act, params, dps):
+    """[(lo, hi, coefficients of phi, of phi')] at the parameters' exact values."""
+    import sympy as sp
+    from meanfield.activations import x
+    values = {s: sp.Rational(params[s.name]) if isinstance(params[s.name], float) else sp.sympify(params[s.name])
+              for s in act.symbols}
+
+    def number(expr):
+        expr = sp.sympify(expr).subs(values)
+        if expr in (sp.oo, -sp.oo):
+            return mpmath.inf if expr > 0 else -mpmath.inf
+        return mpmath.mpf(str(sp.N(expr, dps + 10)))
+
+    out = []
+    for piece in act.pieces:
+        poly = sp.Poly(sp.sympify(piece.poly).subs(values), x)
+        out.append((number(piece.lower), number(piece.upper), [number(c) for c in poly.all_coeffs()],
+                    [number(c) for c in poly.diff(x).all_coeffs()]))
+    return out
+
+
+def _continuous(act) -> bool:
+    """Whether phi has no jump at any breakpoint (whatever the parameters)."""
+    import sympy as sp
+    from meanfield.activations import x
+    for left, right in zip(act.pieces, act.pieces[1:]):
+        b = left.upper
+        if sp.simplify(sp.sympify(left.poly).subs(x, b) - sp.sympify(right.poly).subs(x, b)) != 0:
+            return False
+    return True
+
+
+def _lengths(act) -> set:
+    """The parameters that are lengths: those in a breakpoint (tau, m); the others (a
+    slope such as leaky ReLU's alpha) do not scale with x."""
+    import sympy as sp
+    return {s.name for piece in act.pieces for end in (piece.lower, piece.upper)
+            for s in sp.sympify(end).free_symbols}
+
+
+def _homogeneous(act) -> bool:
+    """Whether phi(lambda x; lambda p) = lambda phi(x; p) piece by piece (bounds included),
+    p the length parameters."""
+    import sympy as sp
+    from meanfield.activations import x
+    lam = sp.Symbol("lambda_", positive=True)
+    lengths = _lengths(act)
+    scale = {x: lam * x, **{s: lam * s for s in act.symbols if s.name in lengths}}
+    for piece in act.pieces:
+        if sp.simplify(sp.sympify(piece.poly).subs(scale, simultaneous=True) - lam * piece.poly) != 0:
+            return False
+        for end in (piece.lower, piece.upper):
+            end = sp.sympify(end)
+            if end.is_finite and sp.simplify(end.subs(scale, simultaneous=True) - lam * end) != 0:
+                return False
+    return True
+
+
+def _stein(act, case, dps):
+    from meanfield.maps import Initialisation, map_values
+    (params, sw, sb), q = case
+    got = map_values(Initialisation(act, sw, sb, params=params), q, digits=dps - 10).v_prime
+    sq = mpmath.sqrt(mpmath.mpf(q))
+    total = size = mpmath.mpf(0)
+    for lo, hi, c, dc in _pieces_numeric(act, params, dps):
+        a, b = lo / sq, hi / sq
+        if not a < b or all(v == 0 for v in c) or all(v == 0 for v in dc):
+            continue
+        points = [a] + [t for t in (-8, -4, -1, 0, 1, 4, 8) if a < t < b] + [b]
+        f = lambda z: mpmath.polyval(c, sq * z) * mpmath.polyval(dc, sq * z) * z * mpmath.npdf(z)  # noqa: E731
+        total += mpmath.quad(f, points)
+        size += mpmath.quad(lambda z: abs(f(z)), points)
+    want = mpmath.mpf(sw) * total / sq
+    return _relative(got, want, max(abs(want), mpmath.mpf(sw) * size / sq, mpmath.mpf(10) ** (5 - dps)))
+
+
+def _scaling(act, case, digits):
+    from meanfield.maps import Initialisation, map_values
+    ((params, sw, sb), q), lam = case
+    lam = mpmath.mpf(lam)
+    lengths = _lengths(act)
+    scaled = {k: mpmath.mpf(v) * lam if k in lengths else v for k, v in params.items()}
+    base = map_values(Initialisation(act, sw, sb, params=params), q, digits=digits + 5).variance
+    big = map_values(Initialisation(act, sw, mpmath.mpf(sb) * lam**2, params=scaled), mpmath.mpf(q) * lam**2,
+                     digits=digits + 5).variance
+    return _relative(big, lam**2 * base, lam**2 * base)
