@@ -9,10 +9,12 @@ import io
 
 import pytest
 import sympy as sp
+from hypothesis import given, settings
 
 from meanfield.activations import BUILTIN, Activation, Parameter, Piece, m, tau, x
 from meanfield.cli import main
 from meanfield.testing import PROPERTIES, verify
+from meanfield.testing.strategies import near_tangencies
 
 
 @pytest.mark.parametrize("name", sorted(BUILTIN))
@@ -69,3 +71,21 @@ def test_bad_arguments_name_the_flag():
         assert main(["verify", "--activation", "crelu", "--clip", "-1"]) == 2
         assert main(["verify", "--activation", "crelu", "--examples", "0"]) == 2
     assert "--clip" in err.getvalue() and "examples" in err.getvalue()
+
+
+@settings(max_examples=20, deadline=None)
+@given(near_tangencies())
+def test_a_tangency_touches_from_above_on_both_sides(case):
+    """At a tangency q* of V and the identity (ReLU_tau, ST_tau on the EoC, V''(q*) > 0),
+    V(q) - q >= 0 on both sides, to the digits of the computation."""
+    import mpmath
+
+    from meanfield import eoc_parameters, map_values
+    name, s, q = case
+    sol = eoc_parameters(name, str(s), digits=30)
+    v = map_values(sol.init, q, digits=30).variance
+    gap, scale = v - mpmath.mpf(q), mpmath.mpf(10) ** -25
+    assert gap >= -scale, (name, s, q, gap)
+    # V(q) - q = V''(q*) (q - 1)^2 / 2 + O(|q - 1|^3)
+    assert mpmath.almosteq(gap, sol.v_second / 2 * (mpmath.mpf(q) - 1) ** 2, rel_eps=10 * abs(q - 1) + 1e-6,
+                           abs_eps=1e-26)

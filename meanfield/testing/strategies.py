@@ -72,3 +72,17 @@ def eoc_configurations():
     cst = st.tuples(st.just("cst"), st.floats(0.1, 0.95), st.floats(0.3, 0.95))
     return st.one_of(unclipped, clipped, cst).map(lambda t: (t[0], round(t[1], 6),
                                                              None if t[2] is None else round(t[2], 6)))
+
+
+def near_tangencies():
+    """(activation, sparsity, q) with q within 1e-12 .. 1e-2 (relative) of q* = 1 on either
+    side, for ReLU_tau and ST_tau on the edge of chaos, where q* is a tangency of V and the
+    identity (V'(q*) = 1): the hardest place for a root finder and a sign test.
+
+    >>> name, s, q = near_tangencies().example()
+    >>> name in ("relu", "st") and 0 < abs(q - 1) <= 1e-2
+    True
+    """
+    offset = st.floats(-12, -2).map(lambda e: 10.0 ** e)
+    return st.tuples(st.sampled_from(["relu", "st"]), st.floats(0.5, 0.95).map(lambda s: round(s, 6)),
+                     st.tuples(offset, st.sampled_from([-1.0, 1.0])).map(lambda t: 1.0 + t[1] * t[0]))
