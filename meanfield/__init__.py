@@ -45,20 +45,53 @@ _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in nam
 if TYPE_CHECKING:  # what type checkers and the API docs read; the same names as _EXPORTS (tested)
     from mpmath import nstr
 
-    from .activations import (BUILTIN, CRELU, CST, HARD_TANH, LEAKY_RELU, RELU, RELU_TAU, ST,
-                              Activation, Parameter, Piece, get_activation)
-    from .correlation import (CorrelationFixedPoint, CorrelationReport, CorrelationValues, Divergent,
-                              KernelValues, correlation_fixed_points, correlation_map, depth_scale,
-                              kernel_map)
+    from .activations import (
+        BUILTIN,
+        CRELU,
+        CST,
+        HARD_TANH,
+        LEAKY_RELU,
+        RELU,
+        RELU_TAU,
+        ST,
+        Activation,
+        Parameter,
+        Piece,
+        get_activation,
+    )
+    from .correlation import (
+        CorrelationFixedPoint,
+        CorrelationReport,
+        CorrelationValues,
+        Divergent,
+        KernelValues,
+        correlation_fixed_points,
+        correlation_map,
+        depth_scale,
+        kernel_map,
+    )
     from .diagnose import Diagnosis, diagnose
     from .eoc import EoCSolution, eoc_parameters, eoc_weights
     from .fixed_points import FixedPoint, FixedPointReport, fixed_points
     from .jacobian import JacobianSpectrum, jacobian_spectrum
-    from .maps import Initialisation, MapValues, map_values, map_values_float64, variance_map
+    from .maps import (
+        Initialisation,
+        MapValues,
+        map_values,
+        map_values_float64,
+        variance_map,
+    )
     from .scan import PhaseDiagram, eoc_curve, phase_diagram
     from .symbolic import Formulas, derive
-    from .tables import (Configuration, StabilityRow, StabilityTable, configuration_grid, paper_grid,
-                         parse_values, stability_table)
+    from .tables import (
+        Configuration,
+        StabilityRow,
+        StabilityTable,
+        configuration_grid,
+        paper_grid,
+        parse_values,
+        stability_table,
+    )
 
 __version__ = "0.1.0"
 

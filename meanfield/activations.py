@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import sympy as sp
 
+from ._types import ActivationLike
 from .errors import ParameterError
 from .validation import real
 
@@ -391,7 +392,7 @@ def by_sparsity() -> dict[str, Activation]:
     return {k: a for k, a in registered().items() if a.sparsity_rule is not None}
 
 
-def get_activation(activation) -> Activation:
+def get_activation(activation: ActivationLike) -> Activation:
     """An :class:`Activation` from itself or its name (built-in or registered).
 
     >>> get_activation("cst").breakpoints

@@ -71,14 +71,35 @@ from typing import Any
 import mpmath
 import sympy as sp
 
-from ._roots import bracketed_root
 from . import validation
+from ._roots import bracketed_root
+from ._types import Context, InitialisationLike, Real, Reals
 from .activations import Activation
 from .errors import ParameterError
-from .maps import (DEFAULT_DIGITS, GUARD_DIGITS, Initialisation, check_fixed_point, check_q, format_value,
-                   lambdify_mp, map_values, operating_point, to_mpf, working_precision)
-from .symbolic import (bivariate_density_derivative, bx, by, corr, degree, derivative_mean,
-                       dirac_part, origin_remainder, q as q_symbol)
+from .maps import (
+    DEFAULT_DIGITS,
+    GUARD_DIGITS,
+    Initialisation,
+    check_fixed_point,
+    check_q,
+    format_value,
+    lambdify_mp,
+    map_values,
+    operating_point,
+    to_mpf,
+    working_precision,
+)
+from .symbolic import (
+    bivariate_density_derivative,
+    bx,
+    by,
+    corr,
+    degree,
+    derivative_mean,
+    dirac_part,
+    origin_remainder,
+)
+from .symbolic import q as q_symbol
 
 #: Most digits the quadrature is asked for (its cost grows about like digits^3: 200 digits
 #: take tens of seconds for one configuration).
@@ -200,7 +221,7 @@ class CorrelationReport:
                 "unresolved": [[repr(float(a)), repr(float(b))] for a, b in self.unresolved]}
 
 
-def depth_scale(factor, tol=0, ctx=mpmath.mp):
+def depth_scale(factor: Real, tol: Real = 0, ctx: Context = mpmath.mp) -> mpmath.mpf:
     """-1 / log|factor| (Schoenholz et al. 2017): inf when ||factor| - 1| <= tol, 0 when
     factor = 0 or diverges. Evaluated at ``ctx``'s precision: call it inside the solver's
     working precision, where ``tol`` is the noise level of ``factor``."""
@@ -381,7 +402,8 @@ def correlation_digits(digits) -> int:
                              "like digits^3")
 
 
-def kernel_map(init, q1, q2, q12, *, digits: int = DEFAULT_DIGITS, ctx=mpmath.mp) -> KernelValues:
+def kernel_map(init: InitialisationLike, q1: Real, q2: Real, q12: Real, *, digits: int = DEFAULT_DIGITS,
+               ctx: Context = mpmath.mp) -> KernelValues:
     """One layer of the kernel map: (q1, q2, q12) -> (V(q1), V(q2), q12'), to ``digits``.
 
     >>> init = Initialisation("relu0", sigma_w2=2, sigma_b2=0)
@@ -461,7 +483,9 @@ def _check_c(c):
     return c
 
 
-def correlation_map(init, c, *, q_star=None, digits: int = DEFAULT_DIGITS, ctx=mpmath.mp):
+def correlation_map(init: InitialisationLike, c: Reals, *, q_star: Real | None = None,
+                    digits: int = DEFAULT_DIGITS,
+                    ctx: Context = mpmath.mp) -> CorrelationValues | list[CorrelationValues]:
     """rho(c), rho'(c), rho''(c) at the fixed point ``q_star`` (a :class:`CorrelationValues`,
     or a list of them when ``c`` is a sequence). ``init`` may be an EoCSolution (then q*
     is its own).
@@ -507,8 +531,8 @@ def _g(cmap, c):
     return cmap.rho(c) - c
 
 
-def correlation_fixed_points(init, *, q_star=None, digits: int = DEFAULT_DIGITS,
-                             ctx=mpmath.mp) -> CorrelationReport:
+def correlation_fixed_points(init: InitialisationLike, *, q_star: Real | None = None,
+                             digits: int = DEFAULT_DIGITS, ctx: Context = mpmath.mp) -> CorrelationReport:
     """Every fixed point of rho in [-1, 1], classified, with rho(0) and xi_c (see the module
     docstring for why none is missed).
 

@@ -55,12 +55,25 @@ import numpy as np
 
 from . import validation
 from ._display import Displayed
-from .correlation import CorrelationReport, correlation_digits, correlation_fixed_points, depth_scale
+from ._types import Context, InitialisationLike, Real
+from .correlation import (
+    CorrelationReport,
+    correlation_digits,
+    correlation_fixed_points,
+    depth_scale,
+)
 from .errors import NoSolutionError, ParameterError
 from .fixed_points import FixedPoint, FixedPointReport, fixed_points
 from .jacobian import JacobianSpectrum, jacobian_spectrum
-from .maps import (DEFAULT_DIGITS, check_q, format_value, map_values, map_values_float64, operating_point,
-                   to_mpf)
+from .maps import (
+    DEFAULT_DIGITS,
+    check_q,
+    format_value,
+    map_values,
+    map_values_float64,
+    operating_point,
+    to_mpf,
+)
 from .symbolic import dirac_part
 
 __all__ = ["Diagnosis", "diagnose", "diagnose_eoc", "verdict", "MARGIN_MIN", "RHO0_MAX", "DEPTH_SCALES",
@@ -263,8 +276,8 @@ def verdict(point, report, others, basin, margin, correlation, depth) -> tuple[s
                          f"rho(0) = {n(correlation.rho0, 3)}")
 
 
-def diagnose(init, *, q_star=None, depth: int = 100, digits: int = DEFAULT_DIGITS,
-             ctx=mpmath.mp) -> Diagnosis:
+def diagnose(init: InitialisationLike, *, q_star: Real | None = None, depth: int = 100,
+             digits: int = DEFAULT_DIGITS, ctx: Context = mpmath.mp) -> Diagnosis:
     """Every diagnostic of ``init`` (an Initialisation or an EoCSolution) at the fixed point
     ``q_star`` (default: the EoCSolution's own, or the only stable fixed point)."""
     digits = correlation_digits(digits)

@@ -33,14 +33,24 @@ from typing import Any
 
 import mpmath
 
-from ._roots import bracketed_root
-from ._display import Displayed
 from . import validation
+from ._display import Displayed
+from ._roots import bracketed_root
+from ._types import ActivationLike, Context, Real
 from .activations import by_sparsity, get_activation
 from .errors import NoSolutionError, ParameterError
 from .fixed_points import FixedPointReport, fixed_points
-from .maps import (DEFAULT_DIGITS, GUARD_DIGITS, Initialisation, cancellation_digits,
-                   check_digits, check_q, compiled, format_value, to_mpf)
+from .maps import (
+    DEFAULT_DIGITS,
+    GUARD_DIGITS,
+    Initialisation,
+    cancellation_digits,
+    check_digits,
+    check_q,
+    compiled,
+    format_value,
+    to_mpf,
+)
 
 __all__ = ["EoCSolution", "eoc_parameters", "eoc_weights", "check_request"]
 
@@ -106,7 +116,8 @@ class EoCSolution(Displayed):
                               **self.init.parameters)
 
 
-def eoc_weights(activation, q_star, params: dict, ctx=mpmath.mp):
+def eoc_weights(activation: ActivationLike, q_star: Real, params: dict,
+                ctx: Context = mpmath.mp) -> tuple[mpmath.mpf, mpmath.mpf]:
     """(sigma_w2, sigma_b2) putting q* on the EoC, at the context's working precision.
 
     Raises :class:`~meanfield.errors.NoSolutionError` when sigma_b2 would be negative.
@@ -241,8 +252,9 @@ def _verify(act, values, sparsity, v_prime, digits, ctx):
                               "targets this close to 0 need more digits")
 
 
-def eoc_parameters(activation, sparsity=None, *, q_star=1, clip=None, v_prime=None,
-                   digits: int = DEFAULT_DIGITS, ctx=mpmath.mp, **params) -> EoCSolution:
+def eoc_parameters(activation: ActivationLike, sparsity: Real | None = None, *, q_star: Real = 1,
+                   clip: Real | None = None, v_prime: Real | None = None, digits: int = DEFAULT_DIGITS,
+                   ctx: Context = mpmath.mp, **params: Real) -> EoCSolution:
     """The EoC initialisation with fixed point ``q_star`` and its classified fixed points.
 
     For an activation with a sparsity rule (``relu``, ``st``, ``crelu``, ``cst``, or your own

@@ -65,11 +65,20 @@ from typing import Any
 import mpmath
 import numpy as np
 
-from ._interval import Interval
 from ._display import Displayed, short
+from ._interval import Interval
 from ._roots import bracketed_root
-from .maps import (DEFAULT_DIGITS, GUARD_DIGITS, Initialisation, cancellation_digits,
-                   check_digits, compiled, format_value, operating_point)
+from ._types import Context, InitialisationLike
+from .maps import (
+    DEFAULT_DIGITS,
+    GUARD_DIGITS,
+    Initialisation,
+    cancellation_digits,
+    check_digits,
+    compiled,
+    format_value,
+    operating_point,
+)
 
 __all__ = ["FixedPoint", "FixedPointReport", "fixed_points", "classify"]
 
@@ -475,7 +484,8 @@ def _is_degenerate(P: _Precise, scale: float, ctx) -> bool:
     return True
 
 
-def fixed_points(init: Initialisation, *, digits: int = DEFAULT_DIGITS, ctx=mpmath.mp) -> FixedPointReport:
+def fixed_points(init: InitialisationLike, *, digits: int = DEFAULT_DIGITS,
+                 ctx: Context = mpmath.mp) -> FixedPointReport:
     """Every fixed point of the variance map of ``init``, classified (see module docstring).
 
     >>> from meanfield.maps import Initialisation

@@ -31,10 +31,21 @@ from typing import Any
 import mpmath
 
 from . import validation
+from ._types import Context, InitialisationLike, Real
 from .errors import ParameterError
-from .maps import (DEFAULT_DIGITS, GUARD_DIGITS, cancellation_digits, check_digits, format_value,
-                   check_fixed_point, lambdify_mp, operating_point, to_mpf)
-from .symbolic import derivative_power_mean, dirac_part, q as q_symbol
+from .maps import (
+    DEFAULT_DIGITS,
+    GUARD_DIGITS,
+    cancellation_digits,
+    check_digits,
+    check_fixed_point,
+    format_value,
+    lambdify_mp,
+    operating_point,
+    to_mpf,
+)
+from .symbolic import derivative_power_mean, dirac_part
+from .symbolic import q as q_symbol
 from .validation import MAX_DEPTH
 
 __all__ = ["JacobianSpectrum", "jacobian_spectrum", "power_mean", "MAX_DEPTH"]
@@ -67,8 +78,8 @@ def power_mean(activation, power: int, ctx=mpmath.mp):
     return lambdify_mp((q_symbol,) + activation.symbols, derivative_power_mean(activation, power), ctx)
 
 
-def jacobian_spectrum(init, *, q_star=None, depth: int = 100, digits: int = DEFAULT_DIGITS,
-                      ctx=mpmath.mp) -> JacobianSpectrum:
+def jacobian_spectrum(init: InitialisationLike, *, q_star: Real | None = None, depth: int = 100,
+                      digits: int = DEFAULT_DIGITS, ctx: Context = mpmath.mp) -> JacobianSpectrum:
     """Mean and variance of the Jacobian's squared singular values at depth ``depth``, every
     layer at ``q_star`` (taken from an EoCSolution when one is given)."""
     depth = validation.depth(depth)

@@ -42,11 +42,12 @@ from scipy.special import erf as scipy_erf
 from scipy.special import ndtr
 
 from . import _interval
+from ._types import Context, InitialisationLike, Real, Reals
 from .activations import Activation, get_activation
 from .errors import ParameterError
+from .symbolic import FORMULA_NAMES, derive
 from .validation import GUARD_DIGITS, MIN_DIGITS, real
 from .validation import digits as check_digits
-from .symbolic import FORMULA_NAMES, derive
 
 __all__ = ["Initialisation", "MapValues", "format_value", "map_values", "map_values_float64",
            "variance_map", "check_digits", "GUARD_DIGITS", "DEFAULT_DIGITS", "to_mpf",
@@ -340,7 +341,8 @@ def _evaluate(init: Initialisation, q_mpf, names, ctx) -> dict:
     return {name: fns[name](*args) for name in names}
 
 
-def map_values(init: Initialisation, q, *, digits: int = DEFAULT_DIGITS, ctx=mpmath.mp) -> MapValues:
+def map_values(init: InitialisationLike, q: Reals, *, digits: int = DEFAULT_DIGITS,
+               ctx: Context = mpmath.mp) -> MapValues:
     """V, V', V'', chi_1 and sparsity at ``q`` to ``digits`` significant digits (mpf).
     ``init``: an :class:`Initialisation` (or an EoC solution: its own).
 
@@ -359,7 +361,8 @@ def map_values(init: Initialisation, q, *, digits: int = DEFAULT_DIGITS, ctx=mpm
     return MapValues(q=q_mpf, **vals)
 
 
-def variance_map(init: Initialisation, q, *, digits: int = DEFAULT_DIGITS, ctx=mpmath.mp):
+def variance_map(init: InitialisationLike, q: Real, *, digits: int = DEFAULT_DIGITS,
+                 ctx: Context = mpmath.mp) -> mpmath.mpf:
     """V(q) to ``digits`` significant digits.
 
     >>> print(variance_map(Initialisation("st", sigma_w2=1, sigma_b2=0), 2, digits=10))
@@ -368,7 +371,7 @@ def variance_map(init: Initialisation, q, *, digits: int = DEFAULT_DIGITS, ctx=m
     return map_values(init, q, digits=digits, ctx=ctx).variance
 
 
-def map_values_float64(init: Initialisation, q) -> MapValues:
+def map_values_float64(init: InitialisationLike, q: float | np.ndarray) -> MapValues:
     """The same maps vectorized in float64 over an array of ``q`` (the fast path).
 
     >>> import numpy as np

@@ -27,11 +27,11 @@ from typing import TYPE_CHECKING, Iterable, Sequence
 import mpmath
 import numpy as np
 
+from ._files import write_figure
 from .activations import get_activation
 from .correlation import correlation_map
 from .diagnose import VERDICTS
 from .eoc import eoc_parameters
-from ._files import write_figure
 from .errors import ParameterError
 from .maps import map_values_float64
 from .scan import eoc_curve, phase_diagram
@@ -53,7 +53,9 @@ _STYLE = {"relu": "ReLU$_\\tau$", "st": "ST$_\\tau$", "crelu": "CReLU$_{\\tau,m}
 
 
 def _figure(rows: int, cols: int, width: float = 5.0, height: float = 4.0) -> tuple[Figure, np.ndarray]:
-    from matplotlib.figure import Figure  # matplotlib is imported when a figure is drawn, not before
+    from matplotlib.figure import (
+        Figure,  # matplotlib is imported when a figure is drawn, not before
+    )
     fig = Figure(figsize=(width * cols, height * rows), layout="constrained")
     axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).reshape(rows, cols)
     return fig, axes

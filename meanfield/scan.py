@@ -42,17 +42,19 @@ from typing import Any, Sequence
 import numpy as np
 from scipy.special import ndtri
 
+from . import validation
 from ._display import Displayed
 from ._jobs import run_tasks
-from .correlation import CorrelationReport
-from . import validation
+from ._types import ActivationLike, FilePath
 from .activations import by_sparsity, get_activation
+from .correlation import CorrelationReport
 from .diagnose import MARGIN_MIN, RHO0_MAX, diagnose_eoc, verdict
 from .eoc import eoc_parameters
 from .errors import NoSolutionError, ParameterError
 from .fixed_points import FixedPoint, FixedPointReport
 from .maps import check_q, compiled, lambdify_np
-from .symbolic import derivative_mean, q as q_symbol
+from .symbolic import derivative_mean
+from .symbolic import q as q_symbol
 
 __all__ = ["PhaseDiagram", "phase_diagram", "phase_point", "eoc_curve", "clipped_by_sparsity", "FIELDS"]
 
@@ -376,9 +378,9 @@ def _check_axis(values, name, lo, hi, lo_closed):
     return arr
 
 
-def phase_diagram(activation: str, sparsities: Sequence, clip_ratios: Sequence, *, q_star=1.0,
+def phase_diagram(activation: str, sparsities: Sequence, clip_ratios: Sequence, *, q_star: float = 1.0,
                   depth: int = 100, jobs: int | None = None, progress: bool | None = None,
-                  journal=None) -> PhaseDiagram:
+                  journal: FilePath | None = None) -> PhaseDiagram:
     """The verdict and its ingredients at every (s, m/sqrt(q*)) for ``crelu`` or ``cst``.
 
     Rows (one per sparsity) run on ``jobs`` joblib workers, with a progress bar and an
@@ -426,7 +428,7 @@ def _decode_row(key, data):
     return data
 
 
-def eoc_curve(activation, q_stars: Sequence, **params) -> tuple[np.ndarray, np.ndarray]:
+def eoc_curve(activation: ActivationLike, q_stars: Sequence, **params: float) -> tuple[np.ndarray, np.ndarray]:
     r"""The edge of chaos in the :math:`(\sigma_w^2, \sigma_b^2)` plane for fixed activation
     parameters, parametrised by the fixed point q* (float64; Poole et al. 2016, figure 1):
     :math:`\sigma_w^2=1/E[\phi'^2]`, :math:`\sigma_b^2=q^*-\sigma_w^2E[\phi^2]`, NaN where

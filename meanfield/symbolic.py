@@ -42,6 +42,7 @@ from dataclasses import dataclass
 
 import sympy as sp
 
+from ._types import ActivationLike
 from .activations import Activation, get_activation, x
 
 __all__ = ["Phi", "phi", "q", "sigma_w2", "sigma_b2", "Formulas", "derive", "truncated_moment",
@@ -256,7 +257,7 @@ def _derive(activation: Activation) -> Formulas:
     )
 
 
-def derive(activation) -> Formulas:
+def derive(activation: ActivationLike) -> Formulas:
     """Derive (once, then from cache) the closed forms of ``activation``.
 
     >>> from meanfield.activations import RELU_TAU
@@ -306,7 +307,10 @@ def formulas_from_text(activation: Activation, text: str) -> Formulas:
     """The :class:`Formulas` of ``activation`` written by :func:`formulas_to_text`
     (ValueError if the text is not that)."""
     import json
-    from sympy.functions.elementary.piecewise import ExprCondPair  # srepr names it; sympy does not export it
+
+    from sympy.functions.elementary.piecewise import (
+        ExprCondPair,  # srepr names it; sympy does not export it
+    )
     namespace = {**{k: v for k, v in vars(sp).items() if not k.startswith("_")}, "Phi": Phi, "phi": phi,
                  "ExprCondPair": ExprCondPair, "__builtins__": {}}
     try:

@@ -33,7 +33,14 @@ import csv
 import io
 import json
 from dataclasses import dataclass, field
-from decimal import ROUND_FLOOR, Decimal, DecimalException, Inexact, InvalidOperation, localcontext
+from decimal import (
+    ROUND_FLOOR,
+    Decimal,
+    DecimalException,
+    Inexact,
+    InvalidOperation,
+    localcontext,
+)
 from typing import Any, Iterable, Sequence
 
 import mpmath
@@ -42,6 +49,7 @@ import numpy as np
 from . import validation
 from ._display import Displayed
 from ._jobs import run_tasks
+from ._types import FilePath
 from .activations import by_sparsity, get_activation
 from .diagnose import diagnose_eoc
 from .eoc import check_request, eoc_parameters
@@ -453,7 +461,7 @@ def _check_table_digits(digits):
 
 def stability_table(configurations: Sequence[Configuration], *, digits: int = 8, depth: int = 100,
                     jobs: int | None = None, progress: bool | None = None,
-                    journal=None) -> StabilityTable:
+                    journal: FilePath | None = None) -> StabilityTable:
     """The stability table of ``configurations``, values to ``digits`` significant digits.
 
     Rows are computed at ``max(digits + 5, 20)`` digits, in parallel on ``jobs`` joblib

@@ -155,3 +155,21 @@ def test_a_submodule_import_does_not_shadow_the_facade_function():
             "print(callable(mf.fixed_points), callable(mf.diagnose), mf.diagnose.__module__)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["True", "True", "meanfield.diagnose"], out
+
+
+def test_every_public_function_is_annotated():
+    """Each function of the facade says what it takes and returns (meanfield/_types.py
+    names the argument types: Real, ActivationLike, InitialisationLike, Context, ...)."""
+    import inspect
+
+    import meanfield
+    missing = []
+    for name in meanfield.__all__:
+        obj = getattr(meanfield, name)
+        if inspect.isfunction(obj) and obj.__module__.startswith("meanfield"):
+            sig = inspect.signature(obj)
+            bare = [p.name for p in sig.parameters.values()
+                    if p.annotation is inspect.Parameter.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+            if bare or sig.return_annotation is inspect.Signature.empty:
+                missing.append((name, bare))
+    assert not missing, missing
