@@ -55,7 +55,7 @@ with the bounds above, so no fixed point is missed. Depth scales (Schoenholz et 
 >>> from meanfield.maps import Initialisation
 >>> relu = Initialisation("relu0", sigma_w2=2, sigma_b2=0)
 >>> v = correlation_map(relu, 0, q_star=1, digits=20)
->>> print(mpmath.nstr(v.rho, 20), v.rho_prime)          # 1/pi and 1/2 (arc-cosine kernel)
+>>> print(mpmath.nstr(v.rho, 20), mpmath.nstr(v.rho_prime, 20))   # 1/pi and 1/2 (arc-cosine kernel)
 0.31830988618379067154 0.5
 >>> print(correlation_map(relu, 1, q_star=1).rho_second)
 +inf
