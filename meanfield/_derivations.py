@@ -19,16 +19,13 @@ import os
 from pathlib import Path
 
 from . import symbolic
-from ._files import atomic_write
+from ._files import atomic_write, cache_root
 
 __all__ = ["install", "directory"]
 
 
 def directory() -> Path:
-    env = os.environ.get("MEANFIELD_DATA")
-    base = Path(env).expanduser() if env else (
-        Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "meanfield")
-    return base / "derivations"
+    return cache_root() / "derivations"
 
 
 def _path(activation, key: str) -> Path:

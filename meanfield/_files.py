@@ -25,7 +25,16 @@ import numpy as np
 
 from .errors import ParameterError
 
-__all__ = ["check_writable", "atomic_write", "write_figure", "json_safe"]
+__all__ = ["cache_root", "check_writable", "atomic_write", "write_figure", "json_safe"]
+
+
+def cache_root() -> Path:
+    """meanfield's cache directory (data, derivations, run checkpoints):
+    ``$MEANFIELD_DATA``, else ``$XDG_CACHE_HOME/meanfield``, else ``~/.cache/meanfield``."""
+    env = os.environ.get("MEANFIELD_DATA")
+    if env:
+        return Path(env).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "meanfield"
 
 
 def atomic_write(path, data: str | bytes | Callable, *, what: str | None = None, error=ParameterError,

@@ -24,7 +24,6 @@ import contextlib
 import errno
 import gzip
 import io
-import json
 import os
 import re
 import shutil
@@ -356,4 +355,3 @@ def test_fuzz_output_paths(tmp_path, command, place, suffix):
     else:
         assert_one_line_error(code, err)
         assert re.search(r"--(output|figure|output-dir)\b", err), err
-    json.dumps(argv)  # the case is printable for a report

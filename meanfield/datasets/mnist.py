@@ -53,7 +53,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._files import atomic_write
+from .._files import atomic_write, cache_root
 from ..errors import DataError, ParameterError
 
 __all__ = ["MNIST", "load", "fetch", "cache_dir", "cache_file", "read_idx", "write_idx",
@@ -370,12 +370,9 @@ def _checked(arrays, source, verify, paths) -> MNIST:
 
 # -- cache ----------------------------------------------------------------------------
 def cache_dir() -> Path:
-    """``$MEANFIELD_DATA``, else ``$XDG_CACHE_HOME/meanfield``, else ``~/.cache/meanfield``."""
-    env = os.environ.get("MEANFIELD_DATA")
-    if env:
-        return Path(env).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base).expanduser() / "meanfield"
+    """``$MEANFIELD_DATA``, else ``$XDG_CACHE_HOME/meanfield``, else ``~/.cache/meanfield``
+    (:func:`meanfield._files.cache_root`)."""
+    return cache_root()
 
 
 def cache_file(directory=None) -> Path:

@@ -90,27 +90,10 @@ class VerifyReport:
 def quadrature_maps(activation, params: dict, q, dps: int):
     """(E[phi^2], E[phi'^2], P(phi = 0)) at ``q`` by mpmath.quad over each piece, in
     z = x / sqrt(q), each piece's polynomial (and its derivative) evaluated as numbers."""
-    import sympy as sp
-    from meanfield.activations import x
-    # the parameters exactly as given (a float is its binary value), so that a breakpoint
-    # such as tau + m is not rounded before the integral is taken
-    values = {s: sp.Rational(params[s.name]) if isinstance(params[s.name], float) else sp.sympify(params[s.name])
-              for s in activation.symbols}
-
-    def number(expr):
-        expr = sp.sympify(expr).subs(values)
-        if expr.is_finite is False or expr in (sp.oo, -sp.oo):
-            return mpmath.inf if expr > 0 else -mpmath.inf
-        return mpmath.mpf(str(sp.N(expr, dps + 10)))
-
     with mpmath.workdps(dps):
         sq = mpmath.sqrt(mpmath.mpf(q))
         e2 = ed2 = zero = mpmath.mpf(0)
-        for piece in activation.pieces:
-            lo, hi = number(piece.lower), number(piece.upper)
-            poly = sp.Poly(sp.sympify(piece.poly).subs(values), x)
-            coeffs = [number(c) for c in poly.all_coeffs()]
-            dcoeffs = [number(c) for c in poly.diff(x).all_coeffs()]
+        for lo, hi, coeffs, dcoeffs in _pieces_numeric(activation, params, dps):
             a, b = lo / sq, hi / sq
             if not a < b:
                 continue
