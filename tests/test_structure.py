@@ -18,7 +18,7 @@ MODULES = sorted(PACKAGE.rglob("*.py"))
 CORE = ("activations", "symbolic", "maps", "eoc", "fixed_points", "correlation", "jacobian", "diagnose",
         "validation", "errors", "_interval", "_roots")
 ABOVE = ("meanfield.plots", "meanfield.training_figures", "meanfield.cli", "meanfield.nn", "meanfield.datasets", "meanfield._jobs",
-         "meanfield.tables", "meanfield.scan", "matplotlib", "joblib", "tqdm")
+         "meanfield.tables", "meanfield.scan", "meanfield.torch", "matplotlib", "joblib", "tqdm", "torch")
 
 
 def _module_name(path: Path) -> str:

@@ -46,7 +46,7 @@ from . import _kernels as K
 
 __all__ = ["MLP", "Gradients", "StepResult", "StepRefused", "BACKENDS", "available_backends", "default_backend",
            "describe_backend", "check_backend", "check_dtype", "gradient_norms", "PerformanceWarning",
-           "normalise_inputs", "cross_entropy"]
+           "normalise_inputs", "cross_entropy", "first_layer_sigma_w2", "draw_layers", "as_initialisation"]
 
 #: ``dense``: numpy matrix products (the reference); ``numpy``: the vectorized sparse
 #: pass; ``numba``: the compiled sparse pass; ``auto``: ``numba`` where it is installed,
@@ -181,6 +181,51 @@ class Gradients:
     biases: tuple
 
 
+def as_initialisation(init, q_star=None):
+    """(Initialisation, q*) of an EoCSolution (its q* unless ``q_star`` is given) or of an
+    Initialisation (``q_star`` as given); anything else is a ParameterError."""
+    if hasattr(init, "init") and hasattr(init, "q_star"):  # an EoCSolution
+        return init.init, (init.q_star if q_star is None else q_star)
+    if not isinstance(init, Initialisation):
+        raise ParameterError(f"init must be an EoCSolution or an Initialisation, got {type(init).__name__}")
+    return init, q_star
+
+
+def first_layer_sigma_w2(init, q_star=None, input_mean_square=1.0) -> float:
+    r"""sigma_w^2 of the first layer: :math:`(q^*-\sigma_b^2)/\overline{x^2}`, so that inputs
+    of mean square ``input_mean_square`` give pre-activations of variance exactly q*
+    (``init``: an EoCSolution, whose q* is used unless ``q_star`` is given, or an
+    Initialisation); without a q*, the network's sigma_w^2.
+
+    >>> import meanfield as mf
+    >>> sol = mf.eoc_parameters("relu", sparsity="0.5", q_star=2, digits=15)
+    >>> first_layer_sigma_w2(sol), first_layer_sigma_w2(sol, input_mean_square=4)
+    (2.0, 0.5)
+    """
+    init, q_star = as_initialisation(init, q_star)
+    sb2 = float(init.sigma_b2)
+    if q_star is None:
+        return float(init.sigma_w2)
+    q = validation.positive("q_star", q_star)
+    ms = validation.positive("input_mean_square", input_mean_square)
+    if not q > sb2:
+        raise ParameterError(f"q_star = {q} must exceed sigma_b2 = {sb2} to match the first layer")
+    return (q - sb2) / ms
+
+
+def draw_layers(shapes, first_sigma_w2, sigma_w2, sigma_b2, seed):
+    """For each weight shape (fan_in, fan_out) in turn: the weights, N(0, sigma_w^2 /
+    fan_in) (``first_sigma_w2`` for the first), then the fan_out biases, N(0, sigma_b^2),
+    drawn in float64 from ``numpy.random.default_rng(seed)`` in that order: the one draw
+    of :meth:`MLP.initialise` and of :func:`meanfield.torch.eoc_init_`, so that a seed
+    gives the same network in both."""
+    rng = np.random.default_rng(seed)
+    for i, (fan_in, fan_out) in enumerate(shapes):
+        var = (first_sigma_w2 if i == 0 else sigma_w2) / fan_in
+        w = rng.standard_normal((fan_in, fan_out)) * math.sqrt(var)
+        yield w, rng.standard_normal(fan_out) * math.sqrt(sigma_b2)
+
+
 @dataclass(frozen=True, eq=False)
 class MLP:
     """A fully connected network: ``widths = (input, hidden..., outputs)``, parameters in
@@ -212,12 +257,7 @@ class MLP:
         of hidden layers. ``seed`` makes the draw reproducible: the same seed gives the same
         parameters in float32 and float64 (drawn in float64, then rounded).
         """
-        if hasattr(init, "init") and hasattr(init, "q_star"):  # an EoCSolution
-            q_star = init.q_star if q_star is None else q_star
-            init = init.init
-        if not isinstance(init, Initialisation):
-            raise ParameterError("init must be an EoCSolution or an Initialisation, "
-                                 f"got {type(init).__name__}")
+        init, q_star = as_initialisation(init, q_star)
         if isinstance(width, numbers.Integral) and not isinstance(width, bool):
             depth = validation.integer("depth", depth, 1, 100_000)
             hidden = (validation.integer("width", width, 1, 1_000_000),) * depth
@@ -239,23 +279,15 @@ class MLP:
         if size > MAX_PARAMETERS:
             raise ParameterError(f"the network has {size} parameters: at most {MAX_PARAMETERS} are supported")
         sw2, sb2 = float(init.sigma_w2), float(init.sigma_b2)
-        first = sw2
-        if q_star is not None:
-            q = validation.positive("q_star", q_star)
-            ms = validation.positive("input_mean_square", input_mean_square)
-            if not q > sb2:
-                raise ParameterError(f"q_star = {q} must exceed sigma_b2 = {sb2} to match the first layer")
-            first = (q - sb2) / ms
+        first = first_layer_sigma_w2(init, q_star, input_mean_square)
         if not math.sqrt(first) * 100 < float(np.finfo(dt).max):  # the weights' scale
             raise ParameterError(f"first_sigma_w2 = (q_star - sigma_b2) / input_mean_square = {first:.3g} "
                                  f"is too large for {dt}: raise input_mean_square")
-        rng = np.random.default_rng(seed)
         buffer = np.empty(size, dtype=dt)
         net = cls._from_buffer(init, widths, buffer, sw2, sb2, first, seed)
-        for i, (w, b) in enumerate(zip(net.weights, net.biases)):
-            var = (first if i == 0 else sw2) / w.shape[0]
-            w[...] = rng.standard_normal(w.shape) * math.sqrt(var)
-            b[...] = rng.standard_normal(b.shape) * math.sqrt(sb2)
+        shapes = [w.shape for w in net.weights]
+        for (w, b), (wv, bv) in zip(zip(net.weights, net.biases), draw_layers(shapes, first, sw2, sb2, seed)):
+            w[...], b[...] = wv, bv
         return net
 
     @classmethod
