@@ -22,18 +22,11 @@ variance is :math:`q^1`) and fed :math:`K` inputs on a great circle,
   2018);
 - whether the seed runs away: :math:`q^L>10\,q^*`.
 
-**The finite-width prediction of running away.** For one input, given layer :math:`l`,
-the pre-activations of layer :math:`l+1` are independent :math:`N(0,Q^{l+1})` with
-:math:`Q^{l+1}=\sigma_b^2+\sigma_w^2\frac1N\sum_k\phi(h^l_k)^2`, and given :math:`Q^l` the
-:math:`h^l_k` are independent :math:`N(0,Q^l)`. So :math:`Q^l` is a Markov chain whose step
-has mean :math:`V(Q^l)` and, by the central limit theorem over the layer's :math:`N`
-units, variance :math:`\sigma_w^4(E[\phi^4]-E[\phi^2]^2)/N`, both closed forms
-(:func:`meanfield.symbolic.power_mean`). At infinite width :math:`Q^l=q^*` for ever; at a
-half-stable :math:`q^*` (:math:`V'(q^*)=1`, :math:`V''>0`: ReLU\ :sub:`tau` and
-ST\ :sub:`tau` on the edge of chaos) the fluctuations push :math:`Q` above :math:`q^*`,
-where :math:`V(q)>q`, and it runs away. :func:`finite_width_model` iterates the Gaussian
-form of this chain over many paths: it predicts the fraction of networks that run away
-and the spread of :math:`q^l`, without drawing a single weight matrix.
+**The finite-width prediction of running away** is
+:func:`meanfield.finite_width.finite_width_model` (the chain of :math:`Q^l` with the
+width's fluctuations; its module docstring derives it): the fraction of networks that
+run away and the spread of :math:`q^l`, without drawing a single weight matrix. The
+simulation here checks it.
 
 Seeds run through :func:`meanfield._jobs.run_tasks` (joblib workers, a progress bar,
 and a journal from which an interrupted run resumes).
@@ -51,7 +44,6 @@ True
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 from dataclasses import dataclass, field
@@ -66,20 +58,17 @@ from ..correlation import kernel_map
 from .._display import Displayed
 from ..errors import ParameterError
 from ..jacobian import power_mean as power_mean_mp
-from ..maps import FLOAT64_Q_RANGE, Initialisation, lambdify_np, map_values, map_values_float64, operating_point
-from ..symbolic import dirac_part, power_mean, q as q_symbol
+from ..finite_width import FROZEN, RUNAWAY_FACTOR, finite_width_model
+from ..maps import FLOAT64_Q_RANGE, Initialisation, map_values, operating_point
+from ..symbolic import dirac_part
 from .mlp import MLP, check_backend, check_dtype
 
 __all__ = ["Simulation", "Theory", "simulate", "theory_trajectory", "finite_width_model",
            "simulation_figure", "jacobian_theory", "RUNAWAY_FACTOR"]
 
-#: A seed runs away when q^L exceeds this multiple of q*.
-RUNAWAY_FACTOR = 10
 #: Largest width^2 depth of one simulated network.
 MAX_WEIGHTS = 5 * 10**8
 _DIGITS = 20  # working digits of the infinite-width maps (they are compared to float64 data)
-_QUANTILES = (0.1, 0.5, 0.9)
-_FROZEN = 1e3  # x RUNAWAY_FACTOR q*: where a path has run away for good
 
 
 @dataclass(frozen=True)
@@ -262,50 +251,6 @@ def theory_trajectory(init: Initialisation, q_first, depth: int, c0=(), *, corre
 
 def _clamp(q12, q):
     return max(min(q12, mpmath.mpf(q)), -mpmath.mpf(q))  # |c| <= 1 after rounding
-
-
-@functools.lru_cache(maxsize=None)
-def _fourth_moment(activation):
-    return lambdify_np((q_symbol,) + activation.symbols, power_mean(activation, 4))
-
-
-def finite_width_model(init: Initialisation, q_first, *, width: int, depth: int,
-                       q_star=None, paths: int = 20000, seed: int = 0):
-    """The finite-width chain of q^l for one input (module docstring), as
-    ``(runaway_probability, its standard error, q_band)``: the fraction of ``paths`` with
-    q^depth > RUNAWAY_FACTOR q* and the 10/50/90% quantiles of q^l (3, depth), the latter
-    including the chi-square spread of the measured q^l = Q^l chi2_N / N. A path that passes
-    1e3 RUNAWAY_FACTOR q* is frozen there: it has run away (the band is capped at that
-    level, and the float64 maps need no mpmath recomputation of narrow pieces)."""
-    width = validation.integer("width", width, 1, 10**6)
-    depth = validation.integer("depth", depth, 1, 10**5)
-    paths = validation.integer("paths", paths, 1, 10**7)
-    q_star = float(q_first if q_star is None else q_star)
-    act = init.activation
-    sw2, sb2 = float(init.sigma_w2), float(init.sigma_b2)
-    params = [float(v) for _, v in init.params]
-    fourth = _fourth_moment(act)
-    lo = max(sb2, FLOAT64_Q_RANGE[0])
-    # a path this far past the threshold has run away for good (V is bounded for clipped
-    # activations, and V(q) > q above a half-stable q*): it is frozen there
-    frozen = _FROZEN * RUNAWAY_FACTOR * q_star
-    rng = np.random.default_rng(seed)
-    Q = np.full(paths, float(q_first))
-    band = np.empty((len(_QUANTILES), depth))
-    for l in range(depth):
-        measured = Q * rng.chisquare(width, paths) / width
-        band[:, l] = np.quantile(measured, _QUANTILES)
-        if l + 1 == depth:
-            break
-        live = Q < frozen
-        q = Q[live]
-        with np.errstate(over="ignore", invalid="ignore"):
-            v = map_values_float64(init, q).variance
-            e2 = (v - sb2) / sw2
-            var = sw2 * sw2 * np.maximum(fourth(q, *params) - e2 * e2, 0) / width
-            Q[live] = np.clip(v + np.sqrt(var) * rng.standard_normal(q.size), lo, frozen)
-    p = float(np.mean(~(Q <= RUNAWAY_FACTOR * q_star)))
-    return p, math.sqrt(p * (1 - p) / paths), band
 
 
 def jacobian_theory(init: Initialisation, qs) -> tuple[float, float]:
@@ -496,7 +441,7 @@ def simulation_figure(sim: Simulation):
     else:
         _band(ax, layers, mean, se, "C0", "simulation, mean")
     # the model's paths stop at the level where they have run away for good: not drawn
-    frozen = 0.5 * _FROZEN * RUNAWAY_FACTOR * sim.q_star
+    frozen = 0.5 * FROZEN * RUNAWAY_FACTOR * sim.q_star
     band = np.where(sim.theory.q_band < frozen, sim.theory.q_band, np.nan)
     cut = " (each until its paths have run away)" if np.isnan(band).any() else ""
     ax.fill_between(layers, band[0], band[2], color="C1", alpha=0.2,
