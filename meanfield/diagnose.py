@@ -35,6 +35,17 @@ gathers
 6. ``trainable``: none of the above (including V(q) = q for every q, the ReLU baseline with
    :math:`\sigma_b^2=0`, where the variance is kept at any scale).
 
+**Width** (``width=N``): a finite network's variance is a noisy version of the map
+(:mod:`meanfield.finite_width`), so rules 2-4 become statements about probability. For a
+half-stable q*, and for q* whose basin ends at a repelling fixed point below another
+stable one (three fixed points), the diagnosis gives the probability that a network of
+width N leaves the basin within its depth (``escape``: runs past 10 q*, or past the
+basin's upper edge). Where it is below :data:`ESCAPE_MAX` the rule does not fail the
+network: the verdict is that of the rules after it, its reason says why (for example,
+ReLU_tau at s = 0.8 is ``half-stable`` at depth 100 and width 300, where most networks
+run away, and ``trainable`` at depth 10 and width 3000, where almost none do).
+Without a width the verdict is the infinite-width one.
+
 The two thresholds are heuristics, not theorems. They were calibrated on the outcomes
 Price et al. (2024) report for MNIST at depth 100 (see ``docs/theory.md``), and they are
 module constants you can change.
@@ -63,6 +74,7 @@ from .correlation import (
     depth_scale,
 )
 from .errors import NoSolutionError, ParameterError
+from .finite_width import finite_width_model
 from .fixed_points import FixedPoint, FixedPointReport, fixed_points
 from .jacobian import JacobianSpectrum, jacobian_spectrum
 from .maps import (
@@ -77,12 +89,17 @@ from .maps import (
 from .symbolic import dirac_part
 
 __all__ = ["Diagnosis", "diagnose", "diagnose_eoc", "verdict", "MARGIN_MIN", "RHO0_MAX", "DEPTH_SCALES",
-           "VERDICTS"]
+           "VERDICTS", "ESCAPE_MAX", "ESCAPE_PATHS"]
 
 #: Below this margin (q - V(q)) / (q - q*) above q* the verdict is "fragile".
 MARGIN_MIN = 0.05
 #: From this rho(0) on the verdict is "too-sparse".
 RHO0_MAX = 0.65
+#: With a width: a network that leaves the basin of q* with at most this probability
+#: within its depth is not failed by rules 2-4.
+ESCAPE_MAX = 0.05
+#: Paths of the finite-width model behind ``escape`` (standard error at most 0.008).
+ESCAPE_PATHS = 4000
 #: Every verdict, in the order the rules are tried.
 VERDICTS = ("unstable", "half-stable", "exploding", "vanishing", "fragile", "too-sparse", "trainable")
 #: Off the EoC a network deeper than this many correlation depth scales is not trainable
@@ -108,10 +125,16 @@ class Diagnosis(Displayed):
     jacobian: JacobianSpectrum | None
     verdict: str
     reason: str
+    #: the width the verdict is for (None: infinite width)
+    width: int | None = None
+    #: (probability, standard error) that a network of that width leaves the basin of q*
+    #: within the depth (finite-width model), where rules 2-4 asked; else None
+    escape: tuple[float, float] | None = None
 
     def _headline(self):
         return [("activation", self.init.activation.name), ("verdict", self.verdict), ("q_star", self.q_star),
                 ("v_prime", self.v_prime), ("kind", self.q_star_point.kind), ("depth", self.depth),
+                ("width", self.width), ("escape", None if self.escape is None else self.escape[0]),
                 ("xi_q", self.xi_q), ("xi_c", self.xi_c)]
 
     def _tidy_rows(self):
@@ -155,6 +178,8 @@ class Diagnosis(Displayed):
             "rho0": v(self.rho0), "xi_c": v(self.xi_c),
             "correlation_fixed_points": [c.to_dict(digits) for c in self.correlation.points],
             "depth": self.depth, "jacobian": None if jac is None else jac.to_dict(digits),
+            "width": self.width,
+            "escape": None if self.escape is None else {"probability": self.escape[0], "standard_error": self.escape[1]},
         }
 
     def summary(self, digits: int = 8, name: str | None = None) -> str:
@@ -192,6 +217,9 @@ class Diagnosis(Displayed):
                          + (f" at q = {v(self.margin_at)}" if self.margin_at is not None else ""))
         lines.append(f"correlation map: rho(0) = {v(self.rho0)}, xi_c = {v(self.xi_c)}, fixed points "
                      + ", ".join(f"{v(c.c)} ({c.kind})" for c in self.correlation.points))
+        if self.escape is not None:
+            lines.append(f"finite width {self.width}: a network leaves the basin of q* within {self.depth} "
+                         f"layers with probability {self.escape[0]:.3f} (+- {self.escape[1]:.3f})")
         if jac is None:
             lines.append("Jacobian: phi has jumps, its moments are infinite")
         else:
@@ -230,58 +258,108 @@ def _margin(init, q_star, q_end, ctx):
     return best, q_star + ctx.exp(where)
 
 
-def verdict(point, report, others, basin, margin, correlation, depth) -> tuple[str, str]:
+def verdict(point, report, others, basin, margin, correlation, depth, escape=None) -> tuple[str, str]:
     """(verdict, reason) of :data:`VERDICTS`, from the diagnostics of q* (``point``, a
     :class:`FixedPoint`), the fixed-point ``report``, the ``other`` stable points, q*'s
     ``basin``, the ``margin`` above q*, the correlation report and the ``depth``: the rules,
-    tried in the order of :data:`VERDICTS` (docs/theory.md gives them)."""
+    tried in the order of :data:`VERDICTS` (docs/theory.md gives them). ``escape``: None
+    (infinite width), or a function of the basin's upper edge (None: 10 q*) giving
+    (probability, standard error) that a finite network leaves the basin within the depth:
+    where that is at most :data:`ESCAPE_MAX`, rules 2-4 let the network pass, and the
+    reason of the verdict that follows says so."""
     n = mpmath.nstr
+    notes = []
+
+    def passes(edge, what):
+        if escape is None:
+            return False, ""
+        p, se = escape(edge)
+        odds = f"at this width {p:.1%} (+- {se:.1%}) of networks {what} within {depth} layers"
+        if p <= ESCAPE_MAX:
+            notes.append(f"{odds} (finite-width model)")
+            return True, ""
+        return False, f"; {odds}"
+
+    def said(word, reason):
+        return word, "; ".join(notes + [reason]) if notes else reason
+
     if point.kind == "unstable":
         return "unstable", f"V'(q*) = {n(point.v_prime, 4)} > 1: q* repels"
     if point.kind == "half-stable":
         above = ("the variance grows without bound" if report.large_q == "diverges"
                  else f"the variance drifts to q = {n(basin[1], 4)}" if basin[1] is not None
                  else "the variance drifts away")
-        return ("half-stable", f"V'(q*) = 1 with V''(q*) = {n(point.v_second, 4)}: q* attracts only "
-                f"from {point.attracts_from}; {'above' if point.attracts_from == 'below' else 'below'} it {above}")
+        side = "above" if point.attracts_from == "below" else "below"
+        reason = (f"V'(q*) = 1 with V''(q*) = {n(point.v_second, 4)}: q* attracts only "
+                  f"from {point.attracts_from}; {side} it {above}")
+        ok, odds = passes(None, "run away") if side == "above" else (False, "")
+        if not ok:
+            return "half-stable", reason + odds
+        notes.append(f"q* is half-stable ({reason})")
     if point.kind == "neutral" and correlation.rho0 < RHO0_MAX:
         return ("trainable", f"V(q) = q for every q: the variance is kept at any scale (V' = 1), "
                 f"rho(0) = {n(correlation.rho0, 3)}")
     hot = [p for p in others if p.chi1 > 1]
     if hot:
         p = hot[0]
-        return ("exploding", f"{len(report.points)} fixed points: q = {n(p.q, 5)} is stable with "
-                f"chi_1 = {n(p.chi1, 4)} > 1 (exploding gradients); the basin of q* ends at "
-                f"q = {n(basin[1], 5) if basin[1] is not None else n(basin[0], 5)}")
+        reason = (f"{len(report.points)} fixed points: q = {n(p.q, 5)} is stable with "
+                  f"chi_1 = {n(p.chi1, 4)} > 1 (exploding gradients); the basin of q* ends at "
+                  f"q = {n(basin[1], 5) if basin[1] is not None else n(basin[0], 5)}")
+        ok, odds = passes(basin[1], "leave the basin") if basin[1] is not None and p.q > point.q else (False, "")
+        if not ok:
+            return "exploding", reason + odds
+        notes.append(reason)
+        others = tuple(o for o in others if o is not p)
     if report.large_q == "diverges" and basin[1] is not None:
-        return "exploding", f"past q = {n(basin[1], 5)} the variance grows without bound"
+        reason = f"past q = {n(basin[1], 5)} the variance grows without bound"
+        ok, odds = passes(basin[1], "leave the basin")
+        if not ok:
+            return "exploding", reason + odds
+        notes.append(reason)
     xi_c = correlation.xi_c
     if correlation.phase != "edge of chaos" and xi_c is not None and depth > DEPTH_SCALES * xi_c:
         chi1 = correlation.chi1
         word = "exploding" if correlation.phase == "chaotic" else "vanishing"
-        return (word, f"{correlation.phase} phase, chi_1(q*) = {n(chi1, 4)}: depth {depth} > "
-                f"{DEPTH_SCALES} xi_c = {n(DEPTH_SCALES * xi_c, 3)}; gradients scale like chi_1^L = "
-                f"{n(chi1 ** depth, 3)}")
+        return said(word, f"{correlation.phase} phase, chi_1(q*) = {n(chi1, 4)}: depth {depth} > "
+                    f"{DEPTH_SCALES} xi_c = {n(DEPTH_SCALES * xi_c, 3)}; gradients scale like chi_1^L = "
+                    f"{n(chi1 ** depth, 3)}")
     if others:
         p = others[0]
-        return ("fragile", f"a second attracting fixed point q = {n(p.q, 5)} (chi_1 = {n(p.chi1, 4)}); "
-                "perturbations past the basin of q* end there")
+        reason = (f"a second attracting fixed point q = {n(p.q, 5)} (chi_1 = {n(p.chi1, 4)}); "
+                  "perturbations past the basin of q* end there")
+        ok, odds = passes(basin[1], "leave the basin") if basin[1] is not None and p.q > point.q else (False, "")
+        if not ok:
+            return said("fragile", reason + odds)
+        notes.append(reason)
     if point.kind == "stable" and margin < MARGIN_MIN:
-        return ("fragile", f"margin (q - V(q))/(q - q*) falls to {n(margin, 3)} < {MARGIN_MIN} above "
-                "q*: variance perturbations decay slowly, near failure mode 1")
+        return said("fragile", f"margin (q - V(q))/(q - q*) falls to {n(margin, 3)} < {MARGIN_MIN} above "
+                    "q*: variance perturbations decay slowly, near failure mode 1")
     if correlation.rho0 >= RHO0_MAX:
-        return ("too-sparse", f"rho(0) = {n(correlation.rho0, 3)} >= {RHO0_MAX}: unrelated inputs "
-                "stay correlated (failure mode 2 candidate)")
-    return "trainable", (f"q* stable (V'(q*) = {n(point.v_prime, 3)}, margin {n(margin, 3)}), "
-                         f"rho(0) = {n(correlation.rho0, 3)}")
+        return said("too-sparse", f"rho(0) = {n(correlation.rho0, 3)} >= {RHO0_MAX}: unrelated inputs "
+                    "stay correlated (failure mode 2 candidate)")
+    if point.kind != "stable":  # half-stable, let through at this width
+        return said("trainable", f"rho(0) = {n(correlation.rho0, 3)}")
+    return said("trainable", f"q* stable (V'(q*) = {n(point.v_prime, 3)}, margin {n(margin, 3)}), "
+                f"rho(0) = {n(correlation.rho0, 3)}")
 
 
 def diagnose(init: InitialisationLike, *, q_star: Real | None = None, depth: int = 100,
-             digits: int = DEFAULT_DIGITS, ctx: Context = mpmath.mp) -> Diagnosis:
+             width: int | None = None, digits: int = DEFAULT_DIGITS, ctx: Context = mpmath.mp) -> Diagnosis:
     """Every diagnostic of ``init`` (an Initialisation or an EoCSolution) at the fixed point
-    ``q_star`` (default: the EoCSolution's own, or the only stable fixed point)."""
+    ``q_star`` (default: the EoCSolution's own, or the only stable fixed point), for a
+    network of ``depth`` hidden layers and, if given, ``width`` units per layer (module
+    docstring: a finite width turns rules 2-4 into probabilities; the model's paths are
+    seeded, so a diagnosis is reproducible).
+
+    >>> from meanfield.eoc import eoc_parameters
+    >>> sol = eoc_parameters("relu", sparsity="0.8")
+    >>> [diagnose(sol, depth=L, width=N).verdict for L, N in ((100, 300), (10, 3000))]
+    ['half-stable', 'trainable']
+    """
     digits = correlation_digits(digits)
     depth = validation.depth(depth)
+    if width is not None:
+        width = validation.integer("width", width, 1, 10**6)
     if q_star is not None:
         check_q(q_star, "q_star")
     solution = init.at_digits(digits) if hasattr(init, "at_digits") else init
@@ -331,7 +409,18 @@ def diagnose(init: InitialisationLike, *, q_star: Real | None = None, depth: int
         jacobian = None  # phi with jumps: phi' has Dirac masses, the moments are infinite
         if not dirac_part(init.activation, 1):
             jacobian = jacobian_spectrum(init, q_star=point.q, depth=depth, digits=digits, ctx=ctx)
-        verdict_, reason = verdict(point, report, others, basin, margin, correlation, depth)
+        escape = asked = None
+        if width is not None:
+            q_point = float(point.q)
+
+            def escape(edge):
+                nonlocal asked
+                threshold = None if edge is None else float(edge)
+                p, se, _ = finite_width_model(init, q_point, width=width, depth=depth, paths=ESCAPE_PATHS,
+                                              threshold=threshold)
+                asked = (p, se)
+                return asked
+        verdict_, reason = verdict(point, report, others, basin, margin, correlation, depth, escape)
         margin = margin if margin is None else +margin
         # V'(q*) = 1 exactly for half-stable and neutral points: xi_q is infinite there
         xi_q = (ctx.inf if point.kind in ("half-stable", "neutral")
@@ -339,10 +428,11 @@ def diagnose(init: InitialisationLike, *, q_star: Real | None = None, depth: int
     return Diagnosis(init=init, q_star=point.q, depth=depth, q_star_point=point, fixed_points=report,
                      other_stable=others, basin=basin, margin=margin,
                      margin_at=margin_at, xi_q=xi_q, correlation=correlation,
-                     jacobian=jacobian, verdict=verdict_, reason=reason)
+                     jacobian=jacobian, verdict=verdict_, reason=reason, width=width, escape=asked)
 
 
-def diagnose_eoc(solution, *, depth: int = 100, digits: int = DEFAULT_DIGITS, ctx=mpmath.mp) -> Diagnosis:
+def diagnose_eoc(solution, *, depth: int = 100, width: int | None = None, digits: int = DEFAULT_DIGITS,
+                 ctx=mpmath.mp) -> Diagnosis:
     """:func:`diagnose` of an EoCSolution at its own q*, raising the digits (by 10, then 30)
     when they do not resolve q* from a fixed point next to it: at D digits two fixed points
     closer than about 10^((3-D)/2) q* merge into one half-stable point (docs/theory.md), and
@@ -356,7 +446,7 @@ def diagnose_eoc(solution, *, depth: int = 100, digits: int = DEFAULT_DIGITS, ct
     """
     for extra in (0, 10, 30):
         try:
-            return diagnose(solution, depth=depth, digits=min(digits + extra, 200), ctx=ctx)
+            return diagnose(solution, depth=depth, width=width, digits=min(digits + extra, 200), ctx=ctx)
         except ParameterError:
             if extra == 30 or digits + extra >= 200:
                 raise

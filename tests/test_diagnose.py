@@ -49,9 +49,7 @@ DPS = 40  # working digits of the reference quadratures
 
 def mean_phi(name, p, q, dps=DPS):
     """E[phi(sqrt(q) z)] by quadrature, split at the kinks."""
-    with mpmath.workdps(dps):
-        phi, _, pts, r = R._setup(name, p, q)
-        return R._quad(lambda z: phi(r * z) * mpmath.npdf(z), pts, dps)
+    return R.mp_moment(name, p, q, 1, dps)
 
 
 def rho0_ref(name, p, sw, sb, q, dps=DPS):
@@ -657,3 +655,42 @@ def test_summary_basin_of_a_half_stable_point_ends_at_it():
     text = d.summary(8)
     assert "basin of q*: (0, q*] (attracts from below only)" in text
     assert "(0, inf)" not in text and "large q: diverges" in text
+
+
+# -- (h) finite width: the verdict depends on depth and width, as simulation does -------------
+
+@pytest.mark.parametrize("name,s,v_prime,deep,shallow", [
+    ("relu", "0.6", None, ("half-stable", 100), ("trainable", 30)),   # runs away past 10 q*
+    ("cst", "0.8", "0.9", ("exploding", 100), ("fragile", 5)),       # leaves the basin (3 fixed points)
+])
+def test_width_and_depth_change_the_verdict_where_simulation_agrees(name, s, v_prime, deep, shallow):
+    """The same configuration at width 300 and two depths: the verdicts differ, and the
+    fraction of 60 simulated networks (drawn in full by meanfield.nn.simulate) whose q^L
+    leaves the basin of q* is within 3 standard errors of the diagnosis' probability."""
+    from meanfield.nn import simulate
+    sol = eoc_parameters(name, sparsity=s, v_prime=v_prime, digits=20)
+    seeds = 60
+    for word, depth in (deep, shallow):
+        d = diagnose(sol, depth=depth, width=300)
+        assert d.verdict == word, (depth, d.verdict, d.reason)
+        p, p_se = d.escape
+        edge = 10 * float(d.q_star) if d.basin[1] is None else float(d.basin[1])
+        sim = simulate(sol, width=300, depth=depth, inputs=1, seeds=seeds, jacobian=False,
+                       correlations=False, progress=False, jobs=1)
+        observed = float(np.mean(~(sim.q[:, -1] <= edge)))
+        se = math.sqrt(max(p * (1 - p), 1 / seeds) / seeds) + p_se
+        assert abs(observed - p) <= 3 * se, (name, depth, observed, p, se)
+        assert "within %d layers" % depth in d.reason
+    assert diagnose(sol, depth=deep[1]).verdict == deep[0]   # infinite width: as before
+
+
+def test_width_is_validated_and_reported():
+    sol = eoc_parameters("crelu", sparsity="0.85", v_prime="0.7", digits=15)
+    with pytest.raises(ParameterError, match="width"):
+        diagnose(sol, width=0)
+    d = diagnose(sol, depth=30, width=300)
+    assert d.width == 300 and d.escape is None   # a stable q* with an open basin: nothing to ask
+    assert d.to_dict()["width"] == 300 and d.to_dict()["escape"] is None
+    h = diagnose(eoc_parameters("relu", sparsity="0.8", digits=15), depth=100, width=300)
+    assert h.to_dict()["escape"]["probability"] == h.escape[0] > 0.5
+    assert "finite width 300" in h.summary()

@@ -59,7 +59,11 @@ def register(sub):
                            help="number of c values, evenly spaced on [-1, 1] (default 11)")
             c.add_argument("--c", help="comma-separated c values instead of --points (write --c=-1,0,1)")
         else:
-            c.add_argument("--depth", type=int, default=100, help="depth L for the Jacobian (default 100)")
+            c.add_argument("--depth", type=int, default=100,
+                           help="depth L of the network: for the Jacobian, and with --width for the verdict (default 100)")
+            c.add_argument("--width", type=int, default=None,
+                           help="width N of the network: the verdict for that width (the probability that a "
+                                "network leaves the basin of q* within L layers); default: infinite width")
         digits_arg(c, maximum=CORRELATION_MAX_DIGITS)  # both compute the correlation map
         c.add_argument("--json", action="store_true")
         c.set_defaults(handler=handler)
@@ -131,7 +135,7 @@ def _cmd_correlation(a):
 
 def _cmd_diagnose(a):
     config, q_star = configuration(a)
-    diag = diagnose(config, q_star=q_star, depth=a.depth, digits=working_digits(a))
+    diag = diagnose(config, q_star=q_star, depth=a.depth, width=a.width, digits=working_digits(a))
     emit({**diag.to_dict(a.digits), "digits": a.digits}, diag.summary(a.digits, name=a.activation).split("\n"),
          a.json)
 
