@@ -34,6 +34,7 @@ _EXPORTS = {
     ".fixed_points": ("FixedPoint", "FixedPointReport", "fixed_points"),
     ".jacobian": ("JacobianSpectrum", "jacobian_spectrum"),
     ".maps": ("Initialisation", "MapValues", "map_values", "map_values_float64", "variance_map"),
+    ".recommend": ("Recommendation", "recommend"),
     ".scan": ("PhaseDiagram", "eoc_curve", "phase_diagram"),
     ".symbolic": ("Formulas", "derive"),
     ".tables": ("Configuration", "StabilityRow", "StabilityTable", "configuration_grid", "paper_grid",
@@ -81,6 +82,7 @@ if TYPE_CHECKING:  # what type checkers and the API docs read; the same names as
         map_values_float64,
         variance_map,
     )
+    from .recommend import Recommendation, recommend
     from .scan import PhaseDiagram, eoc_curve, phase_diagram
     from .symbolic import Formulas, derive
     from .tables import (

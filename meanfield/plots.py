@@ -174,10 +174,13 @@ def _paper_points(activation):
 
 
 def phase_diagram_figure(diagrams: Iterable | None = None, *, n: int = 100, jobs=None,
-                         progress: bool | None = None, mark_paper_grid: bool = True) -> Figure:
+                         progress: bool | None = None, mark_paper_grid: bool = True,
+                         recommendations: Iterable = ()) -> Figure:
     """Verdict over (s, m/sqrt(q*)) per activation, with the boundary of the three-fixed-point
     region (hatched) and the V'(q*) = 0.5, 0.7, 0.9 contours. ``diagrams``: PhaseDiagram
-    objects, or None to compute CReLU and CST on an ``n`` x ``n`` grid."""
+    objects, or None to compute CReLU and CST on an ``n`` x ``n`` grid. ``recommendations``:
+    :class:`~meanfield.recommend.Recommendation` objects, drawn on their activation's panel
+    (the recommended m as a star, the trainable band of m as a bar)."""
     if diagrams is None:
         r = np.linspace(0.05, 4.0, n)
         diagrams = [phase_diagram("crelu", np.linspace(0.5, 0.95, n), r, jobs=jobs, progress=progress),
@@ -213,6 +216,7 @@ def phase_diagram_figure(diagrams: Iterable | None = None, *, n: int = 100, jobs
         if mark_paper_grid and math.isclose(d.q_star, 1.0):
             ms, ss = _paper_points(d.activation)
             ax.plot(ms, ss, "o", color="k", mfc="white", ms=5, label="paper grid")
+        _recommended(ax, [r for r in recommendations if r.activation == d.activation])
         low = float(np.min(d.sparsities))
         if s_lo is not None and low > s_lo:
             ax.axhspan(s_lo, low, color="0.88", zorder=0)
@@ -229,13 +233,28 @@ def phase_diagram_figure(diagrams: Iterable | None = None, *, n: int = 100, jobs
     areas = any(min(d.verdict.shape) > 1 for d in diagrams)
     if areas:
         handles.append(Patch(facecolor="white", edgecolor="k", hatch="///", label="3 fixed points"))
+    from matplotlib.lines import Line2D
     if mark_paper_grid and areas:
-        from matplotlib.lines import Line2D
         handles.append(Line2D([], [], marker="o", color="k", mfc="white", ls="", label="paper grid"))
+    if any(True for _ in recommendations):
+        handles.append(Line2D([], [], marker="*", color="k", mfc="gold", ms=11, ls="-", lw=2,
+                              label="recommended m (bar: trainable band)"))
     # one row under two panels; under a single panel, rows of three so it is not cropped
     fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 3 * len(diagrams)),
                fontsize=9)
     return fig
+
+
+def _recommended(ax, recs):
+    """Each recommendation at (m/sqrt(q*), s): a star, and a bar over the m of its band."""
+    for r in recs:
+        scale = math.sqrt(r.q_star)
+        rows = sorted(r.scan, key=lambda row: row["v_prime"])
+        lo, hi = r.band
+        inside = [row["m"] / scale for row in rows if lo - 1e-9 <= row["v_prime"] <= hi + 1e-9]
+        if len(inside) > 1:
+            ax.plot([min(inside), max(inside)], [r.sparsity] * 2, "-", color="k", lw=2, zorder=3)
+        ax.plot([r.m / scale], [r.sparsity], "*", color="k", mfc="gold", ms=12, zorder=4)
 
 
 def _phase_line(ax, d):

@@ -55,6 +55,18 @@ def register(sub):
     d.add_argument("--figure", help="also draw the diagram: FILE.png or FILE.pdf")
     d.set_defaults(handler=_cmd_phase_diagram, interrupt_hint=journal_hint)
 
+    r = sub.add_parser("recommend", help="the clip level the theory recommends for crelu or cst at a sparsity",
+                       description=RECOMMEND_HELP)
+    r.add_argument("--activation", required=True, choices=_clipped())
+    r.add_argument("--sparsity", required=True, help="sparsities: S, S1,S2,... or START:STOP:STEP")
+    r.add_argument("--depth", type=int, default=100, help="hidden layers L (default 100)")
+    r.add_argument("--width", type=int, default=None, help="units per layer N (default: infinite width)")
+    r.add_argument("--q-star", default="1", help="fixed point q* (default 1)")
+    r.add_argument("--json", action="store_true")
+    r.add_argument("--figure", help="also draw the recommendations on the phase diagram: FILE.png or FILE.pdf")
+    jobs_args(r)
+    r.set_defaults(handler=_cmd_recommend)
+
 
 TABLE_HELP = """One row per configuration: EoC parameters, V'(q*), V''(q*), every fixed point
 and its kind, chi_1 at the other stable fixed points, rho(0), xi_c, the margin and the
@@ -69,6 +81,40 @@ m/sqrt(q*), on the float64 fast path (points that float64 cannot decide are reco
 mpmath). Values are read as START:STOP:STEP (inclusive), S1,S2,... or S, e.g. --sparsity
 0.5:0.95:0.05 --clip-ratio 0.25:4:0.25 for a coarse 10 x 16 grid. With -o FILE, finished
 rows are kept in FILE.partial.jsonl until FILE is written, so an interrupted run resumes."""
+
+
+RECOMMEND_HELP = """The clip level m (and V'(q*)) the theory recommends at each sparsity: the middle
+of the band of V'(q*) whose verdict is trainable, between too-sparse below (rho(0) >= 0.65)
+and fragile or exploding above (with --width: the probability that a network of that
+width leaves the basin of q* within --depth layers); where no V'(q*) is trainable, 0.05
+below the upper edge. Prints the band and the reasons; --figure draws them on the phase
+diagram (a 60 x 60 grid)."""
+
+
+def _cmd_recommend(a):
+    import json
+
+    from ..recommend import recommend
+    sparsities = parse_values(a.sparsity, "sparsity")
+    check_figure(a.figure)
+    found = []
+    for s in sparsities:
+        rec = recommend(a.activation, s, depth=a.depth, width=a.width, q_star=a.q_star)
+        found.append(rec)
+        if not a.json:
+            print(rec.summary(), flush=True)
+    if a.json:
+        print(json.dumps([r.to_dict() for r in found], indent=2))
+    if a.figure:
+        import numpy as np
+
+        from ..plots import phase_diagram_figure
+        from ..scan import phase_diagram
+        s_lo = get_activation(a.activation).sparsity_rule.lowest
+        d = phase_diagram(a.activation, np.linspace(s_lo, 0.95, 60), np.linspace(0.05, 4.0, 60),
+                          q_star=a.q_star, depth=a.depth, jobs=a.jobs, progress=progress(a))
+        save_figure_file(phase_diagram_figure([d], recommendations=found), a.figure)
+        print(f"wrote {a.figure}")
 
 
 def _values(text, name):
