@@ -109,6 +109,7 @@ __all__ = [
     "JacobianSpectrum", "jacobian_spectrum", "Diagnosis", "diagnose",
     "Configuration", "configuration_grid", "paper_grid", "parse_values", "StabilityRow",
     "StabilityTable", "stability_table", "PhaseDiagram", "phase_diagram", "eoc_curve",
+    "Recommendation", "recommend",
     "ParameterError", "NoSolutionError", "nstr",
 ]
 

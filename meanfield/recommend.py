@@ -33,6 +33,7 @@ and CST at s = 0.7 and 0.85); docs/theory.md gives them and how they fare.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +41,7 @@ import mpmath
 
 from . import validation
 from ._display import Displayed
+from ._types import ActivationLike, Real
 from .activations import get_activation
 from .diagnose import RHO0_MAX, diagnose
 from .eoc import eoc_parameters
@@ -108,8 +110,8 @@ def _short(reason: str) -> str:
     return reason.split(":")[0] if ":" in reason else reason
 
 
-def recommend(activation, sparsity, *, depth: int = 100, width: int | None = None, q_star=1,
-              progress=None) -> Recommendation:
+def recommend(activation: ActivationLike, sparsity: Real, *, depth: int = 100, width: int | None = None,
+              q_star: Real = 1, progress: Callable[[float], None] | None = None) -> Recommendation:
     """The clip level the theory recommends for a clipped ``activation`` (its sparsity rule
     has a clip parameter: CReLU, CST) at ``sparsity`` for a network of ``depth`` layers
     and, if given, ``width`` units (module docstring). ``progress``: a callable given each
