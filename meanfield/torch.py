@@ -39,6 +39,7 @@ import math
 import numpy as np
 import torch
 
+from . import validation
 from .activations import Activation, get_activation
 from .errors import ParameterError
 from .nn.mlp import as_initialisation, draw_layers, first_layer_sigma_w2
@@ -184,9 +185,10 @@ def mlp(init, *, width: int, depth: int, input_dim: int, outputs: int = 10, q_st
     hidden Linear layers of ``width`` units, each followed by the activation of ``init``,
     then a Linear read-out to ``outputs`` logits, drawn by :func:`eoc_init_` (with the same
     ``seed``, the same parameters as ``MLP.initialise``)."""
-    for name, v, lo in (("width", width, 1), ("depth", depth, 1), ("input_dim", input_dim, 1), ("outputs", outputs, 1)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-            raise ParameterError(f"{name} must be an integer >= {lo}, got {v!r}")
+    width = validation.integer("width", width, 1, 1_000_000)
+    depth = validation.integer("depth", depth, 1, 100_000)
+    input_dim = validation.integer("input_dim", input_dim, 1, 10_000_000)
+    outputs = validation.integer("outputs", outputs, 1, 1_000_000)
     layers: list[torch.nn.Module] = []
     n = input_dim
     for _ in range(depth):
