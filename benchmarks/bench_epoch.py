@@ -15,7 +15,9 @@ random images of the same shape, said in the output).
 2. **The phases of one sparse Adam step** (``meanfield.nn.train.training_step`` with the
    compiled passes, its ``profile``): forward; loss; deltas; bound (the scans that prove
    the update finite before anything is written); update (the weight gradient formed row
-   by row, its norm, and Adam, in one pass). Each phase's median time over the timed
+   by row, its norm, and Adam, in one pass), and its two parts: the weight gradient with
+   its norms (the same pass forming the rows only, timed on every other step) and Adam
+   (the rest). Each phase's median time over the timed
    steps, next to its bound: max(FLOPs / peak, bytes / bandwidth), with FLOPs counted
    from the active units of each step (2 per multiply-add) and bytes the least the phase
    must move (the weights it reads; Adam's parameters and two moments, read and written).
@@ -140,14 +142,17 @@ def _timed(f) -> float:
 def phases(net, cfg, x, y, batches, flops, bw):
     opt = optimizers.make(cfg, net.buffer.size, net.dtype)
     grad = np.empty_like(net.buffer)
-    rows = []
-    for idx in batches:
-        prof = {}
+    rows, split = [], []
+    for i, idx in enumerate(batches):
+        # every other step also times the update pass forming the weight gradient and its
+        # norms alone (it writes nothing; those steps' own phases are not used)
+        prof = {"gradient": None} if i % 2 else {}
         T.training_step(net, opt, x[idx], y[idx], "numba", grad, profile=prof, owned=True)
-        rows.append(prof)
-    rows = rows[3:]  # the first steps warm the caches
+        (split if i % 2 else rows).append(prof)
+    rows, split = rows[2:], split[2:]  # the first steps warm the caches
     med = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
     med["bound"] += med.pop("safe")  # the optimiser's test is part of the bound
+    gradient = statistics.median(r["gradient"] for r in split)
     p = net.buffer.size * 4  # bytes of the parameters (float32)
     trace = sum(net.widths[1:]) * BATCH * 4  # bytes of one pass over the deltas
     work = {  # (FLOPs, bytes) each phase must at least do and move
@@ -156,7 +161,11 @@ def phases(net, cfg, x, y, batches, flops, bw):
         "deltas": (2 * med["delta_terms"], p + trace),
         "bound": (0.0, 0.0),
         "update": (2 * med["update_terms"] + 10 * net.buffer.size, 6 * p + trace),
+        "gradient": (2 * med["update_terms"], trace),  # (the deltas and lists: in L2/L3)
+        "optimiser": (10 * net.buffer.size, 6 * p),
     }
+    med["gradient"] = gradient
+    med["optimiser"] = med["update"] - gradient
     print(f"2. One sparse Adam step, phase by phase (median of {len(rows)} steps); bound = max(FLOPs / "
           f"{flops / 1e9:.0f} GFLOP/s, bytes / {bw / 1e9:.1f} GB/s)")
     print(f"   {'phase':>8} {'ms':>7} {'GFLOP':>7} {'MB':>7} {'bound ms':>9} {'x bound':>8}")
@@ -168,6 +177,12 @@ def phases(net, cfg, x, y, batches, flops, bw):
         total_bound += bound
         ratio = f"{med[name] / bound:7.1f}x" if bound else "       -"
         print(f"   {name:>8} {med[name] * 1e3:7.2f} {f / 1e9:7.3f} {b / 1e6:7.1f} {bound * 1e3:9.2f} {ratio}")
+        if name == "update":  # its two parts (not added to the step again)
+            for part, label in (("gradient", "- dW"), ("optimiser", "- Adam")):
+                f, b = work[part]
+                bound = max(f / flops, b / bw)
+                print(f"   {label:>8} {med[part] * 1e3:7.2f} {f / 1e9:7.3f} {b / 1e6:7.1f} "
+                      f"{bound * 1e3:9.2f} {med[part] / bound:7.1f}x")
     print(f"   {'step':>8} {total * 1e3:7.2f} {'':>7} {'':>7} {total_bound * 1e3:9.2f} {total / total_bound:7.1f}x"
           f"   (x {-(-len(x) // BATCH)} steps: {total * -(-len(x) // BATCH):.1f} s an epoch at this pace)")
     return med, total_bound

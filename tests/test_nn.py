@@ -1181,6 +1181,31 @@ def test_a_step_that_would_overflow_leaves_the_network_untouched(opt, dtype):
 
 
 @NUMBA_ONLY
+@pytest.mark.parametrize("split", [False, True])
+def test_a_profiled_step_is_the_same_step(split):
+    """Profiling a fused Adam step (the benchmark's phases; with ``gradient`` asked for, the
+    update pass run once more beforehand, writing nothing) changes nothing the step
+    computes, and reports every phase, each a time, and the work done."""
+    from meanfield.nn import optimizers
+    from meanfield.nn import train as T
+    base = MLP.initialise(eoc("cst"), width=30, depth=4, input_dim=6, outputs=3, dtype="float32", seed=5)
+    x = normalise_inputs(np.random.default_rng(1).standard_normal((40, 6)))  # (two threads from 16)
+    labels = np.arange(40) % 3
+    plain, profiled = base.copy(), base.copy()
+    o_plain, o_prof = (optimizers.Adam(base.buffer.size, base.dtype, learning_rate=1e-2) for _ in range(2))
+    for _ in range(3):
+        prof = {"gradient": None} if split else {}
+        a = T.training_step(plain, o_plain, x, labels, "numba", np.empty_like(plain.buffer))
+        b = T.training_step(profiled, o_prof, x, labels, "numba", np.empty_like(plain.buffer), profile=prof)
+        assert a[0] == b[0]
+        for u, v in zip(_bits(plain.buffer, *o_plain.arrays()), _bits(profiled.buffer, *o_prof.arrays())):
+            np.testing.assert_array_equal(u, v)
+        phases = {"forward", "loss", "deltas", "bound", "safe", "update"} | ({"gradient"} if split else set())
+        assert phases <= prof.keys() and all(0 <= prof[k] < 10 for k in phases)
+        assert prof["forward_terms"] == prof["update_terms"] > 0 and prof["delta_terms"] > 0
+
+
+@NUMBA_ONLY
 def test_fused_step_with_a_huge_parameter_takes_the_checked_path():
     """A parameter near the largest float in a row no sample uses: the bound cannot prove
     the step safe, so the buffered path decides (here: the step is fine)."""
