@@ -100,7 +100,6 @@ def bandwidth(repeats=5) -> tuple[float, float]:
     dst = np.empty_like(src)
     np.copyto(dst, src)
     copy = 2 * src.nbytes / min(_timed(lambda: np.copyto(dst, src)) for _ in range(repeats))
-    del src, dst
     try:
         import numba
     except ImportError:

@@ -197,9 +197,9 @@ def bench_forward(sparsities, batches, repeats, n_inputs, results):
         for batch in batches:
             reps = repeats if batch < 1024 else max(3, repeats // 3)
             xs = inputs(batch, n_inputs if batch < 1024 else 3, 1000 + batch)
-            methods = {"dense": lambda i, xs=xs: net.forward(xs[i], backend="dense")}
+            methods = {"dense": lambda i, xs=xs, net=net: net.forward(xs[i], backend="dense")}
             for b in backends:
-                methods[b] = lambda i, xs=xs, b=b: net.forward(xs[i], backend=b)
+                methods[b] = lambda i, xs=xs, b=b, net=net: net.forward(xs[i], backend=b)
             t = interleaved(methods, reps, len(xs))
             results[("forward", s, batch)] = t
             ratios = "".join(f"{t['dense'] / t[b]:8.2f}x" for b in backends)
@@ -224,7 +224,7 @@ def bench_training(sparsities, repeats, n_inputs, results):
             copy = net.copy()  # each method trains its own copy
             scratch = np.empty_like(copy.buffer)
             methods[b] = lambda i, c=copy, b=b, sc=scratch: c.sgd_step(xs[i], labels[i], LR, backend=b, scratch=sc)
-            reset[b] = lambda c=copy: np.copyto(c.buffer, net.buffer)
+            reset[b] = lambda c=copy, net=net: np.copyto(c.buffer, net.buffer)
         if torch:
             model = torch_model(net)
             start = [p.detach().clone() for p in model.parameters()]

@@ -388,7 +388,7 @@ def diagnose(init: InitialisationLike, *, q_star: Real | None = None, depth: int
     digits = correlation_digits(digits)
     depth = validation.depth(depth)
     if width is not None:
-        width = validation.integer("width", width, 1, 10**6)
+        width = validation.width(width)
     if q_star is not None:
         check_q(q_star, "q_star")
     solution = init.at_digits(digits) if hasattr(init, "at_digits") else init

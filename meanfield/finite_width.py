@@ -60,7 +60,7 @@ def finite_width_model(init: Initialisation, q_first, *, width: int, depth: int,
     >>> deep > 0.5, shallow < 0.05
     (True, True)
     """
-    width = validation.integer("width", width, 1, 10**6)
+    width = validation.width(width)
     depth = validation.integer("depth", depth, 1, 10**5)
     paths = validation.integer("paths", paths, 1, 10**7)
     q_star = float(q_first if q_star is None else q_star)

@@ -123,7 +123,7 @@ def recommend(activation: ActivationLike, sparsity: Real, *, depth: int = 100, w
                              f"(crelu, cst or one like them), got {act.name}")
     depth = validation.depth(depth)
     if width is not None:
-        width = validation.integer("width", width, 1, 10**6)
+        width = validation.width(width)
     cache: dict[float, dict] = {}
 
     def at(v: float) -> dict:

@@ -15,7 +15,9 @@ vectorized over a whole row of clip ratios and a grid of q:
   g are refined by golden section, so a pair of fixed points closer than the grid is found;
 - their kinds from :math:`V'`, :math:`\chi_1` at the other stable ones, the margin
   :math:`\min_{q>q^*}(q-V(q))/(q-q^*)` and :math:`\rho(0)=(\sigma_b^2+\sigma_w^2E[\phi]^2)/q^*`;
-- the verdict, by the very rules of :func:`meanfield.diagnose.diagnose`.
+- the verdict, by the very rules of :func:`meanfield.diagnose.diagnose` (with a
+  ``width``, the finite-width model of :mod:`meanfield.finite_width` decides the rules that
+  ask whether a network leaves q*'s basin, as there).
 
 Where float64 cannot decide (a fixed point or an extremum of g within 1e-7 of the
 identity, :math:`V'` within 1e-7 of 1 at a fixed point, the margin or :math:`\rho(0)` within
@@ -48,11 +50,12 @@ from ._jobs import run_tasks
 from ._types import ActivationLike, FilePath
 from .activations import by_sparsity, get_activation
 from .correlation import CorrelationReport
-from .diagnose import MARGIN_MIN, RHO0_MAX, diagnose_eoc, verdict
+from .diagnose import ESCAPE_PATHS, MARGIN_MIN, RHO0_MAX, diagnose_eoc, verdict
 from .eoc import eoc_parameters
 from .errors import NoSolutionError, ParameterError
 from .fixed_points import FixedPoint, FixedPointReport
-from .maps import check_q, compiled, lambdify_np
+from .finite_width import finite_width_model
+from .maps import Initialisation, check_q, compiled, lambdify_np
 from .symbolic import derivative_mean
 from .symbolic import q as q_symbol
 
@@ -108,6 +111,7 @@ class _Row:
     """The float64 closed forms of one activation at one s, for a vector of clip ratios."""
 
     def __init__(self, act, s: float, q_star: float, ratios: np.ndarray):
+        self.act = act
         self.np = compiled(act).np
         level = act.sparsity_rule.level(s)
         self.q_star = q_star
@@ -129,8 +133,22 @@ class _Row:
     def g(self, q, j):
         return (self.f("variance", q, j) - q) / (q - self.q_star)
 
+    def escape(self, j: int, width: int, depth: int):
+        """The ``escape`` function of :func:`meanfield.diagnose.verdict` for configuration j
+        at ``width`` (the finite-width model from q*, as :func:`meanfield.diagnose.diagnose`
+        runs it)."""
+        rule = self.act.sparsity_rule
+        init = Initialisation(self.act, float(self.sigma_w2[j]), max(float(self.sigma_b2[j]), 0.0),
+                              {rule.threshold: self.tau, rule.clip: float(self.m[j])})
 
-def _float64_row(act, s: float, q_star: float, ratios: np.ndarray, depth: int):
+        def escape(edge):
+            p, se, _ = finite_width_model(init, self.q_star, width=width, depth=depth, paths=ESCAPE_PATHS,
+                                          threshold=None if edge is None else float(edge))
+            return p, se
+        return escape
+
+
+def _float64_row(act, s: float, q_star: float, ratios: np.ndarray, depth: int, width: int | None = None):
     """Per-point results for one s: a dict of arrays (see FIELDS) and the undecided mask."""
     R = _Row(act, s, q_star, ratios)
     n = len(ratios)
@@ -171,7 +189,7 @@ def _float64_row(act, s: float, q_star: float, ratios: np.ndarray, depth: int):
         _, best = _golden_min(lambda t: -R.g(t, idx), a, b)
         margins = np.minimum(np.minimum(best, neg[rows, k]), 1 - vp_star)
         for r, j in enumerate(idx):
-            res = _one_point(R, j, qs[r], gs[r], vp_star[r], vs_star[r], margins[r], depth)
+            res = _one_point(R, j, qs[r], gs[r], vp_star[r], vs_star[r], margins[r], depth, width)
             if res is None:
                 undecided[j] = True
                 continue
@@ -182,8 +200,9 @@ def _float64_row(act, s: float, q_star: float, ratios: np.ndarray, depth: int):
 
 
 def _one_point(R: _Row, j: int, q: np.ndarray, g: np.ndarray, vp_star: float, vs_star: float,
-               margin_above: float, depth: int):
-    """Fixed points, margin, rho(0) and the verdict of configuration j; None if undecided."""
+               margin_above: float, depth: int, width: int | None = None):
+    """Fixed points, margin, rho(0) and the verdict of configuration j (at ``width``, if
+    given); None if undecided."""
     q_star = R.q_star
     if not (np.all(np.isfinite(g)) and math.isfinite(vp_star)) or abs(vp_star - 1) < _UNDECIDED:
         return None
@@ -236,14 +255,15 @@ def _one_point(R: _Row, j: int, q: np.ndarray, g: np.ndarray, vp_star: float, vs
         return None
     report = FixedPointReport(None, tuple(points), "bounded", False, (float(q[0]), float(q[-1])), False, 16)
     corr = CorrelationReport(None, q_star, (), rho0, 1.0, "edge of chaos", None, False, (), 16)
-    verdict_, reason = verdict(point, report, others, basin, margin, corr, depth)
+    escape = None if width is None else R.escape(j, width, depth)
+    verdict_, reason = verdict(point, report, others, basin, margin, corr, depth, escape)
     return {"verdict": verdict_, "reason": reason, "n_fixed_points": len(points), "v_prime": vp_star,
             "v_second": vs_star, "rho0": rho0, "margin": np.nan if margin is None else margin,
             "chi1_other": max((p.chi1 for p in others), default=np.nan)}
 
 
 def phase_point(activation: str, sparsity, clip_ratio, *, q_star=1.0, depth: int = 100,
-                digits: int = 20) -> dict[str, Any]:
+                width: int | None = None, digits: int = 20) -> dict[str, Any]:
     """One point by the high-precision path (:func:`meanfield.diagnose.diagnose`), as floats."""
     m = float(clip_ratio) * math.sqrt(float(q_star))
     try:
@@ -252,7 +272,7 @@ def phase_point(activation: str, sparsity, clip_ratio, *, q_star=1.0, depth: int
     except NoSolutionError as exc:
         return {"verdict": "infeasible", "reason": str(exc), "n_fixed_points": -1}
     try:
-        d = diagnose_eoc(sol, depth=depth, digits=digits)
+        d = diagnose_eoc(sol, depth=depth, width=width, digits=digits)
     except ParameterError as exc:  # q* unresolved even at digits + 30 (a nearly linear map)
         return {"verdict": "unresolved", "reason": str(exc), "n_fixed_points": -1}
     f = lambda v: float("nan") if v is None else float(v)  # noqa: E731
@@ -262,15 +282,16 @@ def phase_point(activation: str, sparsity, clip_ratio, *, q_star=1.0, depth: int
             "chi1_other": max((float(p.chi1) for p in d.other_stable), default=float("nan"))}
 
 
-def _row_task(activation: str, s: float, q_star: float, ratios: list[float], depth: int) -> dict:
+def _row_task(activation: str, s: float, q_star: float, ratios: list[float], depth: int,
+              width: int | None = None) -> dict:
     """One row of the diagram (fixed s): float64 everywhere, mpmath where float64 is undecided."""
     from .activations import get_activation
     act = get_activation(activation)
     r = np.asarray(ratios, dtype=float)
-    out, verdict, reason, undecided = _float64_row(act, s, q_star, r, depth)
+    out, verdict, reason, undecided = _float64_row(act, s, q_star, r, depth, width)
     refined = np.zeros(len(r), dtype=bool)
     for j in np.nonzero(undecided)[0]:
-        res = phase_point(activation, s, r[j], q_star=q_star, depth=depth)
+        res = phase_point(activation, s, r[j], q_star=q_star, depth=depth, width=width)
         verdict[j], reason[j] = res.pop("verdict"), res.pop("reason")
         for k, v in res.items():
             out[k][j] = v
@@ -308,11 +329,14 @@ class PhaseDiagram(Displayed):
     margin: np.ndarray
     chi1_other: np.ndarray
     refined: np.ndarray
+    #: the width the verdicts are for (None: infinite width)
+    width: int | None = None
 
     def _headline(self):
         words, counts = np.unique(self.verdict, return_counts=True)
         return [("activation", self.activation), ("grid", f"{len(self.sparsities)} x {len(self.clip_ratios)}"),
                 ("q_star", self.q_star), ("depth", self.depth),
+                ("width", "infinite" if self.width is None else self.width),
                 ("verdicts", ", ".join(f"{w} {n}" for w, n in zip(words, counts)))]
 
     def _tidy_rows(self):
@@ -379,9 +403,12 @@ def _check_axis(values, name, lo, hi, lo_closed):
 
 
 def phase_diagram(activation: str, sparsities: Sequence, clip_ratios: Sequence, *, q_star: float = 1.0,
-                  depth: int = 100, jobs: int | None = None, progress: bool | None = None,
-                  journal: FilePath | None = None) -> PhaseDiagram:
-    """The verdict and its ingredients at every (s, m/sqrt(q*)) for ``crelu`` or ``cst``.
+                  depth: int = 100, width: int | None = None, jobs: int | None = None,
+                  progress: bool | None = None, journal: FilePath | None = None) -> PhaseDiagram:
+    """The verdict and its ingredients at every (s, m/sqrt(q*)) for ``crelu`` or ``cst``,
+    for networks of ``depth`` hidden layers and, if given, ``width`` units per layer (as in
+    :func:`meanfield.diagnose.diagnose`: the finite-width model decides the half-stable,
+    fragile and three-fixed-point rules, at a cost of about 0.1-0.4 s per point that asks).
 
     Rows (one per sparsity) run on ``jobs`` joblib workers, with a progress bar and an
     optional resumable ``journal`` as in :func:`meanfield.tables.stability_table`.
@@ -398,9 +425,12 @@ def phase_diagram(activation: str, sparsities: Sequence, clip_ratios: Sequence, 
     check_q(q_star, "q_star")
     q = float(q_star)
     depth = validation.depth(depth)
+    width = None if width is None else validation.width(width)
     job = {"kind": "phase_diagram", "activation": activation, "q_star": q, "depth": depth,
            "clip_ratios": r.tolist()}
-    tasks = [(repr(float(si)), (activation, float(si), q, r.tolist(), depth)) for si in s]
+    if width is not None:  # (a journal of infinite width keeps its old key)
+        job["width"] = width
+    tasks = [(repr(float(si)), (activation, float(si), q, r.tolist(), depth, width)) for si in s]
     results = run_tasks(_row_task, tasks, job=job, jobs=jobs, progress=progress, journal=journal,
                         desc=f"phase diagram {activation}", decode=_decode_row)
     rows = [results[k] for k, _ in tasks]
@@ -419,7 +449,7 @@ def phase_diagram(activation: str, sparsities: Sequence, clip_ratios: Sequence, 
         arrays[k] = arr
     s.setflags(write=False)
     r.setflags(write=False)
-    return PhaseDiagram(activation, q, depth, s, r, **arrays)
+    return PhaseDiagram(activation, q, depth, s, r, **arrays, width=width)
 
 
 def _decode_row(key, data):

@@ -339,6 +339,8 @@ class StabilityTable(Displayed):
     digits: int
     depth: int
     columns: tuple[str, ...] = field(default=COLUMNS)
+    #: the width the verdicts are for (None: infinite width)
+    width: int | None = None
 
     def __len__(self):
         return len(self.rows)
@@ -347,7 +349,8 @@ class StabilityTable(Displayed):
         counts: dict[str, int] = {}
         for r in self.rows:
             counts[r.verdict] = counts.get(r.verdict, 0) + 1
-        return [("rows", len(self.rows)), ("depth", self.depth), ("digits", self.digits),
+        return [("rows", len(self.rows)), ("depth", self.depth),
+                ("width", "infinite" if self.width is None else self.width), ("digits", self.digits),
                 ("verdicts", ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))]
 
     def _tidy_rows(self):
@@ -406,7 +409,7 @@ class StabilityTable(Displayed):
 
 # --- computing rows ------------------------------------------------------------------------
 
-def _row(config: Configuration, digits: int, depth: int) -> StabilityRow:
+def _row(config: Configuration, digits: int, depth: int, width: int | None = None) -> StabilityRow:
     work = max(digits + 5, 20)
     try:
         sol = eoc_parameters(config.activation, config.sparsity, q_star=config.q_star,
@@ -414,7 +417,7 @@ def _row(config: Configuration, digits: int, depth: int) -> StabilityRow:
     except NoSolutionError as exc:
         return StabilityRow(config, "infeasible", str(exc))
     try:
-        d = diagnose_eoc(sol, depth=depth, digits=work)
+        d = diagnose_eoc(sol, depth=depth, width=width, digits=work)
     except ParameterError as exc:  # q* not resolved from a neighbour even at work + 30 digits
         return StabilityRow(config, "unresolved", str(exc))
     point = d.q_star_point
@@ -460,9 +463,13 @@ def _check_table_digits(digits):
 
 
 def stability_table(configurations: Sequence[Configuration], *, digits: int = 8, depth: int = 100,
-                    jobs: int | None = None, progress: bool | None = None,
+                    width: int | None = None, jobs: int | None = None, progress: bool | None = None,
                     journal: FilePath | None = None) -> StabilityTable:
-    """The stability table of ``configurations``, values to ``digits`` significant digits.
+    """The stability table of ``configurations``, values to ``digits`` significant digits,
+    with the verdicts of :func:`meanfield.diagnose.diagnose` for networks of ``depth``
+    hidden layers and, if given, ``width`` units per layer (a finite width decides the
+    half-stable, fragile and three-fixed-point rules by the probability that a network
+    leaves q*'s basin; the reason gives it).
 
     Rows are computed at ``max(digits + 5, 20)`` digits, in parallel on ``jobs`` joblib
     workers (None: joblib's default, which a ``joblib.parallel_config`` block may set),
@@ -472,6 +479,7 @@ def stability_table(configurations: Sequence[Configuration], *, digits: int = 8,
     """
     digits = _check_table_digits(digits)
     depth = validation.depth(depth)
+    width = None if width is None else validation.width(width)
     try:
         configs = list(configurations)
     except TypeError:
@@ -480,8 +488,10 @@ def stability_table(configurations: Sequence[Configuration], *, digits: int = 8,
         raise ParameterError("configurations must be a non-empty list of Configuration")
     by_key = {c.key: c for c in configs}
     job = {"kind": "stability_table", "digits": digits, "depth": depth}
-    tasks = [(c.key, (c, digits, depth)) for c in configs]
+    if width is not None:  # (a journal of infinite width keeps its old key)
+        job["width"] = width
+    tasks = [(c.key, (c, digits, depth, width)) for c in configs]
     results = run_tasks(_row, tasks, job=job, jobs=jobs, progress=progress, journal=journal,
                         desc="stability table", encode=_encode,
                         decode=lambda key, data: _decode(by_key[key], data))
-    return StabilityTable(tuple(results[c.key] for c in configs), digits, depth)
+    return StabilityTable(tuple(results[c.key] for c in configs), digits, depth, width=width)

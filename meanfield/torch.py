@@ -185,7 +185,7 @@ def mlp(init, *, width: int, depth: int, input_dim: int, outputs: int = 10, q_st
     hidden Linear layers of ``width`` units, each followed by the activation of ``init``,
     then a Linear read-out to ``outputs`` logits, drawn by :func:`eoc_init_` (with the same
     ``seed``, the same parameters as ``MLP.initialise``)."""
-    width = validation.integer("width", width, 1, 1_000_000)
+    width = validation.width(width)
     depth = validation.integer("depth", depth, 1, 100_000)
     input_dim = validation.integer("input_dim", input_dim, 1, 10_000_000)
     outputs = validation.integer("outputs", outputs, 1, 1_000_000)

@@ -27,8 +27,8 @@ import numpy as np
 
 from .errors import ParameterError
 
-__all__ = ["shown", "MAGNITUDE_RANGE", "MIN_DIGITS", "MAX_DIGITS", "GUARD_DIGITS", "MAX_DEPTH", "real", "digits",
-           "working_digits", "interval", "integer", "positive", "depth", "number"]
+__all__ = ["shown", "MAGNITUDE_RANGE", "MIN_DIGITS", "MAX_DIGITS", "GUARD_DIGITS", "MAX_DEPTH", "MAX_WIDTH",
+           "real", "digits", "working_digits", "interval", "integer", "positive", "depth", "width", "number"]
 
 #: Magnitudes a number may have (besides 0): what the closed forms are tested over.
 MAGNITUDE_RANGE = (1e-100, 1e30)
@@ -141,6 +141,15 @@ def positive(name: str, value, lo: float = 0.0, hi: float = 1e30) -> float:
 def depth(value) -> int:
     """A network depth: an integer in [1, :data:`MAX_DEPTH`]."""
     return integer("depth", value, 1, MAX_DEPTH)
+
+
+#: The widest hidden layer a model or diagnosis takes.
+MAX_WIDTH = 1_000_000
+
+
+def width(value) -> int:
+    """A hidden layer's width: an integer in [1, :data:`MAX_WIDTH`]."""
+    return integer("width", value, 1, MAX_WIDTH)
 
 
 def number(name: str, value, lo: float, hi: float, *, lo_closed: bool = False, hi_closed: bool = True,

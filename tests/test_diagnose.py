@@ -696,6 +696,35 @@ def test_width_is_validated_and_reported():
     assert "finite width 300" in h.summary()
 
 
+def test_table_and_phase_diagram_take_the_width_as_diagnose_does():
+    """stability_table and phase_diagram at a width give diagnose's finite-width verdict
+    (the phase diagram on its float64 path, not by falling back to diagnose), which
+    differs from the infinite-width verdict at the shallower depth; both validate the
+    width and report it."""
+    from meanfield.scan import phase_diagram
+    from meanfield.tables import Configuration, stability_table
+    cst = eoc_parameters("cst", sparsity="0.8", v_prime="0.9", digits=20)
+    relu = eoc_parameters("relu", sparsity="0.6", digits=20)
+    got = {}
+    for depth in (5, 30, 100):
+        d = phase_diagram("cst", [0.8], [float(cst.m)], depth=depth, width=300, jobs=1, progress=False)
+        assert d.width == 300 and not d.refined[0, 0]
+        assert d.verdict[0, 0] == diagnose(cst, depth=depth, width=300).verdict
+        t = stability_table([Configuration("relu", "0.6")], depth=depth, width=300, jobs=1, progress=False)
+        assert t.width == 300 and t.rows[0].verdict == diagnose(relu, depth=depth, width=300).verdict
+        assert "within %d layers" % depth in t.rows[0].reason
+        got[depth] = (str(d.verdict[0, 0]), t.rows[0].verdict)
+    assert got[5] == ("fragile", "trainable") and got[100] == ("exploding", "half-stable")
+    assert phase_diagram("cst", [0.8], [float(cst.m)], depth=5, jobs=1, progress=False).verdict[0, 0] == "exploding"
+    assert stability_table([Configuration("relu", "0.6")], depth=30, jobs=1, progress=False).rows[0].verdict \
+        == "half-stable"
+    for bad in (0, -3, 2.5, True, 10**7):
+        with pytest.raises(ParameterError, match="width"):
+            phase_diagram("cst", [0.8], [1.0], width=bad, jobs=1, progress=False)
+        with pytest.raises(ParameterError, match="width"):
+            stability_table([Configuration("relu", "0.6")], width=bad, jobs=1, progress=False)
+
+
 def test_score_orders_the_depth_100_mnist_results():
     """The score against the committed depth-100 MNIST table (its calibration set: the
     tiers and the use of rho(0) were chosen on it, so this guards the calibration rather

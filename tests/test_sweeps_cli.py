@@ -127,6 +127,16 @@ def test_table_command_over_a_grid(tmp_path, capsys):
                            "--format", "latex", "--columns", "activation,fixed_points,verdict"], capsys)
     assert code == 0, err
     assert r"\toprule" in out and "exploding" in out and out.count(r"\\") == 2
+    # a finite width: ReLU_tau at s = 0.6 passes at depth 30 (2% of networks run away), the
+    # three-fixed-point CST point is fragile at depth 5 (tests/test_diagnose.py checks both)
+    code, out, err = call(["table", "--activation", "relu", "--sparsity", "0.6", "--depth", "30", "--width", "300",
+                           "--format", "csv", "--columns", "verdict,reason"], capsys)
+    assert code == 0, err
+    assert out.splitlines()[1].startswith("trainable,at this width")
+    code, out, err = call(["phase-diagram", "--activation", "cst", "--sparsity", "0.8", "--clip-ratio",
+                           "1.6105503363856677", "--depth", "5", "--width", "300", "--no-progress"], capsys)
+    assert code == 0, err
+    assert list(csv.DictReader(io.StringIO(out)))[0]["verdict"] == "fragile"
 
 
 def test_interrupt_says_how_to_resume(monkeypatch, capsys, tmp_path):
@@ -151,6 +161,8 @@ def test_interrupt_says_how_to_resume(monkeypatch, capsys, tmp_path):
     (["phase-diagram", "--activation", "cst", "--sparsity", "1.2", "--clip-ratio", "1"], "sparsit"),
     (["phase-diagram", "--activation", "cst", "--sparsity", "0.5", "--clip-ratio", "0"], "--clip-ratio"),
     (["phase-diagram", "--activation", "relu", "--sparsity", "0.5", "--clip-ratio", "1"], "activation"),
+    (["table", "--activation", "relu", "--sparsity", "0.6", "--width", "0"], "width"),
+    (["phase-diagram", "--activation", "cst", "--sparsity", "0.5", "--clip-ratio", "1", "--width", "-2"], "width"),
     (["plot", "nope"], "nope"),
     (["plot", "activations", "--formats", "gif"], "formats"),
 ])
@@ -169,7 +181,7 @@ _VALUES = st.one_of(st.floats(allow_nan=True, allow_infinity=True).map(repr),
 @settings(max_examples=60, deadline=None)
 @given(command=st.sampled_from(["table", "phase-diagram", "plot"]),
        pairs=st.lists(st.tuples(st.sampled_from(["--activation", "--sparsity", "--clip-ratio", "--q-star",
-                                                 "--clip", "--v-prime", "--depth", "--format",
+                                                 "--clip", "--v-prime", "--depth", "--width", "--format",
                                                  "--columns", "--jobs", "--digits", "--formats"]),
                                 _VALUES), min_size=1, max_size=5))
 def test_fuzz_sweep_commands(command, pairs, tmp_path_factory):

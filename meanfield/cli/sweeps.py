@@ -33,6 +33,8 @@ def register(sub):
     g.add_argument("--clip", help="clip levels m of crelu/cst (same forms)")
     g.add_argument("--v-prime", help="target V'(q*) values of crelu/cst (same forms)")
     t.add_argument("--depth", type=int, default=100, help="network depth for the verdict (default 100)")
+    t.add_argument("--width", type=int, default=None,
+                   help="units per layer N for the verdict (default: infinite width; see diagnose --width)")
     t.add_argument("--format", choices=FORMATS, default="markdown")
     t.add_argument("--columns", help=f"comma-separated columns (default all: {','.join(COLUMNS)})")
     digits_arg(t, default=6, maximum=MAX_TABLE_DIGITS)
@@ -49,6 +51,9 @@ def register(sub):
                    "values over [0.05, 4])")
     d.add_argument("--q-star", default="1", help="fixed point q* (default 1)")
     d.add_argument("--depth", type=int, default=100, help="network depth for the verdict (default 100)")
+    d.add_argument("--width", type=int, default=None,
+                   help="units per layer N for the verdict (default: infinite width; about 0.1-0.4 s more per "
+                        "point where the finite-width model is asked)")
     d.add_argument("--format", choices=("csv", "json"), default="csv")
     jobs_args(d)
     d.add_argument("-o", "--output", help="write the points to this file (resumable)")
@@ -112,7 +117,7 @@ def _cmd_recommend(a):
         from ..scan import phase_diagram
         s_lo = get_activation(a.activation).sparsity_rule.lowest
         d = phase_diagram(a.activation, np.linspace(s_lo, 0.95, 60), np.linspace(0.05, 4.0, 60),
-                          q_star=a.q_star, depth=a.depth, jobs=a.jobs, progress=progress(a))
+                          q_star=a.q_star, depth=a.depth, width=a.width, jobs=a.jobs, progress=progress(a))
         save_figure_file(phase_diagram_figure([d], recommendations=found), a.figure)
         print(f"wrote {a.figure}")
 
@@ -138,7 +143,7 @@ def _cmd_table(a):
         raise ParameterError(f"--columns: unknown {[c for c in columns if c not in COLUMNS]}; "
                              f"choose from {', '.join(COLUMNS)}")
     journal = journal_for(a.output)
-    table = stability_table(grid, digits=a.digits, depth=a.depth, jobs=a.jobs,
+    table = stability_table(grid, digits=a.digits, depth=a.depth, width=a.width, jobs=a.jobs,
                             progress=progress(a), journal=journal)
     text = table.format(a.format, columns=columns)
     if a.output:
@@ -164,7 +169,7 @@ def _cmd_phase_diagram(a):
     r = _axis(a.clip_ratio, "clip_ratio", np.linspace(0.05, 4.0, 100))
     journal = journal_for(a.output)
     check_figure(a.figure)
-    d = phase_diagram(a.activation, s, r, q_star=a.q_star, depth=a.depth, jobs=a.jobs,
+    d = phase_diagram(a.activation, s, r, q_star=a.q_star, depth=a.depth, width=a.width, jobs=a.jobs,
                       progress=progress(a), journal=journal)
     text = d.to_csv() if a.format == "csv" else d.to_json()
     if a.output:  # the data first: a figure that fails loses nothing

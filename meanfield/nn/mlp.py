@@ -260,13 +260,13 @@ class MLP:
         init, q_star = as_initialisation(init, q_star)
         if isinstance(width, numbers.Integral) and not isinstance(width, bool):
             depth = validation.integer("depth", depth, 1, 100_000)
-            hidden = (validation.integer("width", width, 1, 1_000_000),) * depth
+            hidden = (validation.width(width),) * depth
         else:
             try:
                 hidden = tuple(width)
             except TypeError:
                 raise ParameterError(f"width must be an integer or a sequence of integers, got {width!r}") from None
-            hidden = tuple(validation.integer("width", w, 1, 1_000_000) for w in hidden)
+            hidden = tuple(validation.width(w) for w in hidden)
             if not hidden or (depth is not None and depth != len(hidden)):
                 raise ParameterError(f"depth = {depth!r} does not match the {len(hidden)} widths given")
         input_dim = validation.integer("input_dim", input_dim, 1, 10_000_000)
