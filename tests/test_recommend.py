@@ -92,3 +92,38 @@ def test_command_line(capsys, tmp_path):
     assert main(["recommend", "--activation", "crelu", "--sparsity", "0.8", "--depth", "30", "--width", "300"]) == 0
     out = capsys.readouterr().out
     assert "crelu at sparsity 0.8, depth 30, width 300: V'(q*) = " in out and "recommended" in out
+
+
+def test_q_star_only_rescales_a_clipped_configuration():
+    """For a clipped activation at a fixed s and V'(q*), q* = 4 is q* = 1 scaled by 2
+    (phi_{c tau, c m}(c x) = c phi_{tau, m}(x): tau and m doubled, sigma_b^2 times 4,
+    sigma_w^2 the same). So the verdict, the finite-width escape probability and the
+    recommended V'(q*) do not depend on q* (m scales with sqrt(q*)), and 60 simulated
+    networks at each q* leave the basin of q* equally often, within 3 standard errors."""
+    import math
+
+    import mpmath
+    import numpy as np
+
+    from meanfield.nn import simulate
+    one, four = (eoc_parameters("cst", sparsity="0.8", v_prime="0.9", q_star=q, digits=20) for q in ("1", "4"))
+    with mpmath.workdps(20):
+        assert mpmath.almosteq(four.tau, 2 * one.tau, 1e-15) and mpmath.almosteq(four.m, 2 * one.m, 1e-15)
+        assert mpmath.almosteq(four.sigma_w2, one.sigma_w2, 1e-15)
+        assert mpmath.almosteq(four.sigma_b2, 4 * one.sigma_b2, 1e-15)
+    runs = 60
+    fractions = []
+    for sol in (one, four):
+        d = diagnose(sol, depth=30, width=300)
+        assert d.verdict == diagnose(one, depth=30, width=300).verdict
+        assert d.escape is not None and 0.05 < d.escape[0] < 0.95  # a depth where the width matters
+        edge = float(d.basin[1])  # three fixed points: the basin ends at the unstable one
+        sim = simulate(sol, width=300, depth=30, inputs=1, seeds=runs, jacobian=False, correlations=False,
+                       progress=False, jobs=1)
+        fractions.append((float(np.mean(~(sim.q[:, -1] <= edge))), d.escape))
+    (f1, e1), (f4, e4) = fractions
+    assert abs(e1[0] - e4[0]) <= 3 * (e1[1] + e4[1])
+    p = (f1 + f4) / 2
+    assert abs(f1 - f4) <= 3 * math.sqrt(max(p * (1 - p), 1 / runs) * 2 / runs), (f1, f4)
+    r1, r4 = (recommend("crelu", "0.85", depth=100, q_star=q) for q in (1, 4))
+    assert abs(r1.v_prime - r4.v_prime) <= EDGE_TOLERANCE and math.isclose(r4.m, 2 * r1.m, rel_tol=0.02)
