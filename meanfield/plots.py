@@ -228,7 +228,8 @@ def phase_diagram_figure(diagrams: Iterable | None = None, *, n: int = 100, jobs
             ax.set_ylim(s_lo, s_hi)
         ax.set_xlabel(r"clip level $m/\sqrt{q^*}$")
         ax.set_ylabel("sparsity $s$")
-        ax.set_title(f"{_STYLE[d.activation]} on the EoC, depth {d.depth}")
+        ax.set_title(f"{_STYLE[d.activation]} on the EoC, depth {d.depth}"
+                     + ("" if d.width is None else f", width {d.width}"))
     handles = [Patch(facecolor=VERDICT_COLOURS[v], edgecolor="k", label=v) for v in _ORDER if v in present]
     areas = any(min(d.verdict.shape) > 1 for d in diagrams)
     if areas:

@@ -136,15 +136,18 @@ class _Row:
     def escape(self, j: int, width: int, depth: int):
         """The ``escape`` function of :func:`meanfield.diagnose.verdict` for configuration j
         at ``width`` (the finite-width model from q*, as :func:`meanfield.diagnose.diagnose`
-        runs it)."""
-        rule = self.act.sparsity_rule
-        init = Initialisation(self.act, float(self.sigma_w2[j]), max(float(self.sigma_b2[j]), 0.0),
-                              {rule.threshold: self.tau, rule.clip: float(self.m[j])})
+        runs it), run only if a rule asks, once per basin edge."""
+        known = {}
 
         def escape(edge):
-            p, se, _ = finite_width_model(init, self.q_star, width=width, depth=depth, paths=ESCAPE_PATHS,
-                                          threshold=None if edge is None else float(edge))
-            return p, se
+            if edge not in known:
+                rule = self.act.sparsity_rule
+                init = Initialisation(self.act, float(self.sigma_w2[j]), max(float(self.sigma_b2[j]), 0.0),
+                                      {rule.threshold: self.tau, rule.clip: float(self.m[j])})
+                p, se, _ = finite_width_model(init, self.q_star, width=width, depth=depth, paths=ESCAPE_PATHS,
+                                              threshold=None if edge is None else float(edge))
+                known[edge] = (p, se)
+            return known[edge]
         return escape
 
 
@@ -343,12 +346,13 @@ class PhaseDiagram(Displayed):
         return self.records()
 
     def records(self) -> list[dict]:
-        """One dict per point (s, clip_ratio, then :data:`FIELDS` and the reason)."""
+        """One dict per point (s, clip_ratio, q*, the depth and width the verdict is for
+        (width None: infinite), then :data:`FIELDS` and the reason)."""
         out = []
         for i, s in enumerate(self.sparsities):
             for j, r in enumerate(self.clip_ratios):
                 rec = {"activation": self.activation, "sparsity": float(s), "clip_ratio": float(r),
-                       "q_star": self.q_star}
+                       "q_star": self.q_star, "depth": self.depth, "width": self.width}
                 for k in FIELDS:
                     v = getattr(self, k)[i, j]
                     rec[k] = v.item() if hasattr(v, "item") else v

@@ -709,6 +709,7 @@ def test_table_and_phase_diagram_take_the_width_as_diagnose_does():
     for depth in (5, 30, 100):
         d = phase_diagram("cst", [0.8], [float(cst.m)], depth=depth, width=300, jobs=1, progress=False)
         assert d.width == 300 and not d.refined[0, 0]
+        assert (d.records()[0]["depth"], d.records()[0]["width"]) == (depth, 300)
         assert d.verdict[0, 0] == diagnose(cst, depth=depth, width=300).verdict
         t = stability_table([Configuration("relu", "0.6")], depth=depth, width=300, jobs=1, progress=False)
         assert t.width == 300 and t.rows[0].verdict == diagnose(relu, depth=depth, width=300).verdict

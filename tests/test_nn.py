@@ -1198,6 +1198,8 @@ def test_a_profiled_step_is_the_same_step(split):
         a = T.training_step(plain, o_plain, x, labels, "numba", np.empty_like(plain.buffer))
         b = T.training_step(profiled, o_prof, x, labels, "numba", np.empty_like(plain.buffer), profile=prof)
         assert a[0] == b[0]
+        np.testing.assert_array_equal(a[1], b[1])  # the norms the real pass returns
+        assert (o_plain.t, o_plain.w_max) == (o_prof.t, o_prof.w_max)
         for u, v in zip(_bits(plain.buffer, *o_plain.arrays()), _bits(profiled.buffer, *o_prof.arrays())):
             np.testing.assert_array_equal(u, v)
         phases = {"forward", "loss", "deltas", "bound", "safe", "update"} | ({"gradient"} if split else set())

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from meanfield.cli import main
-from meanfield.diagnose import diagnose
+from meanfield.diagnose import ESCAPE_PATHS, diagnose
 from meanfield.eoc import eoc_parameters
 from meanfield.errors import ParameterError
 from meanfield.recommend import BACK_OFF, EDGE_TOLERANCE, FAILING, recommend
@@ -115,14 +115,14 @@ def test_q_star_only_rescales_a_clipped_configuration():
     fractions = []
     for sol in (one, four):
         d = diagnose(sol, depth=30, width=300)
-        assert d.verdict == diagnose(one, depth=30, width=300).verdict
+        assert d.verdict == "exploding"
         assert d.escape is not None and 0.05 < d.escape[0] < 0.95  # a depth where the width matters
         edge = float(d.basin[1])  # three fixed points: the basin ends at the unstable one
         sim = simulate(sol, width=300, depth=30, inputs=1, seeds=runs, jacobian=False, correlations=False,
                        progress=False, jobs=1)
         fractions.append((float(np.mean(~(sim.q[:, -1] <= edge))), d.escape))
     (f1, e1), (f4, e4) = fractions
-    assert abs(e1[0] - e4[0]) <= 3 * (e1[1] + e4[1])
+    assert abs(e1[0] - e4[0]) <= 2 / ESCAPE_PATHS  # the same seeded paths, scaled: one path at most
     p = (f1 + f4) / 2
     assert abs(f1 - f4) <= 3 * math.sqrt(max(p * (1 - p), 1 / runs) * 2 / runs), (f1, f4)
     r1, r4 = (recommend("crelu", "0.85", depth=100, q_star=q) for q in (1, 4))

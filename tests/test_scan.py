@@ -259,7 +259,9 @@ def test_records_csv_json_are_consistent():
     assert len(rows) == 36 and list(rows[0]) == list(recs[0])
     for row, rec in zip(rows, recs):
         want = {k: ("" if math.isnan(v) else ("+inf" if v > 0 else "-inf"))
-                if isinstance(v, float) and not math.isfinite(v) else str(v) for k, v in rec.items()}
+                if isinstance(v, float) and not math.isfinite(v) else "" if v is None else str(v)
+                for k, v in rec.items()}  # (width None, infinite: an empty cell)
+        assert row["depth"] == str(d.depth) and row["width"] == ""
         assert row == want
     text = d.to_json()
     assert "NaN" not in text and "Infinity" not in text

@@ -1130,7 +1130,8 @@ def fused_step(x, buffer, widths, table, loss_and_grad, mode, consts=(0,), m=Non
     bound, safe, update; if it holds the key ``gradient`` on the way in, the update pass
     is run once more beforehand, forming the rows and their norms only, which writes
     nothing, and ``gradient`` receives its seconds) and the work done:
-    ``forward_terms`` (multiply-adds of the forward pass: active inputs times layer width), ``delta_terms`` (multiply-adds of the
+    ``forward_terms`` (multiply-adds of the forward pass: active inputs times layer
+    width), ``delta_terms`` (multiply-adds of the
     deltas, at most: units with phi' != 0 times nonzero deltas of the layer above) and
     ``update_terms`` (multiply-adds forming the weight gradient, as many as forward)."""
     x = np.ascontiguousarray(x)
