@@ -93,7 +93,8 @@ of the band of V'(q*) whose verdict is trainable, between too-sparse below (rho(
 and fragile or exploding above (with --width: the probability that a network of that
 width leaves the basin of q* within --depth layers); where no V'(q*) is trainable, 0.05
 below the upper edge. Prints the band and the reasons; --figure draws them on the phase
-diagram (a 60 x 60 grid)."""
+diagram (a 60 x 60 grid; with --width, at that width too, which takes minutes where the
+finite-width model is asked)."""
 
 
 def _cmd_recommend(a):
