@@ -1,15 +1,17 @@
 """The closed forms of each activation kept on disk between processes, so that a command
-does not run sympy's derivation again (about 0.2 s of a cold ``meanfield eoc``).
+neither imports sympy nor runs its derivation again (about 0.4 s of a cold
+``meanfield eoc``): the text of :mod:`meanfield.closed_forms` (sympy's srepr of every closed
+form and its printed source).
 
 One file per activation and key, ``CACHE/derivations/NAME-KEY.json`` (CACHE as for the
 data: ``$MEANFIELD_DATA``, else ``$XDG_CACHE_HOME/meanfield``, else ``~/.cache/meanfield``);
-the key (:func:`meanfield.symbolic.derivation_key`) covers the activation's pieces, the
-formulas, and the versions of meanfield and sympy, so a file of another version is never
+the key (:func:`meanfield.closed_forms.derivation_key`) covers the activation's definition,
+the formulas, the text's format and the versions of meanfield and sympy, so a file of another version is never
 read. The files are safe to delete. A file that cannot be read or parsed is derived
 again and rewritten; a directory that cannot be written is left alone (the derivation is
 then only kept in memory). ``MEANFIELD_NO_DERIVATION_CACHE=1`` turns the store off.
 
-The mathematical core does no I/O: :func:`install` gives :mod:`meanfield.symbolic` the
+The mathematical core does no I/O: :func:`install` gives :mod:`meanfield.closed_forms` the
 functions below (the command line calls it).
 """
 
@@ -18,7 +20,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from . import symbolic
+from . import closed_forms
 from ._files import atomic_write, cache_root
 
 __all__ = ["install", "directory"]
@@ -52,5 +54,5 @@ def install() -> bool:
     """Keep derivations on disk from now on in this process (False when turned off)."""
     if os.environ.get("MEANFIELD_NO_DERIVATION_CACHE"):
         return False
-    symbolic.set_derivation_store(_load, _save)
+    closed_forms.set_derivation_store(_load, _save)
     return True

@@ -3,9 +3,13 @@ r"""Piecewise-polynomial activations, stored as data.
 An activation :math:`\phi:\mathbb{R}\to\mathbb{R}` is an ordered tuple of pieces
 :math:`(a_i, b_i, p_i)` with :math:`a_0=-\infty < b_0=a_1 < \dots < b_n=+\infty`, and
 :math:`\phi(x)=p_i(x)` on :math:`(a_i, b_i)`, each :math:`p_i` a polynomial in :math:`x`.
-Breakpoints and coefficients are exact sympy expressions that may contain the
-activation's parameters (``tau``, ``m``, ...), so the closed forms of
-:mod:`meanfield.symbolic` are derived once, symbolically, for every parameter value.
+Breakpoints and coefficients are exact expressions that may contain the activation's
+parameters (``tau``, ``m``, ...), so the closed forms of :mod:`meanfield.symbolic` are
+derived once, symbolically, for every parameter value. They are sympy expressions, or
+their text (Python arithmetic in ``x`` and the parameters, ``oo`` for infinity): an
+activation written as text is evaluated numerically without sympy, which reads it only
+when a derivation needs it (the built-ins are written so, and a command that finds its
+closed forms in the derivation store never imports sympy).
 :math:`\phi` need not be continuous; :math:`\phi'` is the derivative of the pieces
 (its Dirac part at jumps and kinks is handled in :mod:`meanfield.symbolic`).
 
@@ -28,58 +32,173 @@ array([1., 0., 0.])
 
 from __future__ import annotations
 
+import ast
 import functools
 import math
+import operator
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
-import sympy as sp
 
 from ._types import ActivationLike
 from .errors import ParameterError
 from .validation import real
 
-__all__ = [
+__all__ = [  # noqa: F822 - x, tau, m and alpha come from __getattr__ (sympy, on first use)
     "x", "tau", "m", "alpha", "Piece", "Parameter", "SparsityRule", "Activation",
     "RELU", "RELU_TAU", "ST", "CRELU", "CST", "HARD_TANH", "LEAKY_RELU",
     "BUILTIN", "PAPER_ACTIVATIONS", "get_activation", "register", "registered", "by_sparsity",
 ]
 
-#: The pre-activation variable of every piece.
-x = sp.Symbol("x", real=True)
-#: Threshold parameter (sparsity).
-tau = sp.Symbol("tau", nonnegative=True)
-#: Clip level.
-m = sp.Symbol("m", positive=True)
-#: Negative-side slope of the leaky ReLU.
-alpha = sp.Symbol("alpha", real=True)
+
+def _sympy():
+    """sympy, imported on first need (it costs about 0.2 s; evaluating a built-in does not
+    need it)."""
+    import sympy
+    return sympy
+
+
+#: The symbols of the module (``x``, the pre-activation; ``tau``, the threshold; ``m``, the
+#: clip level; ``alpha``, the leaky ReLU's negative slope), made by sympy when first used.
+_SYMBOLS = {"x": {"real": True}, "tau": {"nonnegative": True}, "m": {"positive": True},
+            "alpha": {"real": True}}
+
+
+def __getattr__(name):
+    if name in _SYMBOLS:
+        return _sympy().Symbol(name, **_SYMBOLS[name])
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+# --- pieces written as text -------------------------------------------------------------
+#
+# A piece's text is Python arithmetic (+ - * / **, numbers, ``x``, the parameters' names,
+# ``oo``). It is evaluated here, numerically, as a polynomial in x: a list of float
+# coefficients, lowest degree first. Sympy reads the same text for the derivations.
+
+_BINARY = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
+           ast.Div: operator.truediv, ast.Pow: operator.pow}
+
+
+class _Poly:
+    """A polynomial in x with float coefficients (lowest degree first)."""
+
+    __slots__ = ("c",)
+
+    def __init__(self, c):
+        self.c = list(c) or [0.0]
+
+    @staticmethod
+    def of(v):
+        return v if isinstance(v, _Poly) else _Poly([float(v)])
+
+    def constant(self):
+        return all(c == 0 for c in self.c[1:])
+
+    def __add__(self, o):
+        o = _Poly.of(o)
+        n = max(len(self.c), len(o.c))
+        return _Poly([(self.c[i] if i < len(self.c) else 0.0) + (o.c[i] if i < len(o.c) else 0.0)
+                      for i in range(n)])
+
+    def __sub__(self, o):
+        return self + (-_Poly.of(o))
+
+    def __neg__(self):
+        return _Poly([-c for c in self.c])
+
+    def __pos__(self):
+        return self
+
+    def __mul__(self, o):
+        o = _Poly.of(o)
+        out = [0.0] * (len(self.c) + len(o.c) - 1)
+        for i, a in enumerate(self.c):
+            for j, b in enumerate(o.c):
+                out[i + j] += a * b
+        return _Poly(out)
+
+    def __truediv__(self, o):
+        o = _Poly.of(o)
+        if not o.constant():
+            raise ValueError("divides by a polynomial in x")
+        return _Poly([c / o.c[0] for c in self.c])
+
+    def __pow__(self, o):
+        o = _Poly.of(o)
+        if not o.constant():
+            raise ValueError("has x in an exponent")
+        n = o.c[0]
+        if self.constant():
+            return _Poly([self.c[0] ** n])
+        if n != int(n) or n < 0:
+            raise ValueError(f"raises x to the power {n:g} (a polynomial needs a whole power >= 0)")
+        out = _Poly([1.0])
+        for _ in range(int(n)):
+            out = out * self
+        return out
+
+
+def _evaluate_text(text: str, values: dict, allow_x: bool) -> _Poly:
+    """The polynomial in x (or constant) that ``text`` denotes at the parameter ``values``
+    (ValueError naming what is not allowed)."""
+    if text.strip() in ("oo", "+oo", "-oo"):
+        return _Poly([-math.inf if text.strip() == "-oo" else math.inf])
+    try:
+        tree = ast.parse(text.strip(), mode="eval")
+    except SyntaxError:
+        raise ValueError(f"{text!r} is not arithmetic") from None
+
+    def ev(node):
+        if isinstance(node, ast.Expression):
+            return ev(node.body)
+        if isinstance(node, ast.Constant) and type(node.value) in (int, float):
+            return _Poly([float(node.value)])
+        if isinstance(node, ast.Name):
+            if node.id == "x" and allow_x:
+                return _Poly([0.0, 1.0])
+            if node.id in values:
+                return _Poly([float(values[node.id])])
+            raise ValueError(f"{text!r} uses {node.id!r}, which is not "
+                             + ("x or " if allow_x else "") + "a parameter")
+        if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
+            return _BINARY[type(node.op)](ev(node.left), ev(node.right))
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+            return -ev(node.operand) if isinstance(node.op, ast.USub) else ev(node.operand)
+        raise ValueError(f"{text!r}: only numbers, + - * / ** and names are allowed")
+
+    return ev(tree)
 
 
 @dataclass(frozen=True)
 class Piece:
-    """phi(x) = ``poly`` for ``lower < x < upper`` (sympy expressions)."""
+    """phi(x) = ``poly`` for ``lower < x < upper``: sympy expressions, or their text."""
 
-    lower: sp.Expr
-    upper: sp.Expr
-    poly: sp.Expr
+    lower: Any
+    upper: Any
+    poly: Any
+
+    def is_text(self) -> bool:
+        return all(isinstance(e, str) for e in (self.lower, self.upper, self.poly))
 
 
 @dataclass(frozen=True)
 class Parameter:
     """An activation parameter with its valid range ``[lower, upper]``.
 
-    Fields, in order: ``symbol`` (a sympy Symbol used in the pieces), ``lower`` (default
-    -inf), ``upper`` (default inf), ``lower_open`` / ``upper_open`` (False; True makes
-    that end strict) and ``default`` (used when the caller does not give the parameter;
-    ``None``: it must be given).
+    Fields, in order: ``symbol`` (the sympy Symbol used in the pieces, or its name: then
+    the Symbol's assumptions follow from the range: positive, nonnegative or real),
+    ``lower`` (default -inf), ``upper`` (default inf), ``lower_open`` / ``upper_open``
+    (False; True makes that end strict) and ``default`` (used when the caller does not give
+    the parameter; ``None``: it must be given).
 
-    >>> import sympy as sp
-    >>> a = Parameter(sp.Symbol("a"), 0.0, 1.0, default="0.05")   # a in [0, 1], default 0.05
-    >>> a.range_text(), a.contains(1.5)
-    ('[0, 1]', False)
+    >>> a = Parameter("a", 0.0, 1.0, default="0.05")   # a in [0, 1], default 0.05
+    >>> a.range_text(), a.contains(1.5), a.sympy_symbol.is_nonnegative
+    ('[0, 1]', False, True)
     """
 
-    symbol: sp.Symbol
+    symbol: Any
     lower: float = -math.inf
     upper: float = math.inf
     lower_open: bool = False
@@ -88,7 +207,21 @@ class Parameter:
 
     @property
     def name(self) -> str:
-        return self.symbol.name
+        return self.symbol if isinstance(self.symbol, str) else self.symbol.name
+
+    @property
+    def sympy_symbol(self):
+        """The sympy Symbol: the one given, or one of this name whose assumptions the range
+        implies (lower end > 0, or 0 and open: positive; 0: nonnegative; else real)."""
+        if not isinstance(self.symbol, str):
+            return self.symbol
+        if self.lower > 0 or (self.lower == 0 and self.lower_open):
+            assumptions = {"positive": True}
+        elif self.lower == 0:
+            assumptions = {"nonnegative": True}
+        else:
+            assumptions = {"real": True}
+        return _sympy().Symbol(self.symbol, **assumptions)
 
     def range_text(self) -> str:
         lo = "(" if self.lower_open or self.lower == -math.inf else "["
@@ -139,26 +272,43 @@ class SparsityRule:
         return (1 + s) / 2 if self.symmetric else s
 
 
+class _PiecesField:
+    """The ``pieces`` of an :class:`Activation`: kept as given, always read as sympy
+    expressions (text pieces are read by sympy on first use)."""
+
+    def __get__(self, obj, owner=None):
+        if obj is None:
+            raise AttributeError("pieces")  # the dataclass field has no default
+        return obj._sympy_pieces()
+
+    def __set__(self, obj, value):
+        obj.__dict__["_given"] = tuple(value)
+
+
 #: Every number given to meanfield must be 0 or of magnitude in [1e-100, 1e30]: the
 #: float64 interval arithmetic that certifies the fixed-point search neither overflows
 #: nor underflows there.
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Activation:
     """A piecewise-polynomial activation: a name, pieces and parameters.
 
     Pieces must cover the real line in order (first lower end ``-oo``, last upper end
     ``+oo``, each upper end equal to the next lower end), and each ``poly`` must be a
-    polynomial in :data:`x` whose other symbols are parameters.
+    polynomial in :data:`x` whose other symbols are parameters. Pieces are sympy
+    expressions or, all of them with every parameter named by a string, text; text pieces
+    must write each shared end the same way in both pieces.
 
-    >>> import sympy as sp
-    >>> from meanfield.activations import Activation, Piece, x
-    >>> step = Activation("step", (Piece(-sp.oo, 0, sp.Integer(0)), Piece(0, sp.oo, sp.Integer(1))))
+    >>> step = Activation("step", (Piece("-oo", "0", "0"), Piece("0", "oo", "1")))
     >>> step.breakpoints
     (0,)
+    >>> import sympy as sp
+    >>> from meanfield.activations import x
+    >>> Activation("step", (Piece(-sp.oo, 0, sp.Integer(0)), Piece(0, sp.oo, sp.Integer(1)))) == step
+    True
     """
 
     name: str
-    pieces: tuple[Piece, ...]
+    pieces: tuple[Piece, ...] = _PiecesField()
     parameters: tuple[Parameter, ...] = ()
     description: str = field(default="", compare=False)
     #: how a target sparsity sets the threshold (None: the activation is parametrised
@@ -168,27 +318,17 @@ class Activation:
     label: str = field(default="", compare=False)
 
     def __post_init__(self):
-        pieces = tuple(
-            Piece(sp.sympify(p.lower), sp.sympify(p.upper), sp.sympify(p.poly)) for p in self.pieces
-        )
-        object.__setattr__(self, "pieces", pieces)
-        if not pieces:
+        given = self.__dict__["_given"]
+        if not given:
             raise ValueError("an activation needs at least one piece")
-        if pieces[0].lower != -sp.oo or pieces[-1].upper != sp.oo:
-            raise ValueError("the pieces must start at -oo and end at +oo")
-        for a, b in zip(pieces, pieces[1:]):
-            if sp.simplify(a.upper - b.lower) != 0:
-                raise ValueError(f"piece ends {a.upper} and {b.lower} do not meet")
-        allowed = {x} | {p.symbol for p in self.parameters}
-        for p in pieces:
-            if not p.poly.is_polynomial(x):
-                raise ValueError(f"{p.poly} is not a polynomial in x")
-            for e in (p.lower, p.upper, p.poly):
-                extra = e.free_symbols - allowed
-                if extra:
-                    raise ValueError(f"{e} uses symbols {extra} that are not parameters")
-            if p.lower.has(x) or p.upper.has(x):
-                raise ValueError("breakpoints may not depend on x")
+        if not all(isinstance(p, Piece) for p in given):
+            raise ValueError("the pieces must be Piece(lower, upper, poly)")
+        text = all(p.is_text() for p in given) and all(isinstance(p.symbol, str) for p in self.parameters)
+        self.__dict__["_text"] = text
+        if text:
+            self._check_text(given)
+        else:
+            self.__dict__["_sympy"] = self._read_pieces(given)
         rule = self.sparsity_rule
         if rule is not None:
             if not isinstance(rule, SparsityRule):
@@ -200,6 +340,82 @@ class Activation:
         if not self.label:
             object.__setattr__(self, "label", self.name)
 
+    def _check_text(self, given):
+        sample = {p.name: 1.25 + 0.5 * i for i, p in enumerate(self.parameters)}  # any valid-looking values
+        if given[0].lower.strip() != "-oo" or given[-1].upper.strip() not in ("oo", "+oo"):
+            raise ValueError("the pieces must start at -oo and end at +oo")
+        for a, b in zip(given, given[1:]):
+            if a.upper.replace(" ", "") != b.lower.replace(" ", ""):
+                raise ValueError(f"piece ends {a.upper!r} and {b.lower!r} do not meet (text pieces write a "
+                                 "shared end the same way)")
+        for p in given:
+            try:
+                _evaluate_text(p.poly, sample, allow_x=True)
+                for end in (p.lower, p.upper):
+                    _evaluate_text(end, sample, allow_x=False)
+            except ZeroDivisionError:
+                pass
+            except ValueError as exc:
+                raise ValueError(f"activation {self.name!r}: {exc}") from None
+
+    def _read_pieces(self, given):
+        """The pieces as sympy expressions, checked."""
+        sp = _sympy()
+        x = __getattr__("x")
+        names = {"x": x, **{p.name: p.sympy_symbol for p in self.parameters}}
+        pieces = tuple(Piece(*(sp.sympify(e, locals=names) if isinstance(e, str) else sp.sympify(e)
+                               for e in (p.lower, p.upper, p.poly))) for p in given)
+        if pieces[0].lower != -sp.oo or pieces[-1].upper != sp.oo:
+            raise ValueError("the pieces must start at -oo and end at +oo")
+        for a, b in zip(pieces, pieces[1:]):
+            if sp.simplify(a.upper - b.lower) != 0:
+                raise ValueError(f"piece ends {a.upper} and {b.lower} do not meet")
+        allowed = {x} | set(names.values())
+        for p in pieces:
+            if not p.poly.is_polynomial(x):
+                raise ValueError(f"{p.poly} is not a polynomial in x")
+            for e in (p.lower, p.upper, p.poly):
+                extra = e.free_symbols - allowed
+                if extra:
+                    raise ValueError(f"{e} uses symbols {extra} that are not parameters")
+            if p.lower.has(x) or p.upper.has(x):
+                raise ValueError("breakpoints may not depend on x")
+        return pieces
+
+    def _sympy_pieces(self):
+        if "_sympy" not in self.__dict__:
+            self.__dict__["_sympy"] = self._read_pieces(self.__dict__["_given"])
+        return self.__dict__["_sympy"]
+
+    # -- identity ----------------------------------------------------------------------
+    @property
+    def definition(self) -> tuple:
+        """What defines the activation's mathematics, as text (the derivation store's key is
+        made from it): the pieces as written (text) or sympy's ``srepr`` of them, and the
+        parameters' names and ranges or symbols."""
+        if self.__dict__["_text"]:
+            return ("text", tuple((p.lower.strip(), p.upper.strip(), p.poly.strip()) for p in self.__dict__["_given"]),
+                    tuple((p.name, p.lower, p.upper, p.lower_open, p.upper_open) for p in self.parameters))
+        sp = _sympy()
+        return ("sympy", tuple(tuple(sp.srepr(e) for e in (p.lower, p.upper, p.poly)) for p in self.pieces),
+                tuple(sp.srepr(s) for s in self.symbols))
+
+    def __eq__(self, other):
+        if self is other:
+            return True
+        if not isinstance(other, Activation):
+            return NotImplemented
+        ranges = [tuple((p.name, p.lower, p.upper, p.lower_open, p.upper_open, p.default) for p in a.parameters)
+                  for a in (self, other)]
+        if self.name != other.name or ranges[0] != ranges[1]:
+            return False
+        if self.__dict__["_text"] == other.__dict__["_text"]:
+            return self.definition == other.definition
+        return self.pieces == other.pieces and self.symbols == other.symbols
+
+    def __hash__(self):
+        return hash(self.name)
+
     @property
     def has_zero_piece(self) -> bool:
         """Whether phi is exactly 0 on some piece: without one its sparsity is 0 (a hidden
@@ -208,11 +424,16 @@ class Activation:
 
     # -- structure -------------------------------------------------------------------
     @property
-    def symbols(self) -> tuple[sp.Symbol, ...]:
-        return tuple(p.symbol for p in self.parameters)
+    def symbols(self) -> tuple:
+        """The parameters' sympy Symbols, in order."""
+        return tuple(p.sympy_symbol for p in self.parameters)
 
     @property
-    def breakpoints(self) -> tuple[sp.Expr, ...]:
+    def parameter_names(self) -> tuple[str, ...]:
+        return tuple(p.name for p in self.parameters)
+
+    @property
+    def breakpoints(self) -> tuple:
         return tuple(p.upper for p in self.pieces[:-1])
 
     def parameter_values(self, **values) -> dict[str, object]:
@@ -239,19 +460,31 @@ class Activation:
             if not p.contains(v):
                 raise ParameterError(f"{p.name} = {v} is out of range: must be in {p.range_text()}")
             out[p.name] = v
-        bps = [float(sp.sympify(b).subs({s: float(out[s.name]) for s in self.symbols}))
-               for b in self.breakpoints]
+        bps = [lo for lo, _, _ in self._numeric_ends(out)[1:]]
         if any(b2 < b1 for b1, b2 in zip(bps, bps[1:])):
             raise ParameterError(f"{self.name}: parameters {out} give unordered breakpoints {bps}")
         return out
 
     # -- numpy evaluation ------------------------------------------------------------
+    def _numeric_ends(self, values: dict, derivative: bool = False):
+        """[(lower, upper, coefficients, highest degree first)] at float parameter values."""
+        floats = {k: float(v) for k, v in values.items()}
+        if self.__dict__["_text"]:
+            out = []
+            for p in self.__dict__["_given"]:
+                c = _evaluate_text(p.poly, floats, allow_x=True).c
+                if derivative:
+                    c = [k * ck for k, ck in enumerate(c)][1:]
+                out.append((_evaluate_text(p.lower, floats, False).c[0], _evaluate_text(p.upper, floats, False).c[0],
+                            c[::-1] or [0.0]))
+            return out
+        args = [floats[p.name] for p in self.parameters]
+        return [(lo(*args), hi(*args), coeffs(*args)) for lo, hi, coeffs in _piece_functions(self, derivative)]
+
     def numeric_pieces(self, derivative: bool = False, **values):
         """[(lower, upper, numpy.poly1d)] with the parameters substituted (floats)."""
         values = self.parameter_values(**values)
-        args = [float(values[s.name]) for s in self.symbols]
-        return [(lo(*args), hi(*args), np.poly1d(coeffs(*args)))
-                for lo, hi, coeffs in _piece_functions(self, derivative)]
+        return [(lo, hi, np.poly1d(c)) for lo, hi, c in self._numeric_ends(values, derivative)]
 
     def _evaluate(self, xs, derivative: bool, values: dict):
         pieces = self.numeric_pieces(derivative, **values)
@@ -280,7 +513,10 @@ class Activation:
 
 @functools.lru_cache(maxsize=None)
 def _piece_functions(activation: Activation, derivative: bool):
-    """Per piece: compiled (lower end, upper end, coefficient list) of the parameters."""
+    """Per piece of a sympy activation: compiled (lower end, upper end, coefficient list,
+    highest degree first) of the parameters."""
+    sp = _sympy()
+    x = __getattr__("x")
     out = []
     for p in activation.pieces:
         poly = sp.diff(p.poly, x) if derivative else p.poly
@@ -290,34 +526,36 @@ def _piece_functions(activation: Activation, derivative: bool):
     return out
 
 
-_ZERO = sp.Integer(0)
+# The built-ins are text, so that evaluating them needs no sympy.
+_TAU = Parameter("tau", 0.0, default=0.0)
+_M = Parameter("m", 0.0, lower_open=True)
 
 RELU = Activation(
     "relu0",
-    (Piece(-sp.oo, 0, _ZERO), Piece(0, sp.oo, x)),
+    (Piece("-oo", "0", "0"), Piece("0", "oo", "x")),
     description="ReLU max(x, 0)",
     label="ReLU",
 )
 RELU_TAU = Activation(
     "relu",
-    (Piece(-sp.oo, tau, _ZERO), Piece(tau, sp.oo, x - tau)),
-    (Parameter(tau, 0.0, default=0.0),),
+    (Piece("-oo", "tau", "0"), Piece("tau", "oo", "x - tau")),
+    (_TAU,),
     description="shifted ReLU max(x - tau, 0)",
     sparsity_rule=SparsityRule(),
     label="ReLU_tau",
 )
 ST = Activation(
     "st",
-    (Piece(-sp.oo, -tau, x + tau), Piece(-tau, tau, _ZERO), Piece(tau, sp.oo, x - tau)),
-    (Parameter(tau, 0.0, default=0.0),),
+    (Piece("-oo", "-tau", "x + tau"), Piece("-tau", "tau", "0"), Piece("tau", "oo", "x - tau")),
+    (_TAU,),
     description="soft threshold sign(x) max(|x| - tau, 0)",
     sparsity_rule=SparsityRule(symmetric=True),
     label="ST_tau",
 )
 CRELU = Activation(
     "crelu",
-    (Piece(-sp.oo, tau, _ZERO), Piece(tau, tau + m, x - tau), Piece(tau + m, sp.oo, m)),
-    (Parameter(tau, 0.0, default=0.0), Parameter(m, 0.0, lower_open=True)),
+    (Piece("-oo", "tau", "0"), Piece("tau", "tau + m", "x - tau"), Piece("tau + m", "oo", "m")),
+    (_TAU, _M),
     description="clipped shifted ReLU min(max(x - tau, 0), m)",
     sparsity_rule=SparsityRule(clip="m"),
     label="CReLU",
@@ -325,27 +563,27 @@ CRELU = Activation(
 CST = Activation(
     "cst",
     (
-        Piece(-sp.oo, -tau - m, -m),
-        Piece(-tau - m, -tau, x + tau),
-        Piece(-tau, tau, _ZERO),
-        Piece(tau, tau + m, x - tau),
-        Piece(tau + m, sp.oo, m),
+        Piece("-oo", "-tau - m", "-m"),
+        Piece("-tau - m", "-tau", "x + tau"),
+        Piece("-tau", "tau", "0"),
+        Piece("tau", "tau + m", "x - tau"),
+        Piece("tau + m", "oo", "m"),
     ),
-    (Parameter(tau, 0.0, default=0.0), Parameter(m, 0.0, lower_open=True)),
+    (_TAU, _M),
     description="clipped soft threshold sign(x) min(max(|x| - tau, 0), m)",
     sparsity_rule=SparsityRule(symmetric=True, clip="m"),
     label="CST",
 )
 HARD_TANH = Activation(
     "hard_tanh",
-    (Piece(-sp.oo, -1, sp.Integer(-1)), Piece(-1, 1, x), Piece(1, sp.oo, sp.Integer(1))),
+    (Piece("-oo", "-1", "-1"), Piece("-1", "1", "x"), Piece("1", "oo", "1")),
     description="hard tanh max(-1, min(x, 1))",
     label="hard tanh",
 )
 LEAKY_RELU = Activation(
     "leaky_relu",
-    (Piece(-sp.oo, 0, alpha * x), Piece(0, sp.oo, x)),
-    (Parameter(alpha, -1.0, 1.0, default="0.01"),),
+    (Piece("-oo", "0", "alpha*x"), Piece("0", "oo", "x")),
+    (Parameter("alpha", -1.0, 1.0, default="0.01"),),
     description="leaky ReLU max(x, alpha x)",
     label="leaky ReLU",
 )
@@ -367,9 +605,8 @@ def register(activation: Activation) -> Activation:
     training configuration, a journal read back). A built-in's name cannot be taken, nor
     a registered name by another activation.
 
-    >>> import sympy as sp
-    >>> half = Activation("half_relu", (Piece(-sp.oo, tau, 0), Piece(tau, sp.oo, (x - tau) / 2)),
-    ...                   (Parameter(tau, 0.0, default=0.0),), sparsity_rule=SparsityRule())
+    >>> half = Activation("half_relu", (Piece("-oo", "tau", "0"), Piece("tau", "oo", "(x - tau)/2")),
+    ...                   (Parameter("tau", 0.0, default=0.0),), sparsity_rule=SparsityRule())
     >>> register(half) is get_activation("half_relu")
     True
     """

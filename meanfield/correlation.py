@@ -101,9 +101,8 @@ from .symbolic import (
 )
 from .symbolic import q as q_symbol
 
-#: Most digits the quadrature is asked for (its cost grows about like digits^3: 200 digits
-#: take tens of seconds for one configuration).
-MAX_DIGITS = 200
+#: Most digits the quadrature is asked for (see :data:`meanfield.validation.CORRELATION_MAX_DIGITS`).
+MAX_DIGITS = validation.CORRELATION_MAX_DIGITS
 
 __all__ = ["MAX_DIGITS", "Divergent", "KernelValues", "CorrelationValues", "CorrelationFixedPoint",
            "CorrelationReport", "kernel_map", "correlation_map", "correlation_fixed_points",

@@ -126,7 +126,7 @@ def eoc_weights(activation: ActivationLike, q_star: Real, params: dict,
     fns = compiled(act).mp.context(ctx)
     q = to_mpf(q_star, ctx)
     values = act.parameter_values(**params)
-    p = [to_mpf(values[s.name], ctx) for s in act.symbols]
+    p = [to_mpf(values[name], ctx) for name in act.parameter_names]
     e_dphi2 = fns["e_dphi2"](q, 1, 0, *p)
     if not e_dphi2 > 0:
         raise NoSolutionError(f"{act.name}: phi' vanishes almost surely at q_star = {q_star}; no EoC exists")

@@ -37,15 +37,12 @@ from typing import Any, Mapping
 
 import mpmath
 import numpy as np
-import sympy as sp
-from scipy.special import erf as scipy_erf
-from scipy.special import ndtr
 
-from . import _interval
+from . import _interval, closed_forms
 from ._types import Context, InitialisationLike, Real, Reals
 from .activations import Activation, get_activation
+from .closed_forms import FORMULA_NAMES
 from .errors import ParameterError
-from .symbolic import FORMULA_NAMES, derive
 from .validation import GUARD_DIGITS, MIN_DIGITS, real
 from .validation import digits as check_digits
 
@@ -82,10 +79,18 @@ def to_mpf(value, ctx=mpmath.mp):
     return ctx.mpf(value)
 
 
-_MODULES = {
-    "np": [{"Phi": ndtr, "phi": _numpy_pdf, "erf": scipy_erf}, "numpy"],
-    "iv": [_interval.NAMESPACE, "numpy"],
-}
+def _numpy_functions() -> dict:
+    from scipy.special import erf, ndtr  # imported on first float64 use: a solve needs none of it
+    return {"Phi": ndtr, "phi": _numpy_pdf, "erf": erf}
+
+
+@functools.lru_cache(maxsize=None)
+def _namespace(backend: str) -> dict:
+    """What compiled float64 ("np") or interval ("iv") code calls: numpy, then ours."""
+    functions = _numpy_functions() if backend == "np" else _interval.NAMESPACE
+    return {**{n: getattr(np, n) for n in closed_forms.CODE_NAMES if hasattr(np, n)}, **functions}
+
+
 #: Every name of the mpmath module that its default context also has (sqrt, exp, erf, mpf,
 #: pi, ...): what compiled mpmath code may call.
 _MPMATH_NAMES = tuple(n for n in dir(mpmath) if not n.startswith("_") and hasattr(mpmath.mp, n))
@@ -104,13 +109,15 @@ def mp_namespace(ctx=mpmath.mp) -> dict:
 def lambdify_mp(arguments: tuple, expression, ctx=mpmath.mp):
     """``expression`` (sympy) compiled to a function of ``arguments`` that computes with the
     mpmath context ``ctx`` (one compilation per context, cached)."""
-    return sp.lambdify(arguments, expression, modules=[mp_namespace(ctx), "mpmath"])
+    import sympy
+    return sympy.lambdify(arguments, expression, modules=[mp_namespace(ctx), "mpmath"])
 
 
 def lambdify_np(arguments: tuple, expression):
     """``expression`` (sympy) compiled to a vectorized float64 function of ``arguments``
     (scipy's ndtr for Phi)."""
-    return sp.lambdify(arguments, expression, modules=_MODULES["np"])
+    import sympy
+    return sympy.lambdify(arguments, expression, modules=[_numpy_functions(), "numpy"])
 
 
 @functools.lru_cache(maxsize=4096)
@@ -118,10 +125,9 @@ def evaluator(activation: Activation, backend: str, name: str, ctx=mpmath.mp):
     """The closed form ``name`` of ``activation`` compiled for ``backend`` ("mp": mpmath in
     the context ``ctx``, "np": numpy float64, "iv": float64 intervals), compiled on first
     use and cached. Arguments: ``(q, sigma_w2, sigma_b2, *activation parameters)``."""
-    f = derive(activation)
     if backend == "mp":
-        return lambdify_mp(f.arguments, getattr(f, name), ctx)
-    return sp.lambdify(f.arguments, getattr(f, name), modules=_MODULES[backend])
+        return closed_forms.function(activation, "mpmath", name, mp_namespace(ctx))
+    return closed_forms.function(activation, "numpy", name, _namespace(backend))
 
 
 class _Backend(Mapping):

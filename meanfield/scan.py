@@ -42,7 +42,6 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
-from scipy.special import ndtri
 
 from . import validation
 from ._display import Displayed
@@ -115,6 +114,7 @@ class _Row:
         self.np = compiled(act).np
         level = act.sparsity_rule.level(s)
         self.q_star = q_star
+        from scipy.special import ndtri  # not needed to list what a diagram can draw
         self.tau = math.sqrt(q_star) * float(ndtri(level))
         self.m = ratios * math.sqrt(q_star)
         with np.errstate(all="ignore"):
@@ -476,7 +476,7 @@ def eoc_curve(activation: ActivationLike, q_stars: Sequence, **params: float) ->
     act = get_activation(activation)
     values = act.parameter_values(**params)
     q = _check_axis(q_stars, "q_stars", 1e-100, 1e30, False)
-    args = [float(values[sym.name]) for sym in act.symbols]
+    args = [float(values[name]) for name in act.parameter_names]
     fns = compiled(act).np
     with np.errstate(all="ignore"):
         sigma_w2 = 1.0 / (fns["e_dphi2"](q, 1.0, 0.0, *args) * np.ones_like(q))

@@ -44,6 +44,8 @@ import sympy as sp
 
 from ._types import ActivationLike
 from .activations import Activation, get_activation, x
+from .closed_forms import FORMULA_NAMES, PRINTERS, has_store
+from .closed_forms import entry as stored_entry
 
 __all__ = ["Phi", "phi", "q", "sigma_w2", "sigma_b2", "Formulas", "derive", "truncated_moment",
            "FORMULA_NAMES", "DiracTerm", "degree", "dirac_part", "derivative_mean",
@@ -172,9 +174,6 @@ def _tidy(expr: sp.Expr) -> sp.Expr:
     return sp.collect(expr, terms, func=sp.factor) if terms else expr
 
 
-#: The closed forms a :class:`Formulas` holds, in print order.
-FORMULA_NAMES = ("e_phi2", "e_dphi2", "sparsity", "variance", "chi1", "boundary",
-                 "v_prime", "v_second")
 
 _DESCRIPTIONS = {
     "e_phi2": "E[phi(sqrt(q) z)^2]",
@@ -270,30 +269,22 @@ def derive(activation: ActivationLike) -> Formulas:
     return _formulas(get_activation(activation))
 
 
-# --- a store of derivations (a layer above the core keeps them on disk) ----------------
-#: ``(load, save)`` set by :func:`set_derivation_store`: ``load(activation, key)`` returns
-#: the text :func:`formulas_to_text` wrote for that key, or None; ``save(activation, key,
-#: text)`` keeps it. The core does no I/O itself: the command line installs a store.
-_store = None
+# --- the closed forms printed as code, and read back from a store ---------------------
+
+def printed(activation: Activation) -> dict:
+    """What :mod:`meanfield.closed_forms` keeps of ``activation``: sympy's srepr of every
+    closed form and its source, printed for each of its printers."""
+    f = _derive(activation)
+    return {"formulas": {n: sp.srepr(getattr(f, n)) for n in FORMULA_NAMES},
+            "code": {printer: {n: _source(f.arguments, getattr(f, n), printer) for n in FORMULA_NAMES}
+                     for printer in PRINTERS}}
 
 
-def set_derivation_store(load=None, save=None) -> None:
-    """Let :func:`derive` take an activation's closed forms from ``load`` before deriving
-    them, and give new derivations to ``save`` (both None: no store)."""
-    global _store
-    _store = (load, save) if load is not None or save is not None else None
-
-
-def derivation_key(activation: Activation) -> str:
-    """What a stored derivation must match: the activation's pieces and parameters, the
-    formulas derived, and the versions of meanfield and sympy (a hex digest)."""
-    import hashlib
-
-    from . import __version__
-    text = repr((__version__, sp.__version__, FORMULA_NAMES, activation.name,
-                 [tuple(sp.srepr(e) for e in (p.lower, p.upper, p.poly)) for p in activation.pieces],
-                 [sp.srepr(s) for s in activation.symbols]))
-    return hashlib.sha256(text.encode()).hexdigest()
+def _source(arguments, expression, printer: str) -> str:
+    import inspect
+    # Phi and phi (and erf) print as calls by name, bound by whoever compiles the source
+    fn = sp.lambdify(arguments, expression, modules=[{"Phi": None, "phi": None, "erf": None}, printer])
+    return inspect.getsource(fn)
 
 
 def formulas_to_text(formulas: Formulas) -> str:
@@ -307,14 +298,20 @@ def formulas_from_text(activation: Activation, text: str) -> Formulas:
     """The :class:`Formulas` of ``activation`` written by :func:`formulas_to_text`
     (ValueError if the text is not that)."""
     import json
+    try:
+        data = json.loads(text)
+    except Exception as exc:  # any damage to the text: derive again
+        raise ValueError(f"not a stored derivation ({type(exc).__name__})") from None
+    return _formulas_from_srepr(activation, data)
 
+
+def _formulas_from_srepr(activation: Activation, data) -> Formulas:
     from sympy.functions.elementary.piecewise import (
         ExprCondPair,  # srepr names it; sympy does not export it
     )
     namespace = {**{k: v for k, v in vars(sp).items() if not k.startswith("_")}, "Phi": Phi, "phi": phi,
                  "ExprCondPair": ExprCondPair, "__builtins__": {}}
     try:
-        data = json.loads(text)
         exprs = {name: _srepr_value(data[name], namespace) for name in FORMULA_NAMES}
     except Exception as exc:  # any damage to the text: derive again
         raise ValueError(f"not a stored derivation ({type(exc).__name__})") from None
@@ -349,24 +346,14 @@ _loaded: dict = {}
 
 
 def _formulas(activation: Activation) -> Formulas:
-    if _store is None:
+    if not has_store():
         return _derive(activation)
-    if activation in _loaded:
-        return _loaded[activation]
-    load, save = _store
-    key = derivation_key(activation)
-    text = load(activation, key) if load is not None else None
-    if text is not None:
+    if activation not in _loaded:
         try:
-            _loaded[activation] = formulas = formulas_from_text(activation, text)
-            return formulas
+            _loaded[activation] = _formulas_from_srepr(activation, stored_entry(activation)["formulas"])
         except ValueError:
-            pass
-    formulas = _derive(activation)
-    if save is not None:
-        save(activation, key, formulas_to_text(formulas))
-    _loaded[activation] = formulas
-    return formulas
+            _loaded[activation] = _derive(activation)
+    return _loaded[activation]
 
 
 # --- the kernel of a pair of inputs ----------------------------------------------------

@@ -51,7 +51,6 @@ from ._display import Displayed
 from ._jobs import run_tasks
 from ._types import FilePath
 from .activations import by_sparsity, get_activation
-from .diagnose import diagnose_eoc
 from .eoc import check_request, eoc_parameters
 from .errors import NoSolutionError, ParameterError
 from .fixed_points import FixedPoint
@@ -417,6 +416,7 @@ def _row(config: Configuration, digits: int, depth: int, width: int | None = Non
     except NoSolutionError as exc:
         return StabilityRow(config, "infeasible", str(exc))
     try:
+        from .diagnose import diagnose_eoc  # the correlation map's sympy: only when a table is computed
         d = diagnose_eoc(sol, depth=depth, width=width, digits=work)
     except ParameterError as exc:  # q* not resolved from a neighbour even at work + 30 digits
         return StabilityRow(config, "unresolved", str(exc))

@@ -27,13 +27,16 @@ import numpy as np
 
 from .errors import ParameterError
 
-__all__ = ["shown", "MAGNITUDE_RANGE", "MIN_DIGITS", "MAX_DIGITS", "GUARD_DIGITS", "MAX_DEPTH", "MAX_WIDTH",
+__all__ = ["shown", "MAGNITUDE_RANGE", "MIN_DIGITS", "MAX_DIGITS", "CORRELATION_MAX_DIGITS", "GUARD_DIGITS", "MAX_DEPTH", "MAX_WIDTH",
            "real", "digits", "working_digits", "interval", "integer", "positive", "depth", "width", "number"]
 
 #: Magnitudes a number may have (besides 0): what the closed forms are tested over.
 MAGNITUDE_RANGE = (1e-100, 1e30)
 #: The significant digits a computation may be asked for.
 MIN_DIGITS, MAX_DIGITS = 8, 1000
+#: Most digits the correlation quadrature is asked for (its cost grows about like digits^3:
+#: 200 digits take tens of seconds for one configuration).
+CORRELATION_MAX_DIGITS = 200
 #: Extra decimal digits carried internally beyond what the caller asks for.
 GUARD_DIGITS = 15
 #: The deepest network the Jacobian's moments and the diagnoses are asked about.

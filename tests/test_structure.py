@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "meanfield"
 MODULES = sorted(PACKAGE.rglob("*.py"))
 #: The mathematical core, in the order of the data flow; none of it may import what sits above.
-CORE = ("activations", "symbolic", "maps", "eoc", "fixed_points", "correlation", "jacobian", "finite_width", "diagnose",
+CORE = ("activations", "symbolic", "closed_forms", "maps", "eoc", "fixed_points", "correlation", "jacobian", "finite_width", "diagnose",
         "validation", "errors", "_interval", "_roots")
 ABOVE = ("meanfield.plots", "meanfield.training_figures", "meanfield.cli", "meanfield.nn", "meanfield.datasets", "meanfield._jobs",
          "meanfield.tables", "meanfield.scan", "meanfield.torch", "matplotlib", "joblib", "tqdm", "torch")

@@ -33,6 +33,31 @@ class Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
+class LazyChoices:
+    """An option's choices, computed when first needed (the option is given, or help or an
+    error is shown): listing them may import what a command that does not use them should
+    not (sympy, matplotlib). Give the argument a ``metavar``: argparse lists the choices of
+    one without a metavar as soon as it is added."""
+
+    def __init__(self, compute):
+        self._compute = compute
+        self._values = None
+
+    def _get(self):
+        if self._values is None:
+            self._values = tuple(self._compute())
+        return self._values
+
+    def __contains__(self, value):
+        return value in self._get()
+
+    def __iter__(self):
+        return iter(self._get())
+
+    def __len__(self):
+        return len(self._get())
+
+
 def jobs_args(parser):
     parser.add_argument("--jobs", type=int, default=1,
                         help="parallel workers (joblib; -1: all cores; default 1); never more than the tasks, nor 2 per core")

@@ -9,13 +9,14 @@ from ..activations import get_activation
 from ..eoc import eoc_parameters
 from ..errors import ParameterError
 from ..tables import paper_grid, stability_table
-from ._common import jobs_args, progress, remove_journal, write_output
+from ._common import LazyChoices, jobs_args, progress, remove_journal, write_output
 
 
 def register(sub):
     """Add plot and demo to the subparsers ``sub``."""
-    pl = sub.add_parser("plot", help="draw a figure: " + ", ".join(_figure_names()) + " or all")
-    pl.add_argument("name", help="figure name, or all")
+    pl = sub.add_parser("plot", help="draw a figure by name, or all (meanfield plot --help lists them)")
+    pl.add_argument("name", choices=LazyChoices(lambda: (*_figure_names(), "all")), metavar="NAME",
+                    help="the figure: %(choices)s")
     pl.add_argument("-o", "--output-dir", default="out", help="directory (default out)")
     pl.add_argument("--formats", default="png,pdf", help="comma-separated: png, pdf, svg (default png,pdf)")
     jobs_args(pl)

@@ -17,7 +17,7 @@ from ..tables import (
     parse_values,
     stability_table,
 )
-from ._common import (check_figure, digits_arg, jobs_args, journal_for, journal_hint, progress, remove_journal,
+from ._common import (LazyChoices, check_figure, digits_arg, jobs_args, journal_for, journal_hint, progress, remove_journal,
                       save_figure_file, write_output)
 
 
@@ -44,7 +44,8 @@ def register(sub):
 
     d = sub.add_parser("phase-diagram", help="verdict over a grid of (s, m/sqrt(q*)) for crelu or cst",
                        description=PHASE_HELP)
-    d.add_argument("--activation", required=True, choices=_clipped())
+    d.add_argument("--activation", required=True, choices=LazyChoices(_clipped), metavar="ACTIVATION",
+                   help="%(choices)s")
     d.add_argument("--sparsity", help="sparsities, START:STOP:STEP or S1,S2,... (default 100 values over "
                    "[0.5 (crelu) or 0, 0.95])")
     d.add_argument("--clip-ratio", help="clip ratios m/sqrt(q*), START:STOP:STEP or R1,R2,... (default 100 "
@@ -62,7 +63,8 @@ def register(sub):
 
     r = sub.add_parser("recommend", help="the clip level the theory recommends for crelu or cst at a sparsity",
                        description=RECOMMEND_HELP)
-    r.add_argument("--activation", required=True, choices=_clipped())
+    r.add_argument("--activation", required=True, choices=LazyChoices(_clipped), metavar="ACTIVATION",
+                   help="%(choices)s")
     r.add_argument("--sparsity", required=True, help="sparsities: S, S1,S2,... or START:STOP:STEP")
     r.add_argument("--depth", type=int, default=100, help="hidden layers L (default 100)")
     r.add_argument("--width", type=int, default=None, help="units per layer N (default: infinite width)")

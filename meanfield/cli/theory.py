@@ -9,14 +9,12 @@ from __future__ import annotations
 from fractions import Fraction
 
 from ..activations import BUILTIN, by_sparsity
-from ..correlation import MAX_DIGITS as CORRELATION_MAX_DIGITS
-from ..correlation import correlation_fixed_points, correlation_map
-from ..diagnose import diagnose
+from ..closed_forms import FORMULA_NAMES
 from ..eoc import eoc_parameters
 from ..errors import ParameterError
 from ..fixed_points import fixed_points
 from ..maps import map_values
-from ..symbolic import FORMULA_NAMES, Formulas, derive
+from ..validation import CORRELATION_MAX_DIGITS
 from ._common import (CONFIG_HELP, config_args, configuration, digits_arg, emit, init_from, stable_q_star,
                       working_digits)
 
@@ -99,6 +97,7 @@ def _cmd_map(a):
 
 
 def _cmd_correlation(a):
+    from ..correlation import correlation_fixed_points, correlation_map  # sympy: imported by the commands that need it
     config, q_star = configuration(a)
     if q_star is None and not hasattr(config, "q_star"):
         q_star = stable_q_star(config)
@@ -134,6 +133,7 @@ def _cmd_correlation(a):
 
 
 def _cmd_diagnose(a):
+    from ..diagnose import diagnose
     config, q_star = configuration(a)
     diag = diagnose(config, q_star=q_star, depth=a.depth, width=a.width, digits=working_digits(a))
     emit({**diag.to_dict(a.digits), "digits": a.digits}, diag.summary(a.digits, name=a.activation).split("\n"),
@@ -141,6 +141,7 @@ def _cmd_diagnose(a):
 
 
 def _cmd_formula(a):
+    from ..symbolic import Formulas, derive
     f = derive(a.activation)
     render = f.latex if a.latex else f.text
     data = {name: render(name) for name in FORMULA_NAMES}
