@@ -140,15 +140,20 @@ class _Poly:
         return out
 
 
+@functools.lru_cache(maxsize=1024)
+def _parse(text: str) -> ast.Expression:
+    try:
+        return ast.parse(text.strip(), mode="eval")
+    except SyntaxError:
+        raise ValueError(f"{text!r} is not arithmetic") from None
+
+
 def _evaluate_text(text: str, values: dict, allow_x: bool) -> _Poly:
     """The polynomial in x (or constant) that ``text`` denotes at the parameter ``values``
     (ValueError naming what is not allowed)."""
     if text.strip() in ("oo", "+oo", "-oo"):
         return _Poly([-math.inf if text.strip() == "-oo" else math.inf])
-    try:
-        tree = ast.parse(text.strip(), mode="eval")
-    except SyntaxError:
-        raise ValueError(f"{text!r} is not arithmetic") from None
+    tree = _parse(text)
 
     def ev(node):
         if isinstance(node, ast.Expression):
@@ -409,9 +414,9 @@ class Activation:
                   for a in (self, other)]
         if self.name != other.name or ranges[0] != ranges[1]:
             return False
-        if self.__dict__["_text"] == other.__dict__["_text"]:
-            return self.definition == other.definition
-        return self.pieces == other.pieces and self.symbols == other.symbols
+        if self.__dict__["_text"] == other.__dict__["_text"] and self.definition == other.definition:
+            return True
+        return self.pieces == other.pieces and self.symbols == other.symbols  # written differently: ask sympy
 
     def __hash__(self):
         return hash(self.name)

@@ -88,7 +88,7 @@ def _numpy_functions() -> dict:
 def _namespace(backend: str) -> dict:
     """What compiled float64 ("np") or interval ("iv") code calls: numpy, then ours."""
     functions = _numpy_functions() if backend == "np" else _interval.NAMESPACE
-    return {**{n: getattr(np, n) for n in closed_forms.CODE_NAMES if hasattr(np, n)}, **functions}
+    return {**{n: getattr(np, n) for n in dir(np) if not n.startswith("_")}, **functions}
 
 
 #: Every name of the mpmath module that its default context also has (sqrt, exp, erf, mpf,

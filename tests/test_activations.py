@@ -122,3 +122,9 @@ def test_activations_differing_in_a_piece_or_a_range_differ():
     assert Activation("relu", pieces, (Parameter("tau", 0.0, default=0.0),)) == relu
     assert Activation("relu", pieces, (Parameter("tau", -1.0, default=0.0),)) != relu
     assert Activation("relu", pieces[:1] + (Piece("tau", "oo", "x"),), relu.parameters) != relu
+
+
+def test_text_written_differently_is_the_same_activation():
+    a = Activation("w", (Piece("-oo", "tau", "0"), Piece("tau", "oo", "x - tau")), (Parameter("tau", 0.0),))
+    b = Activation("w", (Piece("-oo", "tau", "0"), Piece("tau", "oo", "-tau+x")), (Parameter("tau", 0.0),))
+    assert a == b and hash(a) == hash(b)

@@ -169,3 +169,7 @@ print(sorted(m for m in ("sympy", "scipy.special", "matplotlib") if m in sys.mod
     assert all(r.returncode == 0 for r in runs), runs[-1].stderr
     assert runs[0].stdout.strip() == "['sympy']"  # the first derives, and stores
     assert runs[1].stdout.strip() == "[]"
+
+
+def test_the_sympy_version_read_without_sympy_is_sympys():
+    assert closed_forms.sympy_version() == sp.__version__
