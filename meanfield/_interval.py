@@ -24,6 +24,7 @@ import numpy as np
 # is not imported here: it costs a command that only solves about 0.2 s)
 _erf = np.frompyfunc(math.erf, 1, 1)
 _erfc = np.frompyfunc(math.erfc, 1, 1)
+_SQRT_HALF = math.sqrt(0.5)
 
 
 def _float(a):
@@ -39,10 +40,10 @@ def erf_float64(v):
     """erf, elementwise."""
     return _float(_erf(np.asarray(v, dtype=float)))
 
+
 _FUNC_PAD = 1e-13
 _TINY = 1e-300
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
-_SQRT_HALF = math.sqrt(0.5)
 
 
 def _down(a):
@@ -155,9 +156,15 @@ def exp(v):
     return Interval(np.maximum(lo, 0.0), hi)
 
 
+#: Relative error of Phi(v) per v^2 from rounding its argument v / sqrt 2 (one ulp, 2^-53,
+#: scaled by |d log erfc(z) / dz| z, about 2 z^2 = v^2 in the tail), with a margin.
+_CDF_TAIL_PAD = 2.5e-16
+
+
 def normal_cdf(v):
     v = Interval._wrap(v)
-    lo, hi = _pad(ndtr(v.lo), ndtr(v.hi), _FUNC_PAD)
+    tail = _CDF_TAIL_PAD * np.maximum(v.lo * v.lo, v.hi * v.hi)
+    lo, hi = _pad(ndtr(v.lo), ndtr(v.hi), _FUNC_PAD + np.where(np.isfinite(tail), tail, 0.0))
     return Interval(np.maximum(lo, 0.0), np.minimum(hi, 1.0))
 
 

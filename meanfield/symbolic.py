@@ -174,7 +174,6 @@ def _tidy(expr: sp.Expr) -> sp.Expr:
     return sp.collect(expr, terms, func=sp.factor) if terms else expr
 
 
-
 _DESCRIPTIONS = {
     "e_phi2": "E[phi(sqrt(q) z)^2]",
     "e_dphi2": "E[phi'(sqrt(q) z)^2]",
