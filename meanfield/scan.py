@@ -41,6 +41,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+import mpmath
 import numpy as np
 
 from . import validation
@@ -269,13 +270,14 @@ def phase_point(activation: str, sparsity, clip_ratio, *, q_star=1.0, depth: int
                 width: int | None = None, digits: int = 20) -> dict[str, Any]:
     """One point by the high-precision path (:func:`meanfield.diagnose.diagnose`), as floats."""
     m = float(clip_ratio) * math.sqrt(float(q_star))
+    ctx = mpmath.MPContext()  # its own: points computed in threads must not share mpmath's precision
     try:
         sol = eoc_parameters(activation, repr(float(sparsity)), q_star=repr(float(q_star)),
-                             clip=repr(m), digits=digits)
+                             clip=repr(m), digits=digits, ctx=ctx)
     except NoSolutionError as exc:
         return {"verdict": "infeasible", "reason": str(exc), "n_fixed_points": -1}
     try:
-        d = diagnose_eoc(sol, depth=depth, width=width, digits=digits)
+        d = diagnose_eoc(sol, depth=depth, width=width, digits=digits, ctx=ctx)
     except ParameterError as exc:  # q* unresolved even at digits + 30 (a nearly linear map)
         return {"verdict": "unresolved", "reason": str(exc), "n_fixed_points": -1}
     f = lambda v: float("nan") if v is None else float(v)  # noqa: E731

@@ -408,16 +408,24 @@ class StabilityTable(Displayed):
 
 # --- computing rows ------------------------------------------------------------------------
 
-def _row(config: Configuration, digits: int, depth: int, width: int | None = None) -> StabilityRow:
+def _row_data(config: Configuration, digits: int, depth: int, width: int | None = None) -> dict:
+    """One row as its journal data, computed in an mpmath context of its own: a thread
+    backend runs rows side by side, and they must not share mpmath's global precision (one
+    row leaving its ``workdps`` would lower another's). The data is read back, as a
+    journal is, in the calling process."""
+    return _encode(_row(config, digits, depth, width, mpmath.MPContext()))
+
+
+def _row(config: Configuration, digits: int, depth: int, width: int | None = None, ctx=mpmath.mp) -> StabilityRow:
     work = max(digits + 5, 20)
     try:
         sol = eoc_parameters(config.activation, config.sparsity, q_star=config.q_star,
-                             clip=config.clip, v_prime=config.v_prime, digits=work)
+                             clip=config.clip, v_prime=config.v_prime, digits=work, ctx=ctx)
     except NoSolutionError as exc:
         return StabilityRow(config, "infeasible", str(exc))
     try:
         from .diagnose import diagnose_eoc  # the correlation map's sympy: only when a table is computed
-        d = diagnose_eoc(sol, depth=depth, width=width, digits=work)
+        d = diagnose_eoc(sol, depth=depth, width=width, digits=work, ctx=ctx)
     except ParameterError as exc:  # q* not resolved from a neighbour even at work + 30 digits
         return StabilityRow(config, "unresolved", str(exc))
     point = d.q_star_point
@@ -438,6 +446,13 @@ def _encode(row: StabilityRow) -> dict:
                 other_stable_chi1=[num(v) for v in row.other_stable_chi1],
                 fixed_points=[[num(p.q), num(p.v_prime), num(p.v_second), num(p.chi1), p.kind,
                                p.attracts_from] for p in row.fixed_points])
+    return data
+
+
+def _readable(config: Configuration, data: dict) -> dict:
+    """``data`` if it reads as a row (a journal's damaged line raises, and the journal is
+    refused as corrupt)."""
+    _decode(config, data)
     return data
 
 
@@ -491,7 +506,6 @@ def stability_table(configurations: Sequence[Configuration], *, digits: int = 8,
     if width is not None:  # (a journal of infinite width keeps its old key)
         job["width"] = width
     tasks = [(c.key, (c, digits, depth, width)) for c in configs]
-    results = run_tasks(_row, tasks, job=job, jobs=jobs, progress=progress, journal=journal,
-                        desc="stability table", encode=_encode,
-                        decode=lambda key, data: _decode(by_key[key], data))
-    return StabilityTable(tuple(results[c.key] for c in configs), digits, depth, width=width)
+    results = run_tasks(_row_data, tasks, job=job, jobs=jobs, progress=progress, journal=journal,
+                        desc="stability table", decode=lambda key, data: _readable(by_key[key], data))
+    return StabilityTable(tuple(_decode(c, results[c.key]) for c in configs), digits, depth, width=width)

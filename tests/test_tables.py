@@ -638,8 +638,12 @@ def test_jobs_2_equals_jobs_1():
 
 
 def test_backend_switch_without_code_changes():
+    before = mpmath.mp.prec
     with joblib.parallel_config(backend="threading", n_jobs=2):
         table = stability_table(SMALL, digits=6, progress=False)
+    # rows run side by side in threads, each in an mpmath context of its own: one row
+    # leaving its precision could otherwise lower another's, and leave the global one raised
+    assert mpmath.mp.prec == before
     assert table.records() == small_fresh().records()
 
 
