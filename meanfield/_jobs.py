@@ -23,13 +23,28 @@ from __future__ import annotations
 import json
 import numbers
 import os
+import threading
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from ._progress import bar as progress_bar
 from .errors import ParameterError
 
-__all__ = ["run_tasks", "check_jobs", "workers", "WORKERS_PER_CORE"]
+__all__ = ["run_tasks", "check_jobs", "workers", "WORKERS_PER_CORE", "thread_context"]
+
+_local = threading.local()
+
+
+def thread_context():
+    """An mpmath context of this thread's own, made on first use: tasks that a thread
+    backend runs side by side must not share mpmath's global precision (one leaving its
+    ``workdps`` would lower another's). Whatever a task returns from it must be plain data
+    (its numbers are of this context's type, which does not pickle)."""
+    ctx = getattr(_local, "ctx", None)
+    if ctx is None:
+        import mpmath
+        ctx = _local.ctx = mpmath.MPContext()
+    return ctx
 
 _FORMAT = "meanfield-journal-1"
 #: The most worker processes per core that a job starts, whatever ``jobs`` asks for.

@@ -41,12 +41,11 @@ import math
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-import mpmath
 import numpy as np
 
 from . import validation
 from ._display import Displayed
-from ._jobs import run_tasks
+from ._jobs import run_tasks, thread_context
 from ._types import ActivationLike, FilePath
 from .activations import by_sparsity, get_activation
 from .correlation import CorrelationReport
@@ -270,7 +269,7 @@ def phase_point(activation: str, sparsity, clip_ratio, *, q_star=1.0, depth: int
                 width: int | None = None, digits: int = 20) -> dict[str, Any]:
     """One point by the high-precision path (:func:`meanfield.diagnose.diagnose`), as floats."""
     m = float(clip_ratio) * math.sqrt(float(q_star))
-    ctx = mpmath.MPContext()  # its own: points computed in threads must not share mpmath's precision
+    ctx = thread_context()  # points computed in threads must not share mpmath's precision
     try:
         sol = eoc_parameters(activation, repr(float(sparsity)), q_star=repr(float(q_star)),
                              clip=repr(m), digits=digits, ctx=ctx)

@@ -48,7 +48,7 @@ import numpy as np
 
 from . import validation
 from ._display import Displayed
-from ._jobs import run_tasks
+from ._jobs import run_tasks, thread_context
 from ._types import FilePath
 from .activations import by_sparsity, get_activation
 from .eoc import check_request, eoc_parameters
@@ -409,11 +409,11 @@ class StabilityTable(Displayed):
 # --- computing rows ------------------------------------------------------------------------
 
 def _row_data(config: Configuration, digits: int, depth: int, width: int | None = None) -> dict:
-    """One row as its journal data, computed in an mpmath context of its own: a thread
-    backend runs rows side by side, and they must not share mpmath's global precision (one
-    row leaving its ``workdps`` would lower another's). The data is read back, as a
-    journal is, in the calling process."""
-    return _encode(_row(config, digits, depth, width, mpmath.MPContext()))
+    """One row as its journal data, computed in its thread's own mpmath context
+    (:func:`meanfield._jobs.thread_context`: rows run side by side in threads must not share
+    mpmath's global precision). The data is read back, as a journal is, in the calling
+    process."""
+    return _encode(_row(config, digits, depth, width, thread_context()))
 
 
 def _row(config: Configuration, digits: int, depth: int, width: int | None = None, ctx=mpmath.mp) -> StabilityRow:
