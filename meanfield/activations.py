@@ -113,6 +113,8 @@ class _Poly:
 
     def __mul__(self, o):
         o = _Poly.of(o)
+        if len(self.c) + len(o.c) - 2 > _MAX_EXPONENT:
+            raise ValueError(f"a polynomial of degree above {_MAX_EXPONENT}")
         out = [0.0] * (len(self.c) + len(o.c) - 1)
         for i, a in enumerate(self.c):
             for j, b in enumerate(o.c):
@@ -131,7 +133,10 @@ class _Poly:
             raise ValueError("has x in an exponent")
         n = o.c[0]
         if self.constant():
-            return _Poly([self.c[0] ** n])
+            v = self.c[0] ** n
+            if not isinstance(v, float):  # a negative number to a fractional power
+                raise ValueError(f"{self.c[0]:g} ** {n:g} is not real")
+            return _Poly([v])
         if n != int(n) or n < 0:
             raise ValueError(f"raises x to the power {n:g} (a polynomial needs a whole power >= 0)")
         out = _Poly([1.0])
@@ -140,17 +145,61 @@ class _Poly:
         return out
 
 
+#: Bounds on a piece's text: its length, the size of a power's exponent (a power of an
+#: expression in x must be a whole number in [0, 64]) and how deep it nests.
+_MAX_TEXT, _MAX_EXPONENT, _MAX_DEPTH = 1000, 64, 100
+
+
 @functools.lru_cache(maxsize=1024)
 def _parse(text: str) -> ast.Expression:
+    """The syntax tree of a piece's text, checked before anything evaluates it: numbers,
+    names, + - * / and ** with a number of magnitude at most 64 as the exponent (ValueError
+    naming what is not allowed)."""
+    if not isinstance(text, str) or len(text) > _MAX_TEXT:
+        raise ValueError(f"a piece's text must be a string of at most {_MAX_TEXT} characters")
     try:
-        return ast.parse(text.strip(), mode="eval")
-    except SyntaxError:
+        tree = ast.parse(text.strip(), mode="eval")
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
         raise ValueError(f"{text!r} is not arithmetic") from None
+
+    def number(node) -> float | None:
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+            v = number(node.operand)
+            return None if v is None else (-v if isinstance(node.op, ast.USub) else v)
+        if isinstance(node, ast.Constant) and type(node.value) in (int, float):
+            return node.value
+        return None
+
+    stack = [(tree, 0)]
+    while stack:  # the depth, without recursion
+        node, depth = stack.pop()
+        if depth > _MAX_DEPTH:
+            raise ValueError(f"{text[:40]!r}...: nested more than {_MAX_DEPTH} deep")
+        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant):
+            if type(node.value) not in (int, float) or not abs(node.value) <= 1e300:
+                raise ValueError(f"{text!r}: {node.value!r} is not a number of magnitude at most 1e300")
+        elif isinstance(node, ast.BinOp):
+            if type(node.op) not in _BINARY:
+                raise ValueError(f"{text!r}: only numbers, + - * / ** and names are allowed")
+            if isinstance(node.op, ast.Pow):
+                e = number(node.right)
+                if e is None or abs(e) > _MAX_EXPONENT:
+                    raise ValueError(f"{text!r}: an exponent must be a number of magnitude at most {_MAX_EXPONENT}")
+        elif not isinstance(node, (ast.Expression, ast.Name, ast.Load, ast.UnaryOp, ast.USub, ast.UAdd,
+                                   ast.operator)):
+            raise ValueError(f"{text!r}: only numbers, + - * / ** and names are allowed")
+    return tree
+
+
+class _Undefined(ValueError):
+    """A piece's text has no finite real value at these parameter values."""
 
 
 def _evaluate_text(text: str, values: dict, allow_x: bool) -> _Poly:
     """The polynomial in x (or constant) that ``text`` denotes at the parameter ``values``
-    (ValueError naming what is not allowed)."""
+    (ValueError naming what is not allowed, or where the text has no finite value)."""
     if text.strip() in ("oo", "+oo", "-oo"):
         return _Poly([-math.inf if text.strip() == "-oo" else math.inf])
     tree = _parse(text)
@@ -158,7 +207,7 @@ def _evaluate_text(text: str, values: dict, allow_x: bool) -> _Poly:
     def ev(node):
         if isinstance(node, ast.Expression):
             return ev(node.body)
-        if isinstance(node, ast.Constant) and type(node.value) in (int, float):
+        if isinstance(node, ast.Constant):
             return _Poly([float(node.value)])
         if isinstance(node, ast.Name):
             if node.id == "x" and allow_x:
@@ -167,13 +216,42 @@ def _evaluate_text(text: str, values: dict, allow_x: bool) -> _Poly:
                 return _Poly([float(values[node.id])])
             raise ValueError(f"{text!r} uses {node.id!r}, which is not "
                              + ("x or " if allow_x else "") + "a parameter")
-        if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
+        if isinstance(node, ast.BinOp):
             return _BINARY[type(node.op)](ev(node.left), ev(node.right))
-        if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
-            return -ev(node.operand) if isinstance(node.op, ast.USub) else ev(node.operand)
-        raise ValueError(f"{text!r}: only numbers, + - * / ** and names are allowed")
+        return -ev(node.operand) if isinstance(node.op, ast.USub) else ev(node.operand)
 
-    return ev(tree)
+    try:
+        out = ev(tree)
+    except (ZeroDivisionError, OverflowError, RecursionError):
+        raise _Undefined(f"{text!r} has no finite value at {values}") from None
+    if not all(isinstance(c, float) and math.isfinite(c) for c in out.c):
+        raise _Undefined(f"{text!r} has no finite real value at {values}")
+    return out
+
+
+def _text_to_sympy(text: str, names: dict):
+    """The sympy expression of a piece's text, built from its checked syntax tree (never
+    through sympy's string parser, which evaluates what it reads)."""
+    sp = _sympy()
+    if text.strip() in ("oo", "+oo", "-oo"):
+        return -sp.oo if text.strip() == "-oo" else sp.oo
+    ops = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
+           ast.Div: operator.truediv, ast.Pow: operator.pow}
+
+    def build(node):
+        if isinstance(node, ast.Expression):
+            return build(node.body)
+        if isinstance(node, ast.Constant):
+            return sp.Integer(node.value) if type(node.value) is int else sp.Float(node.value)
+        if isinstance(node, ast.Name):
+            if node.id not in names:
+                raise ValueError(f"{text!r} uses {node.id!r}, which is not x or a parameter")
+            return names[node.id]
+        if isinstance(node, ast.BinOp):
+            return ops[type(node.op)](build(node.left), build(node.right))
+        return -build(node.operand) if isinstance(node.op, ast.USub) else build(node.operand)
+
+    return build(_parse(text))
 
 
 @dataclass(frozen=True)
@@ -353,22 +431,27 @@ class Activation:
             if a.upper.replace(" ", "") != b.lower.replace(" ", ""):
                 raise ValueError(f"piece ends {a.upper!r} and {b.lower!r} do not meet (text pieces write a "
                                  "shared end the same way)")
+        names = {p.name for p in self.parameters}
         for p in given:
-            try:
-                _evaluate_text(p.poly, sample, allow_x=True)
-                for end in (p.lower, p.upper):
-                    _evaluate_text(end, sample, allow_x=False)
-            except ZeroDivisionError:
-                pass
-            except ValueError as exc:
-                raise ValueError(f"activation {self.name!r}: {exc}") from None
+            for text, allow_x in ((p.poly, True), (p.lower, False), (p.upper, False)):
+                try:
+                    tree = _parse(text)  # the structure, whatever the values
+                    for node in ast.walk(tree):
+                        if isinstance(node, ast.Name) and node.id not in names | ({"x"} if allow_x else set()) | {"oo"}:
+                            raise ValueError(f"{text!r} uses {node.id!r}, which is not "
+                                             + ("x or " if allow_x else "") + "a parameter")
+                    _evaluate_text(text, sample, allow_x)  # a polynomial in x, real
+                except _Undefined:  # at the sample values only: checked again at each use
+                    continue
+                except ValueError as exc:
+                    raise ValueError(f"activation {self.name!r}: {exc}") from None
 
     def _read_pieces(self, given):
         """The pieces as sympy expressions, checked."""
         sp = _sympy()
         x = __getattr__("x")
         names = {"x": x, **{p.name: p.sympy_symbol for p in self.parameters}}
-        pieces = tuple(Piece(*(sp.sympify(e, locals=names) if isinstance(e, str) else sp.sympify(e)
+        pieces = tuple(Piece(*(_text_to_sympy(e, names) if isinstance(e, str) else sp.sympify(e)
                                for e in (p.lower, p.upper, p.poly))) for p in given)
         if pieces[0].lower != -sp.oo or pieces[-1].upper != sp.oo:
             raise ValueError("the pieces must start at -oo and end at +oo")
@@ -465,7 +548,10 @@ class Activation:
             if not p.contains(v):
                 raise ParameterError(f"{p.name} = {v} is out of range: must be in {p.range_text()}")
             out[p.name] = v
-        bps = [lo for lo, _, _ in self._numeric_ends(out)[1:]]
+        try:
+            bps = [lo for lo, _, _ in self._numeric_ends(out)[1:]]
+        except ValueError as exc:  # text with no finite value at these parameters
+            raise ParameterError(f"activation {self.name!r}: {exc}") from None
         if any(b2 < b1 for b1, b2 in zip(bps, bps[1:])):
             raise ParameterError(f"{self.name}: parameters {out} give unordered breakpoints {bps}")
         return out

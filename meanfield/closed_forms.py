@@ -121,38 +121,50 @@ def read_entry(text: str, parameters: tuple[str, ...]) -> dict:
     """The entry that ``text`` holds, checked (ValueError if it is not what :func:`entry`
     writes for an activation with these parameter names)."""
     try:
+        if len(text) > _MAX_TEXT:
+            raise ValueError
         data = json.loads(text)
         formulas, code = data["formulas"], data["code"]
-        ok = (set(formulas) == set(FORMULA_NAMES) and all(isinstance(v, str) for v in formulas.values())
-              and set(code) == set(PRINTERS))
+        ok = (isinstance(formulas, dict) and set(formulas) == set(FORMULA_NAMES)
+              and all(isinstance(v, str) for v in formulas.values())
+              and isinstance(code, dict) and set(code) == set(PRINTERS)
+              and all(isinstance(code[p], dict) and set(code[p]) == set(FORMULA_NAMES) for p in PRINTERS))
     except Exception:  # any damage to the text
         raise ValueError("not a stored derivation") from None
     if not ok:
         raise ValueError("not a stored derivation")
     arguments = ("q", "sigma_w2", "sigma_b2", *parameters)
     for printer in PRINTERS:
-        if set(code[printer]) != set(FORMULA_NAMES):
-            raise ValueError("not a stored derivation")
         for src in code[printer].values():
             check_source(src, arguments)
     return data
 
 
+#: The largest stored text read (a derivation of a built-in is about 20 kB).
+_MAX_TEXT = 2_000_000
+#: The largest magnitude of a number in a power's exponent in stored code.
+_MAX_EXPONENT = 64
+
+
 def check_source(src, arguments: tuple[str, ...]) -> None:
     """ValueError unless ``src`` is one function of ``arguments`` returning arithmetic on
-    them, numbers and :data:`CODE_NAMES`."""
-    if not isinstance(src, str):
+    them and numbers, calls of :data:`CODE_NAMES` and powers whose base holds an argument
+    and whose exponent is a number of magnitude at most 64 (so that nothing it computes
+    can be large or slow: no power of constants, no repeated list)."""
+    if not isinstance(src, str) or len(src) > _MAX_TEXT:
         raise ValueError("not source")
     try:
         tree = ast.parse(src)
-    except SyntaxError:
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
         raise ValueError("not source") from None
     if len(tree.body) != 1 or not isinstance(tree.body[0], ast.FunctionDef):
         raise ValueError("not one function")
     fn = tree.body[0]
+    a = fn.args
     if (fn.decorator_list or fn.returns or len(fn.body) != 1 or not isinstance(fn.body[0], ast.Return)
-            or [a.arg for a in fn.args.args] != list(arguments) or fn.args.vararg or fn.args.kwarg
-            or fn.args.kwonlyargs or fn.args.defaults):
+            or [x.arg for x in a.args] != list(arguments) or any(x.annotation for x in a.args)
+            or a.posonlyargs or a.vararg or a.kwarg or a.kwonlyargs or a.defaults or a.kw_defaults
+            or getattr(fn, "type_params", None)):
         raise ValueError("not a closed form's function")
     allowed = CODE_NAMES | set(arguments)
     simple = (ast.Load, ast.BinOp, ast.UnaryOp, ast.BoolOp, ast.Compare, ast.IfExp, ast.List, ast.Tuple,
@@ -162,13 +174,26 @@ def check_source(src, arguments: tuple[str, ...]) -> None:
             if node.id not in allowed:
                 raise ValueError(f"uses {node.id!r}")
         elif isinstance(node, ast.Constant):
-            if type(node.value) not in (int, float, bool):
+            if type(node.value) not in (int, float, bool) or not abs(node.value) <= 1e300:
                 raise ValueError(f"constant {node.value!r}")
         elif isinstance(node, ast.Call):
-            if not isinstance(node.func, ast.Name):
-                raise ValueError("calls an expression")
+            if not (isinstance(node.func, ast.Name) and node.func.id in CODE_NAMES):
+                raise ValueError("calls what is not a closed form's function")
+        elif isinstance(node, ast.BinOp) and (isinstance(node.left, (ast.List, ast.Tuple))
+                                              or isinstance(node.right, (ast.List, ast.Tuple))):
+            raise ValueError("arithmetic on a list")
         elif not isinstance(node, simple):
             raise ValueError(type(node).__name__)
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Pow):
+            if not any(isinstance(n, ast.Name) and n.id in arguments for n in ast.walk(node.left)):
+                raise ValueError("a power of constants")
+            for n in ast.walk(node.right):  # numbers (mpmath's printer writes mpf(3)/mpf(2))
+                number = (isinstance(n, (ast.Constant, ast.UnaryOp, ast.BinOp, ast.unaryop, ast.operator, ast.Load))
+                          or (isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == "mpf")
+                          or (isinstance(n, ast.Name) and n.id == "mpf"))
+                if (not number or (isinstance(n, ast.BinOp) and isinstance(n.op, ast.Pow))
+                        or (isinstance(n, ast.Constant) and not abs(n.value) <= _MAX_EXPONENT)):
+                    raise ValueError("an exponent that is not a small number")
 
 
 def source(activation: Activation, printer: str, name: str) -> str:

@@ -37,6 +37,7 @@ Phi(tau/sqrt(q))
 
 from __future__ import annotations
 
+import ast
 import functools
 from dataclasses import dataclass
 
@@ -319,15 +320,24 @@ def _formulas_from_srepr(activation: Activation, data) -> Formulas:
     return Formulas(activation=activation, **exprs)
 
 
+#: What a stored srepr may call: sympy's constructors of the expressions derived here (none
+#: of them parses or evaluates a string as code).
+_SREPR_NAMES = frozenset({
+    "Symbol", "Integer", "Rational", "Float", "Add", "Mul", "Pow", "Piecewise", "ExprCondPair", "Equality",
+    "Unequality", "StrictLessThan", "LessThan", "StrictGreaterThan", "GreaterThan", "And", "Or", "Not",
+    "Phi", "phi", "erf", "erfc", "exp", "sqrt", "log", "Abs", "pi", "E", "true", "false", "oo", "zoo", "nan",
+    "Half", "One", "Zero", "NegativeOne", "Infinity", "NegativeInfinity", "BooleanTrue", "BooleanFalse"})
+
+
 def _srepr_value(text: str, namespace: dict):
-    """The sympy expression of srepr ``text``, which must be only calls of sympy's public
-    names with constant arguments (checked before it is evaluated: a damaged or foreign
-    file is refused, never run)."""
-    import ast
+    """The sympy expression of srepr ``text``, which must be only calls of sympy's
+    constructors (:data:`_SREPR_NAMES`) with constant arguments, powers only to a number of
+    magnitude at most 64 (checked before it is evaluated: a damaged or foreign file is
+    refused, never run, and cannot ask for a huge power)."""
     tree = ast.parse(text, mode="eval")
     for node in ast.walk(tree):
         if isinstance(node, ast.Name):
-            if node.id not in namespace:
+            if node.id not in _SREPR_NAMES or node.id not in namespace:
                 raise ValueError(node.id)
         elif isinstance(node, ast.Constant):
             if not isinstance(node.value, (int, str, bool)) and node.value is not None:
@@ -335,10 +345,28 @@ def _srepr_value(text: str, namespace: dict):
         elif isinstance(node, ast.Call):
             if not isinstance(node.func, ast.Name):
                 raise ValueError("call")
+            if node.func.id == "Pow" and not _small_number(node.args[1] if len(node.args) == 2 else None):
+                raise ValueError("a power that is not a small number")
         elif not isinstance(node, (ast.Expression, ast.keyword, ast.Load, ast.Tuple, ast.List,
                                    ast.UnaryOp, ast.USub)):
             raise ValueError(type(node).__name__)
     return eval(compile(tree, "<derivation>", "eval"), namespace)  # noqa: S307 - checked above
+
+
+def _small_number(node) -> bool:
+    """Whether srepr ``node`` is Integer(k) or Rational(a, b) with |k|, |a|, |b| <= 64, or a
+    named small number (Half, One, ...)."""
+    if isinstance(node, ast.Name):
+        return node.id in ("Half", "One", "Zero", "NegativeOne")
+    if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("Integer", "Rational")):
+        return False
+    values = []
+    for a in node.args:
+        v = a.operand if isinstance(a, ast.UnaryOp) else a
+        if not (isinstance(v, ast.Constant) and type(v.value) is int):
+            return False
+        values.append(v.value)
+    return bool(values) and all(abs(v) <= 64 for v in values)
 
 
 _loaded: dict = {}

@@ -90,6 +90,17 @@ def test_unordered_breakpoints_are_refused_in_text_as_in_sympy():
     ((Piece("-oo", "x", "0"), Piece("x", "oo", "x")), "'x'"),
     ((Piece("-oo", "0", "0"), Piece("0", "oo", "x +")), "not arithmetic"),
     ((Piece("-oo", "0", "0"), Piece("0", "oo", "__import__('os')")), "only numbers"),
+    # text that would run code in sympy's string parser, hang or exhaust memory
+    ((Piece("-oo", "0", "0"), Piece("0", "oo", "x/(1 - 1) + __import__('os').system('true')")), "only numbers"),
+    ((Piece("-oo", "0", "0"), Piece("0", "oo", "x**10**9")), "exponent"),
+    ((Piece("-oo", "0", "0"), Piece("0", "oo", "x**20000")), "exponent"),
+    ((Piece("-oo", "0", "0"), Piece("0", "oo", "9**9**9")), "exponent"),
+    ((Piece("-oo", "0", "0"), Piece("0", "oo", "((x**64)**64)**64")), "degree"),
+    ((Piece("-oo", "0", "0"), Piece("0", "oo", "1e400*x")), "magnitude"),
+    ((Piece("-oo", "0", "0"), Piece("0", "oo", "(-1)**0.5*x")), "not real"),
+    ((Piece("-oo", "0", "0"), Piece("0", "oo", "-" * 999 + "x")), "nested"),
+    ((Piece("-oo", "0", "0"), Piece("0", "oo", "+".join(["x"] * 300000))), "at most 1000"),
+    ((Piece("-oo", "0", "0"), Piece("0", "oo", "x.real")), "only numbers"),
 ])
 def test_bad_text_is_refused_with_the_reason(pieces, message):
     with pytest.raises(ValueError, match=message):
@@ -128,3 +139,10 @@ def test_text_written_differently_is_the_same_activation():
     a = Activation("w", (Piece("-oo", "tau", "0"), Piece("tau", "oo", "x - tau")), (Parameter("tau", 0.0),))
     b = Activation("w", (Piece("-oo", "tau", "0"), Piece("tau", "oo", "-tau+x")), (Parameter("tau", 0.0),))
     assert a == b and hash(a) == hash(b)
+
+
+def test_text_without_a_value_at_some_parameters_is_refused_there_by_name():
+    pole = Activation("pole", (Piece("-oo", "0", "0"), Piece("0", "oo", "x/(tau - 1)")), (Parameter("tau", 0.0),))
+    assert pole.parameter_values(tau=2) == {"tau": 2}
+    with pytest.raises(ParameterError, match="pole.*no finite value"):
+        pole.parameter_values(tau=1)

@@ -45,6 +45,11 @@ def test_a_custom_activation_round_trips():
     json.dumps({n: "Symbol('q').__subclasses__()" for n in FORMULA_NAMES}),
     json.dumps({n: "Float(1e300 ** 2)" for n in FORMULA_NAMES}),
     json.dumps({n: "1" for n in FORMULA_NAMES}),
+    json.dumps({n: "sympify('1')" for n in FORMULA_NAMES}),  # sympy's string parser evaluates
+    json.dumps({n: "parse_expr('1')" for n in FORMULA_NAMES}),
+    json.dumps({n: "Pow(Integer(9), Pow(Integer(9), Integer(9)))" for n in FORMULA_NAMES}),  # a huge power
+    json.dumps({n: "Pow(Integer(2), Integer(100000))" for n in FORMULA_NAMES}),
+    json.dumps({n: "Add(" * 5000 + ")" * 5000 for n in FORMULA_NAMES}),
 ])
 def test_damaged_or_foreign_text_is_refused_not_run(text):
     with pytest.raises(ValueError, match="not a stored derivation"):
@@ -106,6 +111,15 @@ def test_code_read_from_text_computes_what_sympy_compiles():
     "def f(q, sigma_w2, sigma_b2, tau):\n    return q\ndef g():\n    return 1",
     "def f(q, sigma_w2, sigma_b2, tau:",
     None,
+    "def f(q, sigma_w2, sigma_b2, tau):\n    return 9**9**9",  # hangs if run
+    "def f(q, sigma_w2, sigma_b2, tau):\n    return q**9**9",
+    "def f(q, sigma_w2, sigma_b2, tau):\n    return q**tau",
+    "def f(q, sigma_w2, sigma_b2, tau):\n    return [0]*10**10",
+    "def f(q, sigma_w2, sigma_b2, tau):\n    return q()",
+    "def f(q, sigma_w2, sigma_b2, tau):\n    return 1e400*q",
+    "def f(q: print('x'), sigma_w2, sigma_b2, tau):\n    return q",
+    "def f(q, /, sigma_w2, sigma_b2, tau):\n    return q",
+    "def f(q, sigma_w2, sigma_b2, tau):\n    return " + "(" * 5000 + "q" + ")" * 5000,
 ])
 def test_foreign_code_is_refused_not_run(src):
     check_source("def f(q, sigma_w2, sigma_b2, tau):\n    return Phi(-tau/sqrt(q))*sigma_w2 + sigma_b2",
@@ -114,7 +128,8 @@ def test_foreign_code_is_refused_not_run(src):
         check_source(src, ("q", "sigma_w2", "sigma_b2", "tau"))
 
 
-@pytest.mark.parametrize("damage", ["drop a formula", "drop a printer", "foreign code", "formulas not text"])
+@pytest.mark.parametrize("damage", ["drop a formula", "drop a printer", "foreign code", "formulas not text",
+                                    "code not a mapping", "code a list", "printers a list"])
 def test_a_damaged_entry_is_refused(damage):
     act = get_activation("relu")
     entry = json.loads(json.dumps(symbolic.printed(act)))
@@ -124,8 +139,14 @@ def test_a_damaged_entry_is_refused(damage):
         del entry["code"]["mpmath"]
     elif damage == "foreign code":
         entry["code"]["mpmath"]["sparsity"] = "def f(q, sigma_w2, sigma_b2, tau):\n    return exit()"
-    else:
+    elif damage == "formulas not text":
         entry["formulas"]["chi1"] = 1
+    elif damage == "code not a mapping":
+        entry["code"]["mpmath"] = 5
+    elif damage == "code a list":
+        entry["code"]["mpmath"] = [[1]]
+    else:
+        entry["code"] = [["mpmath"], ["numpy"]]
     with pytest.raises(ValueError):
         read_entry(json.dumps(entry), act.parameter_names)
 
