@@ -499,7 +499,10 @@ class Activation:
             return False
         if self.__dict__["_text"] == other.__dict__["_text"] and self.definition == other.definition:
             return True
-        return self.pieces == other.pieces and self.symbols == other.symbols  # written differently: ask sympy
+        try:  # written differently: ask sympy
+            return self.pieces == other.pieces and self.symbols == other.symbols
+        except ValueError:  # one's pieces do not read as an activation: not the other
+            return False
 
     def __hash__(self):
         return hash(self.name)

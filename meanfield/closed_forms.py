@@ -55,7 +55,8 @@ _code_objects: dict = {}
 def set_derivation_store(load=None, save=None) -> None:
     """Take an activation's closed forms from ``load(activation, key)`` (the text
     :func:`entry` wrote, or None) before deriving them, and give new ones to
-    ``save(activation, key, text)`` (both None: no store). The core does no I/O itself."""
+    ``save(activation, key, text)`` (both None: no store). The core does no I/O itself.
+    Set it before the first closed form is compiled: what a process has compiled stays."""
     global _store
     _store = (load, save) if load is not None or save is not None else None
     _entries.clear()
