@@ -411,7 +411,7 @@ def kernel_map(init: InitialisationLike, q1: Real, q2: Real, q12: Real, *, digit
     1.0 4.0 0.636619772367581
     """
     digits = correlation_digits(digits)
-    init, _ = operating_point(init, digits=digits)
+    init, _ = operating_point(init, digits=digits, ctx=ctx)
     check_q(q1, "q1")
     check_q(q2, "q2")
     validation.real("q12", q12, "with |q12| <= sqrt(q1 q2)")
@@ -496,7 +496,7 @@ def correlation_map(init: InitialisationLike, c: Reals, *, q_star: Real | None =
     0.6964206555 1.0 1.0 +inf
     """
     digits = correlation_digits(digits)
-    init, q_star = operating_point(init, q_star, digits=digits, required=True)
+    init, q_star = operating_point(init, q_star, digits=digits, required=True, ctx=ctx)
     many = isinstance(c, (list, tuple)) or (hasattr(c, "__len__") and not isinstance(c, str))
     cs = [_check_c(v) for v in (c if many else [c])]
     with ctx.workdps(digits + GUARD_DIGITS):  # 1 + 1e-22 as a string passes float(c) <= 1
@@ -545,7 +545,7 @@ def correlation_fixed_points(init: InitialisationLike, *, q_star: Real | None = 
     ([(mpf('1.0'), 'marginal')], 'edge of chaos', mpf('+inf'))
     """
     digits = correlation_digits(digits)
-    init, q_star = operating_point(init, q_star, digits=digits, required=True)
+    init, q_star = operating_point(init, q_star, digits=digits, required=True, ctx=ctx)
     check_fixed_point(init, q_star, digits, ctx)
     with ctx.workdps(working_precision(init, digits, q_star)):
         cmap = _CorrelationMap(init, q_star, ctx)

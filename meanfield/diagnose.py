@@ -391,7 +391,7 @@ def diagnose(init: InitialisationLike, *, q_star: Real | None = None, depth: int
         width = validation.width(width)
     if q_star is not None:
         check_q(q_star, "q_star")
-    solution = init.at_digits(digits) if hasattr(init, "at_digits") else init
+    solution = init.at_digits(digits, ctx) if hasattr(init, "at_digits") else init
     init, own = operating_point(solution)
     report = getattr(solution, "fixed_points", None) if own is not None else None
     if not isinstance(report, FixedPointReport) or report.digits < digits:

@@ -107,12 +107,13 @@ class EoCSolution(Displayed):
                   ("q_star", "tau", "m", "sigma_w2", "sigma_b2", "chi1", "v_prime", "v_second", "sparsity")}
         return {"activation": self.init.activation.name, **values, **self.fixed_points.to_dict(d)}
 
-    def at_digits(self, digits: int) -> "EoCSolution":
+    def at_digits(self, digits: int, ctx: Context = mpmath.mp) -> "EoCSolution":
         """This solution if it carries ``digits``, else the EoC solved again at ``digits`` with
-        the same activation parameters (so chi_1(q*) = 1 holds to the new digits)."""
+        the same activation parameters (so chi_1(q*) = 1 holds to the new digits), in the
+        mpmath context ``ctx``."""
         if digits <= self.digits:
             return self
-        return eoc_parameters(self.init.activation, q_star=self.q_star, digits=digits,
+        return eoc_parameters(self.init.activation, q_star=self.q_star, digits=digits, ctx=ctx,
                               **self.init.parameters)
 
 

@@ -84,7 +84,7 @@ def jacobian_spectrum(init: InitialisationLike, *, q_star: Real | None = None, d
     layer at ``q_star`` (taken from an EoCSolution when one is given)."""
     depth = validation.depth(depth)
     digits = check_digits(digits)
-    init, q_star = operating_point(init, q_star, digits=digits, required=True)
+    init, q_star = operating_point(init, q_star, digits=digits, required=True, ctx=ctx)
     act = init.activation
     if dirac_part(act, 1):
         raise ParameterError(f"{act.name} has jumps: phi' has Dirac masses there and the "

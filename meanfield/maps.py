@@ -301,17 +301,18 @@ def check_q(q, name: str = "q"):
     return q
 
 
-def operating_point(init, q_star=None, *, digits=None, required=False) -> tuple[Initialisation, Any]:
+def operating_point(init, q_star=None, *, digits=None, required=False, ctx=mpmath.mp) -> tuple[Initialisation, Any]:
     """(Initialisation, q*) of an operating point given as an :class:`Initialisation` (q* as
     given, or None) or as an EoC solution (:class:`meanfield.eoc.EoCSolution`: its own q*
     unless one is given; solved again if it carries fewer than ``digits``, since an EoC
     known to 20 digits is chaotic or ordered at 60). ``required``: a missing q* is an
-    error. The one place where "an Initialisation or an EoC solution?" is decided."""
+    error; ``ctx``: the mpmath context of a solve again. The one place where "an
+    Initialisation or an EoC solution?" is decided."""
     if isinstance(init, Initialisation):
         own = None
     elif isinstance(getattr(init, "init", None), Initialisation) and hasattr(init, "q_star"):
         if digits is not None and hasattr(init, "at_digits"):
-            init = init.at_digits(digits)
+            init = init.at_digits(digits, ctx)
         init, own = init.init, init.q_star
     else:
         raise ParameterError(f"expected an Initialisation or an EoCSolution, got {type(init).__name__}")

@@ -90,3 +90,26 @@ def test_diagnosis(pair):
     _same([a.margin, a.v_prime, a.v_second], [b.margin, b.v_prime, b.v_second])
     c = diagnose(sol.init, q_star=sol.q_star, digits=DIGITS, ctx=pair)
     assert c.verdict == a.verdict
+
+
+def test_a_solution_solved_again_at_more_digits_is_solved_in_ctx(pair, monkeypatch):
+    """A solution carrying fewer digits than asked is solved again (EoCSolution.at_digits,
+    through maps.operating_point): in ``ctx``, never touching the global context (which a
+    thread running beside would see)."""
+    owner = next(k for k in type(mpmath.mp).__mro__ if "prec" in vars(k))
+    prec = vars(owner)["prec"]
+    touched = []
+
+    def spy(self, value):
+        if self is mpmath.mp:
+            touched.append(value)
+        prec.fset(self, value)
+
+    coarse = mf.eoc_parameters("cst", sparsity="0.8", v_prime="0.9", digits=15, ctx=pair)
+    monkeypatch.setattr(owner, "prec", property(prec.fget, spy))
+    d = diagnose_eoc(coarse, digits=DIGITS, ctx=pair)
+    correlation_map(coarse, "0.3", digits=DIGITS, ctx=pair)
+    jacobian_spectrum(coarse, depth=10, digits=DIGITS, ctx=pair)
+    monkeypatch.undo()
+    assert touched == []
+    assert d.verdict == diagnose_eoc(_solution(mpmath.mp), digits=DIGITS).verdict

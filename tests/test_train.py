@@ -930,3 +930,22 @@ def test_a_finite_blow_up_is_recorded_as_diverged(tmp_path, monkeypatch):
     monkeypatch.setattr(T, "training_step", rising_23_fold)
     rising = T.train(T.TrainConfig(**{**SMALL, "loss_every": 1, "epochs": 3}), small_data(), progress=False)
     assert rising.status == "ok"  # 23-fold above its start: within the rule
+
+
+def test_runs_in_threads_leave_mpmath_s_precision_alone():
+    """Two initialisations and diagnoses side by side in threads, each in its thread's own
+    mpmath context: the global precision is untouched and each gives what one alone does."""
+    import concurrent.futures
+
+    import mpmath
+
+    from meanfield.nn.train import TrainConfig, _diagnosis, initialisation
+    configs = [TrainConfig("cst", 0.85, v_prime=v, depth=30) for v in (0.5, 0.7, 0.9, 0.6)]
+    alone = [float(initialisation(c).sigma_w2) for c in configs]
+    before = mpmath.mp.prec
+    _diagnosis.cache_clear()
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        verdicts = list(pool.map(lambda c: T.diagnosis(c), configs * 2))
+    assert mpmath.mp.prec == before
+    assert verdicts[:4] == verdicts[4:]
+    assert alone == [float(initialisation(c).sigma_w2) for c in configs]

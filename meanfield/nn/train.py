@@ -35,10 +35,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
+import mpmath
 import numpy as np
 
 from .. import validation
 from .._files import atomic_write, json_safe
+from .._jobs import thread_context
 from .._display import Displayed
 from .._progress import bar as progress_bar
 from ..errors import DataError, NoSolutionError, ParameterError
@@ -330,12 +332,14 @@ def _fmt(v) -> str:
     return "" if v == "" else (str(v) if isinstance(v, int) else f"{float(v):.6g}")
 
 
-def initialisation(config: TrainConfig):
-    """The :class:`~meanfield.eoc.EoCSolution` of ``config``."""
+def initialisation(config: TrainConfig, ctx=None):
+    """The :class:`~meanfield.eoc.EoCSolution` of ``config`` (in the mpmath context
+    ``ctx``; default mpmath's global one)."""
     from ..eoc import eoc_parameters
     return eoc_parameters(config.activation, repr(config.sparsity), q_star=repr(config.q_star),
                           clip=None if config.clip is None else repr(config.clip),
-                          v_prime=None if config.v_prime is None else repr(config.v_prime), digits=15)
+                          v_prime=None if config.v_prime is None else repr(config.v_prime), digits=15,
+                          ctx=mpmath.mp if ctx is None else ctx)
 
 
 def diagnosis(config: TrainConfig) -> tuple[str, str]:
@@ -352,7 +356,8 @@ def _diagnosis(activation, sparsity, clip, v_prime, q_star, depth):
     from ..diagnose import diagnose_eoc
     config = TrainConfig(activation, sparsity, clip=clip, v_prime=v_prime, q_star=q_star, depth=depth)
     try:
-        d = diagnose_eoc(initialisation(config), depth=depth)
+        ctx = thread_context()  # runs trained side by side in threads must not share mpmath's precision
+        d = diagnose_eoc(initialisation(config, ctx), depth=depth, ctx=ctx)
     except NoSolutionError as exc:
         return "undiagnosed", " ".join(str(exc).split())
     return d.verdict, d.reason
@@ -550,7 +555,7 @@ def train(config: TrainConfig, data, *, directory=None, resume: bool = False, ov
     if not isinstance(config, TrainConfig):
         raise ParameterError(f"config must be a TrainConfig, got {type(config).__name__}")
     xtr, ytr, xva, yva, xte, yte = prepare_data(data, config)
-    sol = initialisation(config)
+    sol = initialisation(config, thread_context())  # its values are read as floats below
     seeds = np.random.SeedSequence(config.seed).spawn(2)
     net = MLP.initialise(sol, width=config.width, depth=config.depth, input_dim=xtr.shape[1],
                          outputs=config.outputs, dtype=config.dtype,
