@@ -371,7 +371,7 @@ class _PiecesField:
 #: Every number given to meanfield must be 0 or of magnitude in [1e-100, 1e30]: the
 #: float64 interval arithmetic that certifies the fixed-point search neither overflows
 #: nor underflows there.
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, repr=False)
 class Activation:
     """A piecewise-polynomial activation: a name, pieces and parameters.
 
@@ -506,6 +506,12 @@ class Activation:
 
     def __hash__(self):
         return hash(self.name)
+
+    def __repr__(self):  # the pieces as given: reading text pieces would import sympy
+        pieces = ", ".join(f"Piece({p.lower!r}, {p.upper!r}, {p.poly!r})" if p.is_text() else repr(p)
+                           for p in self.__dict__["_given"])
+        return (f"Activation({self.name!r}, ({pieces},), {self.parameters!r}, "
+                f"sparsity_rule={self.sparsity_rule!r}, label={self.label!r})")
 
     @property
     def has_zero_piece(self) -> bool:

@@ -146,3 +146,16 @@ def test_text_without_a_value_at_some_parameters_is_refused_there_by_name():
     assert pole.parameter_values(tau=2) == {"tau": 2}
     with pytest.raises(ParameterError, match="pole.*no finite value"):
         pole.parameter_values(tau=1)
+
+
+def test_the_repr_of_a_text_activation_is_its_text_and_reads_back():
+    import subprocess
+    import sys
+    code = ("import sys; from meanfield.activations import CST; r = repr(CST); "
+            "print('sympy' in sys.modules, \"Piece('tau', 'tau + m', 'x - tau')\" in r)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout.split()
+    assert out == ["False", "True"]  # printing a built-in does not import sympy
+    from meanfield.activations import CST, SparsityRule
+    names = {"Activation": Activation, "Piece": Piece, "Parameter": Parameter, "SparsityRule": SparsityRule,
+             "inf": float("inf")}
+    assert eval(repr(CST), names) == CST  # noqa: S307 - our own repr
