@@ -42,6 +42,13 @@ random images of the same shape, said in the output).
 Run: ``python benchmarks/bench_epoch.py [--steps N] [--depth L] [--width N]`` (default: a
 full epoch of the protocol's network, about four minutes with PyTorch; ``--steps 60``
 takes under a minute; ``--depth 30`` or another ``--width``: the same at that size).
+
+``--depths 1,10,30,100`` prints instead how the step's cost grows with depth: the median
+sparse and dense Adam step at each depth (the two taking turns in blocks, as in 3), their
+ratio, and a least-squares line through each: its slope is the cost of one hidden layer,
+its intercept the cost of the rest (input and output layers, the loss, the calls), so that
+the ratio of the slopes is the speedup a deep network tends to and the intercepts say why
+a shallow one gains less, or more.
 """
 
 from __future__ import annotations
@@ -296,12 +303,50 @@ def sgd(net, cfg, x, y, batches):
     return out
 
 
+def depth_scan(depths, width, steps=40):
+    """Median sparse and dense Adam steps at each depth, and the lines through them."""
+    print(f"Step cost by depth: width {width}, batch {BATCH}, cst s = {S}, V' = 0.7, float32, Adam; "
+          f"median of {steps} steps each, sparse and dense taking turns; {os.cpu_count()} CPUs, "
+          f"load average {os.getloadavg()[0]:.2f}")
+    print(f"   {'depth':>5} {'sparse ms':>10} {'dense ms':>9} {'ratio':>6}")
+    rows = []
+    for depth in depths:
+        cfg = T.TrainConfig("cst", S, v_prime=0.7, **{**{k: v for k, v in T.PROTOCOL.items() if k != "epochs"},
+                                                      "depth": depth, "width": width})
+        x, y, *_ = data(cfg)
+        net = MLP.initialise(T.initialisation(cfg), width=width, depth=depth, input_dim=784, seed=0)
+        order = np.random.default_rng(0).permutation(len(x))
+        batches = [order[i * BATCH:(i + 1) * BATCH] for i in range(steps)]
+        methods = {"sparse": ours(net.copy(), "numba", cfg), "dense": ours(net.copy(), "dense", cfg)}
+        _, median, _ = interleaved(methods, x, y, batches)
+        rows.append((depth, median["sparse"], median["dense"]))
+        print(f"   {depth:5d} {median['sparse'] * 1e3:10.2f} {median['dense'] * 1e3:9.2f} "
+              f"{median['dense'] / median['sparse']:5.2f}x", flush=True)
+    if len(rows) >= 2:
+        d = np.array([r[0] for r in rows], dtype=float)
+        fits = {k: np.polyfit(d, np.array([r[i] for r in rows]) * 1e3, 1) for i, k in ((1, "sparse"), (2, "dense"))}
+        for k, (slope, icept) in fits.items():
+            print(f"   {k:>6}: {slope:.3f} ms per hidden layer + {icept:.2f} ms (least squares over the depths)")
+        print(f"   per hidden layer: {fits['dense'][0] / fits['sparse'][0]:.2f}x; the rest: "
+              f"{fits['dense'][1] / fits['sparse'][1]:.2f}x")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--steps", type=int, default=None, help="time the first N steps (default: the epoch)")
     ap.add_argument("--depth", type=int, default=DEPTH, help=f"hidden layers (default {DEPTH})")
     ap.add_argument("--width", type=int, default=WIDTH, help=f"hidden width (default {WIDTH})")
+    ap.add_argument("--depths", help="instead: the step's cost at these depths (e.g. 1,10,30,100)")
     a = ap.parse_args(argv)
+    if a.depths:
+        try:
+            depths = [int(v) for v in a.depths.split(",") if v.strip()]
+        except ValueError:
+            ap.error(f"--depths: comma-separated whole numbers, got {a.depths!r}")
+        if not depths or min(depths) < 1:
+            ap.error("--depths: at least one depth, each >= 1")
+        depth_scan(depths, a.width)
+        return
     cfg = T.TrainConfig("cst", S, v_prime=0.7, **{**{k: v for k, v in T.PROTOCOL.items() if k != "epochs"},
                                                   "depth": a.depth, "width": a.width})
     x, y, xt, yt, what = data(cfg)
