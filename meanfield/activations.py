@@ -235,9 +235,6 @@ def _text_to_sympy(text: str, names: dict):
     sp = _sympy()
     if text.strip() in ("oo", "+oo", "-oo"):
         return -sp.oo if text.strip() == "-oo" else sp.oo
-    ops = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
-           ast.Div: operator.truediv, ast.Pow: operator.pow}
-
     def build(node):
         if isinstance(node, ast.Expression):
             return build(node.body)
@@ -248,7 +245,7 @@ def _text_to_sympy(text: str, names: dict):
                 raise ValueError(f"{text!r} uses {node.id!r}, which is not x or a parameter")
             return names[node.id]
         if isinstance(node, ast.BinOp):
-            return ops[type(node.op)](build(node.left), build(node.right))
+            return _BINARY[type(node.op)](build(node.left), build(node.right))  # sympy's operators
         return -build(node.operand) if isinstance(node.op, ast.USub) else build(node.operand)
 
     return build(_parse(text))

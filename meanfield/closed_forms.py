@@ -45,6 +45,10 @@ CODE_NAMES = frozenset({"Phi", "phi", "erf", "erfc", "sqrt", "exp", "log", "pi",
                         "inf", "not_equal", "less", "greater", "less_equal", "greater_equal", "logical_and",
                         "logical_or", "logical_not", "True", "False"})
 _FORMAT = 2  # of the stored text: 1 held srepr only
+#: The largest stored text read (a derivation of a built-in is about 20 kB).
+_MAX_TEXT = 2_000_000
+#: The largest magnitude of a number in a power's exponent in stored code.
+_MAX_EXPONENT = 64
 
 #: ``(load, save)`` set by :func:`set_derivation_store`.
 _store = None
@@ -139,12 +143,6 @@ def read_entry(text: str, parameters: tuple[str, ...]) -> dict:
         for src in code[printer].values():
             check_source(src, arguments)
     return data
-
-
-#: The largest stored text read (a derivation of a built-in is about 20 kB).
-_MAX_TEXT = 2_000_000
-#: The largest magnitude of a number in a power's exponent in stored code.
-_MAX_EXPONENT = 64
 
 
 def check_source(src, arguments: tuple[str, ...]) -> None:
