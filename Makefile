@@ -29,6 +29,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_sparse.py
 	$(BIN)/meanfield data mnist   # bench_epoch.py trains on MNIST (random images without it)
 	$(BIN)/python benchmarks/bench_epoch.py
+	$(BIN)/python benchmarks/bench_throughput.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis out
