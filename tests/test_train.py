@@ -686,7 +686,7 @@ def test_run_grid_on_a_dask_cluster(tmp_path):
     # the same numbers up to float32 rounding: a dask worker gives BLAS one thread, which
     # changes the summation order of the dense (ReLU) passes
     flat = lambda r: np.concatenate([np.ravel(np.asarray(v, float)) for e in r.epochs  # noqa: E731
-                                     for k, v in sorted(e.items()) if k not in ("seconds", "cpu_seconds")])
+                                     for k, v in sorted(e.items()) if k not in ("seconds", "cpu_seconds", "backend")])
     for a, b in zip(local, remote):
         assert a.config == b.config
         np.testing.assert_allclose(flat(a), flat(b), rtol=1e-4)
@@ -846,6 +846,29 @@ def test_study_summary_by_hand():
     assert c["within_2_points"] is False and c["surely_within_2_points"] is False
     text = reproduce.study_markdown(list(rows.values()))
     assert "| ReLU | 2 | 3 | 4-4-4 | 3 |" in text and "| 3 (1/3) | 5 (1/3) |" in text
+
+
+def test_study_note_counts_machine_time_and_passes():
+    """The machine time under a study's table: wall and CPU hours, CPU-seconds per second
+    (a run on one thread uses at most one), and the passes and threads each run trained
+    with, as its last epoch recorded them (journals from before the record say so)."""
+    a, b, c = (_curve("relu", 0.5, None, k, [0.9, 0.95]) for k in range(3))
+    for r, cpu, backend in ((a, 1.8, "numba (2 threads)"), (b, 0.9, "numba (1 threads)")):
+        for e in r.epochs:
+            e.update(seconds=1800.0, cpu_seconds=1800.0 * cpu, backend=backend)
+    for r in (a, b, c):
+        r.seconds = 3600.0
+    head = reproduce.study_note([a, b, c]).split("\n")[0]
+    # CPU time from a and b alone (c did not record it): (2 * 1800 * 1.8 + 2 * 1800 * 0.9) s
+    assert head.startswith("3 runs, 3.0 h of wall time; 2.7 CPU-hours over the epochs that recorded it "
+                           "(2 whole runs; 1.35 CPU-seconds per second).")
+    assert head.endswith("by run's last epoch: not recorded: 1; numba (1 threads): 1; numba (2 threads): 1.")
+
+
+def test_an_epoch_records_its_passes_and_threads():
+    for backend in ("numpy", "dense"):
+        r = T.train(T.TrainConfig(**{**SMALL, "epochs": 1, "backend": backend}), small_data(), progress=False)
+        assert r.epochs[0]["backend"] == mlp_module.describe_backend(backend)
 
 
 def test_a_dip_does_not_decide_a_run():

@@ -22,6 +22,7 @@ from its last epoch.
 
 from __future__ import annotations
 
+import collections
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -493,12 +494,16 @@ def study_note(results) -> str:
     correlation of the theory's verdicts with the measured accuracy
     (:func:`prediction_correlation`)."""
     hours = sum(r.seconds for r in results) / 3600
-    cpu = [e["cpu_seconds"] for r in results for e in r.epochs if "cpu_seconds" in e]
+    timed = [e for r in results for e in r.epochs if "cpu_seconds" in e]
     line = f"{len(results)} runs, {hours:.1f} h of wall time"
-    if cpu:
+    if timed:
         measured = sum(1 for r in results if r.epochs and all("cpu_seconds" in e for e in r.epochs))
-        line += f"; {sum(cpu) / 3600:.1f} CPU-hours over the epochs that recorded it ({measured} whole runs)"
-    lines = [line + " (each run on two cores)."]
+        cpu, wall = sum(e["cpu_seconds"] for e in timed), sum(e["seconds"] for e in timed)
+        rate = f"; {cpu / wall:.2f} CPU-seconds per second" if wall > 0 else ""
+        line += f"; {cpu / 3600:.1f} CPU-hours over the epochs that recorded it ({measured} whole runs{rate})"
+    backends = collections.Counter(r.epochs[-1].get("backend", "not recorded") for r in results if r.epochs)
+    lines = [line + ". Passes and threads, by run's last epoch: "
+             + "; ".join(f"{b}: {n}" for b, n in sorted(backends.items())) + "."]
     c = prediction_correlation(results)
     if c is None:
         lines.append("Rank correlation of the theory's verdicts with the accuracy: too few configurations.")

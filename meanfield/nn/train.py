@@ -46,7 +46,7 @@ from .._progress import bar as progress_bar
 from ..errors import DataError, NoSolutionError, ParameterError
 from . import _kernels as K
 from . import optimizers
-from .mlp import MLP, StepRefused, check_backend, cross_entropy, normalise_inputs
+from .mlp import MLP, StepRefused, check_backend, cross_entropy, describe_backend, normalise_inputs
 from .optimizers import Optimizer
 
 __all__ = ["TrainConfig", "TrainResult", "train", "OPTIMIZERS", "PROTOCOL", "DIVERGENCE_FACTOR", "LEARNT", "STOP_RULES", "PLATEAU", "BEST",
@@ -250,7 +250,8 @@ class TrainResult(Displayed):
     """``status``: "ok", "failed" (NaN or infinity) or "diverged" (a finite blow-up: the
     loss passed :data:`DIVERGENCE_FACTOR` times its start); ``failure`` says where and why;
     ``epochs``: one dict of metrics per finished epoch (``seconds``: its wall time;
-    ``cpu_seconds``: the processor time of every thread of the process over it); ``loss_curve``: (step, mean loss
+    ``cpu_seconds``: the processor time of every thread of the process over it; ``backend``: the
+    passes and threads it trained with, :func:`~meanfield.nn.describe_backend`); ``loss_curve``: (step, mean loss
     over the last ``loss_every`` steps); ``theory``: the EoC initialisation used."""
 
     config: TrainConfig
@@ -645,7 +646,8 @@ def train(config: TrainConfig, data, *, directory=None, resume: bool = False, ov
             "train_sparsity_layers": [float(v) for v in train_sp],
             "test_sparsity_layers": [float(v) for v in test_sp],
             "grad_norm_layers": [float(v) for v in np.sqrt(sq_norms / steps_per_epoch)],
-            "seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0})
+            "seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0,
+            "backend": describe_backend(backend)})
         if held is not None:
             result.epochs[-1].update(validation_loss=held[0], validation_accuracy=held[1])
         _stopped(result)
