@@ -87,3 +87,14 @@ def test_committed_csv_files_are_those_of_the_journal(journal):
         reproduce.table_csv(reproduce.summary(results))
     assert (journal.parent / "accuracy-by-epoch.csv").read_text(encoding="utf-8") == \
         reproduce.learning_curves_csv(reproduce.learning_curves(results))
+
+
+def test_the_documented_rank_correlation_is_that_of_the_journal():
+    """docs/mnist.md's rho of the theory's verdicts against the 10-epoch grid's accuracy is
+    what the code computes from the committed journal."""
+    from meanfield.nn import reproduce
+    text = (ROOT / "docs" / "mnist.md").read_text(encoding="utf-8")
+    found = re.search(r"\*\*rho = ([0-9.]+) \(p = ([0-9.e-]+)\)\*\*", text)
+    assert found, "docs/mnist.md: the 10-epoch grid's rank correlation is missing"
+    rho, p, n = reproduce.prediction_correlation(reproduce.stored_results(JOURNAL))
+    assert (found.group(1), float(found.group(2)), n) == (f"{rho:.3f}", float(f"{p:.2g}"), 17)
