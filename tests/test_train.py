@@ -853,7 +853,7 @@ def test_study_note_counts_machine_time_and_passes():
     (a run on one thread uses at most one), and the passes and threads each run trained
     with, as its last epoch recorded them (journals from before the record say so)."""
     a, b, c = (_curve("relu", 0.5, None, k, [0.9, 0.95]) for k in range(3))
-    for r, cpu, backend in ((a, 1.8, "numba (2 threads)"), (b, 0.9, "numba (1 threads)")):
+    for r, cpu, backend in ((a, 1.8, "numba (2 threads)"), (b, 0.9, "numba (1 thread)")):
         for e in r.epochs:
             e.update(seconds=1800.0, cpu_seconds=1800.0 * cpu, backend=backend)
     for r in (a, b, c):
@@ -862,7 +862,7 @@ def test_study_note_counts_machine_time_and_passes():
     # CPU time from a and b alone (c did not record it): (2 * 1800 * 1.8 + 2 * 1800 * 0.9) s
     assert head.startswith("3 runs, 3.0 h of wall time; 2.7 CPU-hours over the epochs that recorded it "
                            "(2 whole runs; 1.35 CPU-seconds per second).")
-    assert head.endswith("by run's last epoch: not recorded: 1; numba (1 threads): 1; numba (2 threads): 1.")
+    assert head.endswith("by run's last epoch: not recorded: 1; numba (1 thread): 1; numba (2 threads): 1.")
 
 
 def test_an_epoch_records_its_passes_and_threads():

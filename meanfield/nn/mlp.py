@@ -101,8 +101,8 @@ def describe_backend(backend: str = "auto") -> str:
     """
     b = check_backend(backend)
     if b == "numba":
-        return (f"numba (compiled sparse passes, numba {K.numba.__version__}, "
-                f"{K.numba.config.NUMBA_NUM_THREADS} threads)")
+        n = K.numba.config.NUMBA_NUM_THREADS
+        return f"numba (compiled sparse passes, numba {K.numba.__version__}, {n} thread{'' if n == 1 else 's'})"
     if b == "numpy":
         return "numpy (vectorized sparse passes" + ("" if K.HAVE_NUMBA else
                                                     f"; numba is missing: {K.NUMBA_ERROR}") + ")"
