@@ -74,6 +74,13 @@ DEPTH, WIDTH, S, BATCH, BLOCK, PAUSE = 100, 300, 0.85, 128, 40, 0.5
 PHASES = ("forward", "loss", "deltas", "bound", "update")
 
 
+def protocol(depth=DEPTH, width=WIDTH) -> T.TrainConfig:
+    """The benchmarked network's training configuration: CST at s = S, V'(q*) = 0.7, the
+    protocol's optimiser and batch, at ``depth`` and ``width``."""
+    return T.TrainConfig("cst", S, v_prime=0.7, **{**{k: v for k, v in T.PROTOCOL.items() if k != "epochs"},
+                                                   "depth": depth, "width": width})
+
+
 def data(cfg):
     """The protocol's inputs (rows of mean square 1, as ``meanfield train`` prepares them) and labels."""
     from meanfield.datasets import mnist
@@ -311,8 +318,7 @@ def depth_scan(depths, width, steps=40):
     print(f"   {'depth':>5} {'sparse ms':>10} {'dense ms':>9} {'ratio':>6}")
     rows = []
     for depth in depths:
-        cfg = T.TrainConfig("cst", S, v_prime=0.7, **{**{k: v for k, v in T.PROTOCOL.items() if k != "epochs"},
-                                                      "depth": depth, "width": width})
+        cfg = protocol(depth, width)
         x, y, *_ = data(cfg)
         net = MLP.initialise(T.initialisation(cfg), width=width, depth=depth, input_dim=784, seed=0)
         order = np.random.default_rng(0).permutation(len(x))
@@ -347,8 +353,7 @@ def main(argv=None):
             ap.error("--depths: at least one depth, each >= 1")
         depth_scan(depths, a.width)
         return
-    cfg = T.TrainConfig("cst", S, v_prime=0.7, **{**{k: v for k, v in T.PROTOCOL.items() if k != "epochs"},
-                                                  "depth": a.depth, "width": a.width})
+    cfg = protocol(a.depth, a.width)
     x, y, xt, yt, what = data(cfg)
     net = MLP.initialise(T.initialisation(cfg), width=a.width, depth=a.depth, input_dim=784, seed=0)
     order = np.random.default_rng(0).permutation(len(x))

@@ -44,24 +44,18 @@ def worker(depth: int, steps: int) -> None:
     """Time ``steps`` sparse Adam steps at ``depth``; print {"ms": per step} as JSON."""
     sys.path.insert(0, str(HERE))
     import bench_epoch as B
-    from meanfield.nn import MLP, optimizers
+    from meanfield.nn import MLP
     from meanfield.nn import train as T
-    cfg = T.TrainConfig("cst", B.S, v_prime=0.7, **{**{k: v for k, v in T.PROTOCOL.items() if k != "epochs"},
-                                                     "depth": depth})
+    cfg = B.protocol(depth)
     x, y, *_ = B.data(cfg)
-    net = MLP.initialise(T.initialisation(cfg), width=300, depth=depth, input_dim=784, seed=0)
-    opt = optimizers.make(cfg, net.buffer.size, net.dtype)
-    grad = np.empty_like(net.buffer)
+    net = MLP.initialise(T.initialisation(cfg), width=cfg.width, depth=depth, input_dim=784, seed=0)
     order = np.random.default_rng(0).permutation(len(x))
-
-    def step(i):
+    step = B.ours(net, "numba", cfg)  # the step of meanfield train
+    for i in range(10 + steps):
+        if i == 10:
+            t0 = time.perf_counter()
         idx = order[i * B.BATCH:(i + 1) * B.BATCH]
-        T.training_step(net, opt, x[idx], y[idx], "numba", grad, owned=True)
-    for i in range(10):
-        step(i)
-    t0 = time.perf_counter()
-    for i in range(10, 10 + steps):
-        step(i)
+        step(x[idx], y[idx])
     print(json.dumps({"ms": (time.perf_counter() - t0) / steps * 1e3}), flush=True)
 
 

@@ -20,6 +20,10 @@ and the best clipped configuration at s = 0.85), the best clipped configuration 
 from the long study's validation accuracy (never its test accuracy); if it is not the one
 the ``sgd`` grid holds, the script stops and says so.
 
+Two drivers, each with its own studies (``--plan``) and ``NUMBA_NUM_THREADS=1``, finish
+more runs per hour on a two-core machine than one on both cores
+(``benchmarks/bench_throughput.py``; docs/mnist.md gives the commands).
+
 Prints one line per run started and finished, with the epoch at which it stopped, its
 final validation and test accuracy and its hours.
 """
