@@ -5,6 +5,8 @@ writes files (the training harness, the data cache, the command line, the journa
   replaces it, so a reader never sees a half-written file and an interrupted write leaves
   the old one; a file that cannot be written raises :class:`~meanfield.errors.ParameterError`
   (or the error class given) naming the file and the cause.
+- :func:`locked`: an exclusive lock on a file for a ``with`` block, so that processes
+  sharing a journal or a run directory take turns instead of tearing each other's lines.
 - :func:`json_safe`: numpy scalars and arrays as Python numbers and lists, NaN and infinity
   as None, so that ``json.dumps(..., allow_nan=False)`` writes strict JSON.
 
@@ -18,14 +20,20 @@ import math
 import numbers
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from .errors import ParameterError
+from .errors import InUseError, ParameterError
 
-__all__ = ["cache_root", "check_writable", "atomic_write", "write_figure", "json_safe"]
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; there, one process per journal and run directory
+    fcntl = None
+
+__all__ = ["cache_root", "check_writable", "atomic_write", "write_figure", "json_safe", "locked"]
 
 
 def cache_root() -> Path:
@@ -116,6 +124,39 @@ def _not_a_directory(directory: Path) -> str | None:
             return (f"{above} is not a directory" if not above.is_dir()
                     else f"the directory {directory} does not exist")
     return f"the directory {directory} does not exist"
+
+
+@contextmanager
+def locked(file, *, wait: bool = True, busy: str = "is in use by another process"):
+    """Hold an exclusive advisory lock (POSIX ``flock``) on ``file``, an open file or a path
+    (created if missing), for the ``with`` block. Another process taking the same lock
+    waits for it (``wait``), or gets :class:`~meanfield.errors.InUseError`: the file's name
+    followed by ``busy``. The lock belongs to the open file, so a killed process leaves none
+    behind, and two opens of one file exclude each other even within a process. Where
+    ``flock`` is missing (Windows) the block runs unlocked."""
+    own = not hasattr(file, "fileno")
+    if own:
+        try:
+            fd = os.open(file, os.O_RDWR | os.O_CREAT, 0o644)
+        except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
+            raise ParameterError(f"{file}: cannot be opened to lock it "
+                                 f"({getattr(exc, 'strerror', None) or exc})") from None
+    else:
+        fd = file.fileno()
+    try:
+        if fcntl is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            except BlockingIOError:
+                raise InUseError(f"{file if own else file.name} {busy}") from None
+        try:
+            yield
+        finally:
+            if fcntl is not None:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        if own:
+            os.close(fd)
 
 
 def json_safe(value):

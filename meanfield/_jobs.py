@@ -9,6 +9,8 @@
 - **Resumable**: with a ``journal`` file every finished task is appended to it (one JSON
   line, flushed at once), and a rerun of the same job skips what the journal holds. An
   interrupted job (Ctrl-C, a killed process) loses at most the tasks that were running.
+  Processes sharing a journal take turns on it (an exclusive lock while one reads it or
+  appends a line), so none reads another's half-written line or cuts it off.
   The journal's first line names the job, so that a journal of another job is refused
   instead of being mixed in. A journal that cannot be opened, read or written (a read-only
   directory, a full disk, a path through a file) is a :class:`ParameterError` naming the
@@ -27,6 +29,7 @@ import threading
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from ._files import locked
 from ._progress import bar as progress_bar
 from .errors import ParameterError
 
@@ -141,17 +144,23 @@ def run_tasks(func: Callable, tasks: Sequence[tuple[str, tuple]], *, job: dict, 
         path = Path(journal)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            if path.exists():
-                wanted = set(keys)
-                stored = _read_journal(path, job)  # its own errors say what is wrong
-                try:
-                    results = {k: decode(k, v) for k, v in stored.items() if k in wanted}
-                except (KeyError, TypeError, ValueError, AttributeError, ArithmeticError):
-                    raise ParameterError(f"journal {path} is corrupt: delete it to start afresh") from None
+            existed = path.exists()
             fh = open(path, "a", encoding="utf-8")
-            if fh.tell() == 0:
-                fh.write(json.dumps({"format": _FORMAT, "job": job}) + "\n")
-                fh.flush()
+            with locked(fh):  # another process appending to it finishes its line first
+                if existed:
+                    wanted = set(keys)
+                    stored = _read_journal(path, job)  # its own errors say what is wrong
+                    try:
+                        results = {k: decode(k, v) for k, v in stored.items() if k in wanted}
+                    except (KeyError, TypeError, ValueError, AttributeError, ArithmeticError):
+                        raise ParameterError(f"journal {path} is corrupt: delete it to start afresh") from None
+                if os.fstat(fh.fileno()).st_size == 0:
+                    fh.write(json.dumps({"format": _FORMAT, "job": job}) + "\n")
+                    fh.flush()
+        except ParameterError:
+            if fh is not None:
+                _close_quietly(fh)
+            raise
         except OSError as exc:
             if fh is not None:
                 _close_quietly(fh)
@@ -167,8 +176,9 @@ def run_tasks(func: Callable, tasks: Sequence[tuple[str, tuple]], *, job: dict, 
                 results[key] = result
                 if fh is not None:
                     try:
-                        fh.write(json.dumps({"key": key, "result": encode(result)}) + "\n")
-                        fh.flush()
+                        with locked(fh):  # a line is whole before another process reads or appends
+                            fh.write(json.dumps({"key": key, "result": encode(result)}) + "\n")
+                            fh.flush()
                     except OSError as exc:
                         raise _journal_error(path, exc) from None
                 bar.update(1)

@@ -18,11 +18,14 @@ so that no finished run is ever lost.
 Before the ``sgd`` study (the protocol the paper is reported to have used, on the baseline
 and the best clipped configuration at s = 0.85), the best clipped configuration is taken
 from the long study's validation accuracy (never its test accuracy); if it is not the one
-the ``sgd`` grid holds, the script stops and says so.
+the ``sgd`` grid holds, the script says so, skips the ``sgd`` study and goes on with the
+rest of the plan.
 
-Two drivers, each with its own studies (``--plan``) and ``NUMBA_NUM_THREADS=1``, finish
-more runs per hour on a two-core machine than one on both cores
-(``benchmarks/bench_throughput.py``; docs/mnist.md gives the commands).
+Two drivers, each with ``NUMBA_NUM_THREADS=1``, finish more runs per hour on a two-core
+machine than one on both cores (``benchmarks/bench_throughput.py``; docs/mnist.md gives
+the commands). They may share a study: a run another driver is training is skipped
+(its directory is locked while it trains), and each driver writes and commits a study's
+tables holding its journal, so the two never mix halves of each other's writes.
 
 Prints one line per run started and finished, with the epoch at which it stopped, its
 final validation and test accuracy and its hours.
@@ -39,7 +42,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from meanfield.errors import InUseError  # noqa: E402
 from meanfield.nn import reproduce  # noqa: E402
+from meanfield.nn.train import in_use, selected_epoch  # noqa: E402
 
 DEFAULT_PLAN = "long:0-2,depth30:0-4,sgd:0"
 
@@ -60,16 +65,17 @@ def parse_plan(text: str) -> list[tuple[str, list[int]]]:
 
 
 def best_clipped(journal: Path) -> dict | None:
-    """The clipped configuration at s = 0.85 with the highest mean final validation
-    accuracy in the long study (None until every key configuration has a finished run)."""
+    """The clipped configuration at s = 0.85 with the highest mean validation accuracy in
+    the long study, each run's taken at the epoch it is judged by (its best validation
+    epoch, ``selected_epoch``, as in study.md); None until every key configuration has a
+    finished run."""
     if not journal.exists():
         return None
-    runs = [r for r in reproduce.stored_results(journal)
-            if r.config.activation in ("crelu", "cst") and r.config.sparsity == 0.85 and r.epochs
-            and "validation_accuracy" in r.final]
     by: dict = {}
-    for r in runs:
-        by.setdefault((r.config.activation, r.config.v_prime), []).append(r.final["validation_accuracy"])
+    for r in reproduce.stored_results(journal):
+        chosen = selected_epoch(r)
+        if r.config.activation in ("crelu", "cst") and r.config.sparsity == 0.85 and chosen:
+            by.setdefault((r.config.activation, r.config.v_prime), []).append(chosen["validation_accuracy"])
     if len(by) < 5:
         return None
     (act, v), _ = max(by.items(), key=lambda kv: sum(kv[1]) / len(kv[1]))
@@ -121,7 +127,7 @@ def main(argv=None):
                 queue.append((rank, name, cfg))
     if a.order == "core-first":  # every step's core runs, then the rest; sgd waits for the long study
         queue.sort(key=lambda item: (item[1] == "sgd", not is_core(item[2]), item[0], item[2].seed))
-    checked_sgd = False
+    checked_sgd, sgd_refused = False, None
     for _, name, cfg in queue:
         out = ROOT / "results" / f"mnist-{name}"
         journal = out / "runs.jsonl"
@@ -129,33 +135,50 @@ def main(argv=None):
         if journal.exists() and key in {reproduce.run_key(r.config) for r in reproduce.stored_results(journal)}:
             print(f"{name}: {key}: done", flush=True)
             continue
+        runs_dir = reproduce.default_runs_dir(out)
+        if in_use(runs_dir / key):
+            print(f"{name}: {key}: {'running' if a.dry_run else 'skipped'}: another driver is training it",
+                  flush=True)
+            continue
         if a.dry_run:
             print(f"{name}: {key}: to run", flush=True)
             continue
-        if name == "sgd" and not checked_sgd:
-            check_sgd_grid()
-            checked_sgd = True
+        if name == "sgd":
+            if not checked_sgd:
+                sgd_refused, checked_sgd = sgd_grid_problem(), True
+                if sgd_refused:
+                    print(f"sgd: skipped: {sgd_refused}", flush=True)
+            if sgd_refused:
+                continue
         print(f"{name}: {key}: started {time.strftime('%Y-%m-%d %H:%M')}", flush=True)
-        [result] = reproduce.run_grid([cfg], journal=journal, runs_dir=reproduce.default_runs_dir(out),
-                                      progress=False)
-        results = reproduce.stored_results(journal)
-        reproduce.write_results(results, out)
-        print(f"{name}: {key}: {describe(result)}", flush=True)
-        if a.commit:
-            commit(out, f"MNIST study {name}: {key} finished ({describe(result)}); "
-                        f"{len(results)} runs in the journal")
+        try:
+            [result] = reproduce.run_grid([cfg], journal=journal, runs_dir=runs_dir, progress=False)
+        except InUseError as exc:  # another driver took it since the check above
+            print(f"{name}: {key}: skipped: {exc}", flush=True)
+            continue
+        with reproduce.locked_journal(journal):  # tables, figures and commit agree with the journal
+            results = reproduce.stored_results(journal)
+            reproduce.write_results(results, out)
+            print(f"{name}: {key}: {describe(result)}", flush=True)
+            if a.commit:
+                commit(out, f"MNIST study {name}: {key} finished ({describe(result)}); "
+                            f"{len(results)} runs in the journal")
 
 
-def check_sgd_grid():
-    """The sgd study trains the long study's best clipped configuration (by validation)."""
+def sgd_grid_problem() -> str | None:
+    """Why the sgd study cannot run yet (None if it can): it trains the long study's best
+    clipped configuration (by validation), which must be the one ``reproduce.grid('sgd')``
+    holds."""
     best = best_clipped(ROOT / "results" / "mnist-long" / "runs.jsonl")
     held = [g for g in reproduce.grid("sgd") if g["activation"] != "relu"]
     if best is None:
-        raise SystemExit("sgd: the long study has no finished run of every key configuration yet: "
-                         "run it first (the best clipped configuration is chosen on its validation split)")
+        return ("the long study has no finished run of every key configuration yet: run it first "
+                "(the best clipped configuration is chosen on its validation split)")
     if held != [best]:
-        raise SystemExit(f"sgd: the long study's best clipped configuration by validation accuracy is "
-                         f"{best}, not the sgd grid's {held}: change reproduce.grid('sgd') and docs/mnist.md")
+        return (f"the long study's best clipped configuration by validation accuracy is {best}, not the "
+                f"sgd grid's {held}: change reproduce.grid('sgd') and docs/mnist.md")
+    return None
+
 
 if __name__ == "__main__":
     main()

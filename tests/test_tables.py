@@ -40,13 +40,16 @@ from hypothesis import example, Phase, given, settings, strategies as st
 from scipy.integrate import quad
 from scipy.stats import norm
 
+from meanfield._files import locked
 from meanfield._jobs import check_jobs, run_tasks
 from meanfield.diagnose import diagnose
 from meanfield.eoc import eoc_parameters
-from meanfield.errors import ParameterError
+from meanfield.errors import InUseError, ParameterError
 from meanfield.tables import (COLUMNS, Configuration, StabilityRow, StabilityTable, configuration_grid,
                               paper_grid, parse_values, stability_table)
 from meanfield.testing.strategies import examples
+
+from _holder import held_by_another_process
 
 NO_SHRINK = (Phase.explicit, Phase.reuse, Phase.generate)
 DIGITS = 8
@@ -786,6 +789,39 @@ def test_run_tasks_journal_and_duplicate_keys(tmp_path):
     with pytest.raises(ParameterError, match="twice"):
         run_tasks(f, tasks + tasks[:1], job={"k": 1}, progress=False)
 
+
+
+def test_a_journal_line_another_process_is_writing_is_waited_for(tmp_path):
+    """Two processes share a journal: one is half-way through appending a line when the
+    other starts. The second waits for the line instead of cutting it off as torn (which
+    would lose that result and train it again), and takes it as done."""
+    path = tmp_path / "j.jsonl"
+    header = json.dumps({"format": "meanfield-journal-1", "job": {"k": 1}}) + "\n"
+    line = json.dumps({"key": "k0", "result": {"sq": 0, "pad": "x" * 20_000}}) + "\n"
+    path.write_text(header)
+    calls = []
+
+    def f(x):
+        calls.append(x)
+        return {"sq": x * x}
+
+    with held_by_another_process(path, head=line[:1000], tail=line[1000:]) as other:
+        other.release(after=0.5)  # the run below blocks on the lock until then
+        out = run_tasks(f, [("k0", (0,)), ("k1", (1,))], job={"k": 1}, progress=False, journal=path,
+                        decode=lambda key, d: d)
+    assert calls == [1] and out["k0"]["sq"] == 0 and out["k1"] == {"sq": 1}
+    assert _journal_keys(path)[1] == ["k0", "k1"]  # every line whole, each key once
+
+
+def test_a_lock_names_its_file_and_dies_with_its_process(tmp_path):
+    path = tmp_path / "x.lock"
+    with held_by_another_process(path) as other:
+        with pytest.raises(InUseError, match=re.escape(str(path)) + " is in use by another process"):
+            with locked(path, wait=False):
+                pass
+        other.kill()  # a killed holder leaves no lock behind
+        with locked(path, wait=False):
+            pass
 
 # -- (g) defects found by these tests (regression tests of the defects these tests found; all fixed) -------------
 

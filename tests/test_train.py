@@ -12,6 +12,7 @@ import math
 import os
 import re
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,13 +20,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from meanfield.cli import main
-from meanfield.errors import DataError, ParameterError
+from meanfield.errors import DataError, InUseError, ParameterError
 from meanfield.nn import MLP
 from meanfield.nn import mlp as mlp_module
 from meanfield.nn import _kernels as K
 from meanfield.nn import optimizers, reproduce
 from meanfield.nn import train as T
 
+from _holder import held_by_another_process
 from _mnist_files import arrays, pin, write_idx_dir
 
 
@@ -511,6 +513,74 @@ def test_minimum_grid_covers_what_the_issue_asks():
 
 TINY = dict(depth=2, width=16, epochs=1, batch_size=50, sparsity_sample=100)
 
+
+
+def test_a_run_another_process_is_training_is_refused_untouched(tmp_path):
+    """Two processes training one run directory would mix their checkpoints: the second is
+    refused with InUseError naming the directory, and writes nothing."""
+    data = small_data()
+    T.train(T.TrainConfig(**{**SMALL, "epochs": 1}), data, directory=tmp_path, progress=False)
+    before = {f.name: f.read_bytes() for f in tmp_path.iterdir() if f.name != T.LOCK}
+    assert not T.in_use(tmp_path)
+    with held_by_another_process(tmp_path / T.LOCK):
+        assert T.in_use(tmp_path)
+        with pytest.raises(InUseError, match=re.escape(str(tmp_path)) + ".*another process is training"):
+            T.train(T.TrainConfig(**SMALL), data, directory=tmp_path, resume=True, progress=False)
+        assert {f.name: f.read_bytes() for f in tmp_path.iterdir() if f.name != T.LOCK} == before
+    assert not T.in_use(tmp_path)
+    run = T.train(T.TrainConfig(**SMALL), data, directory=tmp_path, resume=True, progress=False)
+    assert len(run.epochs) == 3
+
+
+def _studies_script():
+    import importlib.util
+    path = Path(__file__).resolve().parents[1] / "scripts" / "mnist_studies.py"
+    spec = importlib.util.spec_from_file_location("mnist_studies", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_two_study_drivers_share_a_study(tmp_path, monkeypatch, capsys):
+    """scripts/mnist_studies.py skips a run another driver is training (its directory is
+    locked), whether it sees the lock before starting or only when the run refuses it."""
+    script = _studies_script()
+    monkeypatch.setattr(script, "ROOT", tmp_path)
+    monkeypatch.setenv("MEANFIELD_DATA", str(tmp_path / "cache"))
+    cfgs = reproduce.study_configs("long", seeds=1)
+    runs_dir = reproduce.default_runs_dir(tmp_path / "results" / "mnist-long")
+    busy = runs_dir / reproduce.run_key(cfgs[0])
+    busy.mkdir(parents=True)
+    with held_by_another_process(busy / T.LOCK):
+        script.main(["--plan", "long:0", "--dry-run"])
+        lines = capsys.readouterr().out.splitlines()
+        assert lines[0] == f"long: {reproduce.run_key(cfgs[0])}: running: another driver is training it"
+        assert len(lines) == len(cfgs) and all(line.endswith(": to run") for line in lines[1:])
+
+        def refused(configs_, **kwargs):  # the lock was taken between the check and the run
+            raise InUseError(f"{runs_dir / reproduce.run_key(configs_[0])} is held")
+
+        monkeypatch.setattr(script.reproduce, "run_grid", refused)
+        script.main(["--plan", "long:0"])
+        out = capsys.readouterr().out.splitlines()
+    assert out[0].endswith("skipped: another driver is training it")
+    assert all(": skipped: " in line for line in out[2::2]) and len(out) == 1 + 2 * (len(cfgs) - 1)
+    journal = tmp_path / "results" / "mnist-long" / "runs.jsonl"
+    assert not journal.exists()
+    # a run that finishes: the driver writes the study's tables from the journal it holds
+    header, entry = (Path(__file__).resolve().parents[1] / "results" / "mnist-long" / "runs.jsonl"
+                     ).read_text().splitlines()[:2]
+
+    def finished(configs_, **kwargs):
+        journal.parent.mkdir(parents=True, exist_ok=True)
+        journal.write_text(header + "\n" + entry + "\n")
+        return [T.TrainResult.from_dict(json.loads(entry)["result"])]
+
+    monkeypatch.setattr(script.reproduce, "run_grid", finished)
+    script.main(["--plan", "long:0"])
+    out = capsys.readouterr().out.splitlines()
+    assert sum("stopped by the best rule at epoch 57; test 0.9591" in line for line in out) == len(cfgs)
+    assert (journal.parent / "table.md").is_file() and (journal.parent / "study.md").is_file()
 
 def _tiny_configs():
     cs = [c for c in reproduce.configs("minimum", seeds=2, **TINY) if c.sparsity == 0.85 or c.sparsity == 0.5]

@@ -17,7 +17,9 @@ three V' targets. Runs go through :func:`meanfield._jobs.run_tasks` (joblib; a
 ``joblib.parallel_config(backend="dask")`` block moves them to a dask cluster), each
 finished run is appended to a journal at once, and a rerun skips what the journal holds;
 each run also checkpoints every epoch in its own directory, so an interrupted run resumes
-from its last epoch.
+from its last epoch. Several processes may run one grid (or one study) at once: each run's
+directory is held by the process training it (:func:`meanfield.nn.train.in_use`), and the
+journal by whoever is appending a line.
 """
 
 from __future__ import annotations
@@ -30,11 +32,11 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from .._files import atomic_write, write_figure
+from .._files import atomic_write, locked, write_figure
 from ..errors import ParameterError
 from .train import TrainConfig, TrainResult, diagnosis, selected_epoch, train
 
-__all__ = ["grid", "configs", "STUDIES", "Study", "study_configs", "default_runs_dir", "run_key", "run_grid", "summary", "table_markdown", "table_csv", "learning_curves",
+__all__ = ["grid", "configs", "STUDIES", "Study", "study_configs", "default_runs_dir", "run_key", "run_grid", "locked_journal", "summary", "table_markdown", "table_csv", "learning_curves",
            "learning_curves_csv", "study_summary", "study_markdown", "study_csv", "study_note", "welch_interval",
            "prediction_correlation", "PREDICTED_RANK",
            "THRESHOLDS", "write_results", "stored_results", "protocol_tag", "PARTS", "part", "part_of_row",
@@ -183,6 +185,13 @@ def run_grid(configs_: list[TrainConfig], *, data=None, verify=True, journal=Non
 
 
 # -- the table ------------------------------------------------------------------------
+def locked_journal(journal):
+    """Hold the journal of :func:`run_grid` for a ``with`` block: runs finishing in other
+    processes wait to append to it, so that what is written from it meanwhile (tables,
+    figures, a commit of them) agrees with it."""
+    return locked(journal)
+
+
 def configuration_key(c: TrainConfig) -> tuple:
     """What identifies a configuration across seeds: activation, sparsity, V', depth, width."""
     return (c.activation, c.sparsity, c.v_prime, c.depth, c.width)

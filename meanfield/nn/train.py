@@ -39,17 +39,17 @@ import mpmath
 import numpy as np
 
 from .. import validation
-from .._files import atomic_write, json_safe
+from .._files import atomic_write, json_safe, locked
 from .._jobs import thread_context
 from .._display import Displayed
 from .._progress import bar as progress_bar
-from ..errors import DataError, NoSolutionError, ParameterError
+from ..errors import DataError, InUseError, NoSolutionError, ParameterError
 from . import _kernels as K
 from . import optimizers
 from .mlp import MLP, StepRefused, check_backend, cross_entropy, describe_backend, normalise_inputs
 from .optimizers import Optimizer
 
-__all__ = ["TrainConfig", "TrainResult", "train", "OPTIMIZERS", "PROTOCOL", "DIVERGENCE_FACTOR", "LEARNT", "STOP_RULES", "PLATEAU", "BEST",
+__all__ = ["TrainConfig", "TrainResult", "train", "in_use", "OPTIMIZERS", "PROTOCOL", "DIVERGENCE_FACTOR", "LEARNT", "STOP_RULES", "PLATEAU", "BEST",
            "plateau_epoch", "best_epoch", "selected_epoch", "prepare_data", "Prepared", "evaluate",
            "initialisation"]
 
@@ -555,6 +555,37 @@ def train(config: TrainConfig, data, *, directory=None, resume: bool = False, ov
     ``epochs``; a resumed run that had stopped does not train again."""
     if not isinstance(config, TrainConfig):
         raise ParameterError(f"config must be a TrainConfig, got {type(config).__name__}")
+    folder = None if directory is None else Path(directory)
+    if folder is None:
+        return _train(config, data, None, resume, overwrite, progress)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ParameterError(f"directory {folder}: {exc.strerror}") from None
+    with locked(folder / LOCK, wait=False, busy=f"is held: another process is training the run in {folder}; "
+                                                 "wait for it to finish, or choose another directory"):
+        return _train(config, data, folder, resume, overwrite, progress)
+
+
+#: The file in a run directory that the process training it holds locked (see :func:`in_use`).
+LOCK = ".lock"
+
+
+def in_use(directory) -> bool:
+    """Whether a process is training in ``directory`` now (it holds the directory's lock:
+    :func:`train` takes it, and a second process training the same run is refused with
+    :class:`~meanfield.errors.InUseError` instead of mixing checkpoints)."""
+    folder = Path(directory)
+    if not (folder / LOCK).is_file():
+        return False
+    try:
+        with locked(folder / LOCK, wait=False):
+            return False
+    except InUseError:
+        return True
+
+
+def _train(config: TrainConfig, data, folder: Path | None, resume: bool, overwrite: bool, progress):
     xtr, ytr, xva, yva, xte, yte = prepare_data(data, config)
     sol = initialisation(config, thread_context())  # its values are read as floats below
     seeds = np.random.SeedSequence(config.seed).spawn(2)
@@ -566,12 +597,6 @@ def train(config: TrainConfig, data, *, directory=None, resume: bool = False, ov
     grad = np.empty_like(net.buffer)
     sample = np.random.default_rng(config.seed).permutation(len(xtr))[:config.sparsity_sample]
     xs, ys = xtr[np.sort(sample)], ytr[np.sort(sample)]
-    folder = None if directory is None else Path(directory)
-    if folder is not None:
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise ParameterError(f"directory {folder}: {exc.strerror}") from None
     theory = {"tau": float(sol.tau), "m": None if sol.m is None else float(sol.m),
               "sigma_w2": float(sol.sigma_w2), "sigma_b2": float(sol.sigma_b2),
               "q_star": float(sol.q_star), "v_prime": float(sol.v_prime), "sparsity": float(sol.sparsity),
