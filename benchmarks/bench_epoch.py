@@ -39,9 +39,10 @@ random images of the same shape, said in the output).
    momentum 0.9 (``training_step``), against PyTorch's SGD and SGD with momentum.
 5. **The targets** of the issue, met or not.
 
-Run: ``python benchmarks/bench_epoch.py [--steps N] [--depth L] [--width N]`` (default: a
-full epoch of the protocol's network, about four minutes with PyTorch; ``--steps 60``
-takes under a minute; ``--depth 30`` or another ``--width``: the same at that size).
+Run: ``python benchmarks/bench_epoch.py [--steps N] [--depth L] [--width N] [--sparsity S]``
+(default: a full epoch of the protocol's network, about four minutes with PyTorch;
+``--steps 60`` takes under a minute; ``--depth 30``, another ``--width`` or ``--sparsity``:
+the same at that size or sparsity).
 
 ``--depths 1,10,30,100`` prints instead how the step's cost grows with depth: the median
 sparse and dense Adam step at each depth (the two taking turns in blocks, as in 3), their
@@ -74,11 +75,11 @@ DEPTH, WIDTH, S, BATCH, BLOCK, PAUSE = 100, 300, 0.85, 128, 40, 0.5
 PHASES = ("forward", "loss", "deltas", "bound", "update")
 
 
-def protocol(depth=DEPTH, width=WIDTH) -> T.TrainConfig:
-    """The benchmarked network's training configuration: CST at s = S, V'(q*) = 0.7, the
-    protocol's optimiser and batch, at ``depth`` and ``width``."""
-    return T.TrainConfig("cst", S, v_prime=0.7, **{**{k: v for k, v in T.PROTOCOL.items() if k != "epochs"},
-                                                   "depth": depth, "width": width})
+def protocol(depth=DEPTH, width=WIDTH, sparsity=S) -> T.TrainConfig:
+    """The benchmarked network's training configuration: CST at ``sparsity`` (default S),
+    V'(q*) = 0.7, the protocol's optimiser and batch, at ``depth`` and ``width``."""
+    return T.TrainConfig("cst", sparsity, v_prime=0.7, **{**{k: v for k, v in T.PROTOCOL.items() if k != "epochs"},
+                                                          "depth": depth, "width": width})
 
 
 def data(cfg):
@@ -342,8 +343,12 @@ def main(argv=None):
     ap.add_argument("--steps", type=int, default=None, help="time the first N steps (default: the epoch)")
     ap.add_argument("--depth", type=int, default=DEPTH, help=f"hidden layers (default {DEPTH})")
     ap.add_argument("--width", type=int, default=WIDTH, help=f"hidden width (default {WIDTH})")
+    ap.add_argument("--sparsity", type=float, default=S,
+                    help=f"the hidden layers' sparsity at initialisation (default {S}; the studies also run 0.7)")
     ap.add_argument("--depths", help="instead: the step's cost at these depths (e.g. 1,10,30,100)")
     a = ap.parse_args(argv)
+    if not 0.5 <= a.sparsity < 1:
+        ap.error(f"--sparsity {a.sparsity}: must be in [0.5, 1)")
     if a.depths:
         try:
             depths = [int(v) for v in a.depths.split(",") if v.strip()]
@@ -353,7 +358,7 @@ def main(argv=None):
             ap.error("--depths: at least one depth, each >= 1")
         depth_scan(depths, a.width)
         return
-    cfg = protocol(a.depth, a.width)
+    cfg = protocol(a.depth, a.width, a.sparsity)
     x, y, xt, yt, what = data(cfg)
     net = MLP.initialise(T.initialisation(cfg), width=a.width, depth=a.depth, input_dim=784, seed=0)
     order = np.random.default_rng(0).permutation(len(x))
@@ -361,7 +366,7 @@ def main(argv=None):
     steps = steps_per_epoch if a.steps is None else max(10, min(a.steps, steps_per_epoch))
     batches = [order[i * BATCH:(i + 1) * BATCH] for i in range(steps)]
     print(f"Training epoch benchmark: {steps} steps of batch {BATCH} on {what}; depth {a.depth}, width {a.width}, "
-          f"cst s = {S}, V' = 0.7, float32, Adam lr {cfg.learning_rate:g}")
+          f"cst s = {a.sparsity:g}, V' = 0.7, float32, Adam lr {cfg.learning_rate:g}")
     print(f"python {platform.python_version()}, numpy {np.__version__}, meanfield {mf.__version__}, "
           f"backend {describe_backend()}"
           + (f", torch {torch.__version__} ({torch.get_num_threads()} threads)" if torch else ", no torch")

@@ -127,28 +127,28 @@ def _not_a_directory(directory: Path) -> str | None:
 
 
 @contextmanager
-def locked(file, *, wait: bool = True, busy: str = "is in use by another process"):
+def locked(file, *, wait: bool | float = True, busy: str = "is in use by another process"):
     """Hold an exclusive advisory lock (POSIX ``flock``) on ``file``, an open file or a path
-    (created if missing), for the ``with`` block. Another process taking the same lock
-    waits for it (``wait``), or gets :class:`~meanfield.errors.InUseError`: the file's name
-    followed by ``busy``. The lock belongs to the open file, so a killed process leaves none
-    behind, and two opens of one file exclude each other even within a process. Where
-    ``flock`` is missing (Windows) the block runs unlocked."""
+    (created if missing; read access is enough), for the ``with`` block. If another process
+    holds it: ``wait=True`` waits for it, ``False`` raises
+    :class:`~meanfield.errors.InUseError` (the file's name followed by ``busy``), a number
+    of seconds retries that long first (a lock held for a moment, as by a probe, is not
+    a busy one). The lock belongs to the open file, so a killed process leaves none behind,
+    and two opens of one file exclude each other even within a process (on a local file
+    system). Where ``flock`` is missing (Windows) the block runs unlocked."""
     own = not hasattr(file, "fileno")
+    name = file if own else getattr(file, "name", file)
     if own:
         try:
-            fd = os.open(file, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = os.open(file, os.O_RDONLY | os.O_CREAT, 0o644)
         except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
-            raise ParameterError(f"{file}: cannot be opened to lock it "
+            raise ParameterError(f"{name}: cannot be opened to lock it "
                                  f"({getattr(exc, 'strerror', None) or exc})") from None
     else:
         fd = file.fileno()
     try:
         if fcntl is not None:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-            except BlockingIOError:
-                raise InUseError(f"{file if own else file.name} {busy}") from None
+            _lock(fd, name, wait, busy)
         try:
             yield
         finally:
@@ -157,6 +157,22 @@ def locked(file, *, wait: bool = True, busy: str = "is in use by another process
     finally:
         if own:
             os.close(fd)
+
+
+def _lock(fd, name, wait, busy):
+    import time
+    deadline = None if isinstance(wait, bool) else time.monotonic() + float(wait)
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait is True else fcntl.LOCK_NB))
+            return
+        except BlockingIOError:
+            if deadline is None or time.monotonic() > deadline:
+                raise InUseError(f"{name} {busy}") from None
+            time.sleep(0.05)
+        except OSError as exc:  # no locks on this file system (ENOLCK, EOPNOTSUPP, ...)
+            raise ParameterError(f"{name}: cannot be locked ({exc.strerror or exc}): use a local "
+                                 "directory") from None
 
 
 def json_safe(value):

@@ -10,7 +10,10 @@
   line, flushed at once), and a rerun of the same job skips what the journal holds. An
   interrupted job (Ctrl-C, a killed process) loses at most the tasks that were running.
   Processes sharing a journal take turns on it (an exclusive lock while one reads it or
-  appends a line), so none reads another's half-written line or cuts it off.
+  appends a line), so none reads another's half-written line or cuts it off; a line left
+  half-written by a killed process is cut off before the next is appended. The lock is a
+  POSIX ``flock``: on a local file system (NFS emulates it with locks that do not hold
+  between two opens of one process).
   The journal's first line names the job, so that a journal of another job is refused
   instead of being mixed in. A journal that cannot be opened, read or written (a read-only
   directory, a full disk, a path through a file) is a :class:`ParameterError` naming the
@@ -88,18 +91,22 @@ def _journal_error(path, exc: OSError) -> ParameterError:
                           "or free the space; finished work already in it is kept")
 
 
-def _read_journal(path: Path, job: dict) -> dict[str, Any]:
-    with open(path, encoding="utf-8", errors="replace") as fh:
-        lines = fh.read().split("\n")
+def _read_journal(fh, path: Path, job: dict) -> dict[str, Any]:
+    """The results in the journal open (binary, read and append) as ``fh``, which the
+    caller holds locked; a torn last line (a process killed while writing it) is cut off,
+    through ``fh``, so that what is appended next starts a line of its own."""
+    fh.seek(0)
+    data = fh.read()
+    lines = data.split(b"\n")
     complete, last = lines[:-1], lines[-1]  # ``last``: empty, or cut short by an interrupt
     if not complete:  # nothing or a torn header: only a file this module began may be reset
-        if last and not last.startswith(json.dumps({"format": _FORMAT})[:-1]):
+        if last and not last.decode("utf-8", "replace").startswith(json.dumps({"format": _FORMAT})[:-1]):
             raise ParameterError(f"journal {path} is not a meanfield journal: delete it or choose "
                                  "another output file")
-        path.write_text("", encoding="utf-8")
+        fh.truncate(0)
         return {}
     try:
-        header = json.loads(complete[0])
+        header = json.loads(complete[0].decode("utf-8", "replace"))
     except json.JSONDecodeError:
         header = None
     if not isinstance(header, dict) or header.get("format") != _FORMAT:
@@ -110,13 +117,31 @@ def _read_journal(path: Path, job: dict) -> dict[str, Any]:
     done: dict[str, Any] = {}
     for n, line in enumerate(complete[1:], start=2):
         try:
-            entry = json.loads(line)
+            entry = json.loads(line.decode("utf-8", "replace"))
             done[entry["key"]] = entry["result"]
         except (json.JSONDecodeError, KeyError, TypeError):
             raise ParameterError(f"journal {path} is corrupt at line {n}: delete it to start afresh") from None
     if last:  # drop the torn last line
-        path.write_text("\n".join(complete) + "\n", encoding="utf-8")
+        fh.truncate(len(data) - len(last))
     return done
+
+
+def _cut_torn_tail(fh):
+    """Before an append (``fh`` held locked): if the journal does not end a line, another
+    process died writing it; cut that part line off, so that the next line stays whole."""
+    size = os.fstat(fh.fileno()).st_size
+    if size == 0 or os.pread(fh.fileno(), 1, size - 1) == b"\n":
+        return
+    end = size
+    while end > 0:  # back to the last newline, a block at a time
+        start = max(0, end - 65536)
+        block = os.pread(fh.fileno(), end - start, start)
+        cut = block.rfind(b"\n")
+        if cut >= 0:
+            fh.truncate(start + cut + 1)
+            return
+        end = start
+    fh.truncate(0)
 
 
 def _call(func, key, args):
@@ -144,27 +169,25 @@ def run_tasks(func: Callable, tasks: Sequence[tuple[str, tuple]], *, job: dict, 
         path = Path(journal)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            existed = path.exists()
-            fh = open(path, "a", encoding="utf-8")
+            fh = open(path, "a+b")
             with locked(fh):  # another process appending to it finishes its line first
-                if existed:
+                stored = _read_journal(fh, path, job)  # its own errors say what is wrong
+                try:
                     wanted = set(keys)
-                    stored = _read_journal(path, job)  # its own errors say what is wrong
-                    try:
-                        results = {k: decode(k, v) for k, v in stored.items() if k in wanted}
-                    except (KeyError, TypeError, ValueError, AttributeError, ArithmeticError):
-                        raise ParameterError(f"journal {path} is corrupt: delete it to start afresh") from None
+                    results = {k: decode(k, v) for k, v in stored.items() if k in wanted}
+                except (KeyError, TypeError, ValueError, AttributeError, ArithmeticError):
+                    raise ParameterError(f"journal {path} is corrupt: delete it to start afresh") from None
                 if os.fstat(fh.fileno()).st_size == 0:
-                    fh.write(json.dumps({"format": _FORMAT, "job": job}) + "\n")
+                    fh.write((json.dumps({"format": _FORMAT, "job": job}) + "\n").encode())
                     fh.flush()
-        except ParameterError:
-            if fh is not None:
-                _close_quietly(fh)
-            raise
         except OSError as exc:
             if fh is not None:
                 _close_quietly(fh)
             raise _journal_error(path, exc) from None
+        except BaseException:  # its own error, or an interrupt while waiting for the lock
+            if fh is not None:
+                _close_quietly(fh)
+            raise
     todo = [(k, a) for k, a in tasks if k not in results]
     bar = progress_bar(total=len(tasks), initial=len(tasks) - len(todo), desc=desc, progress=progress)
     try:
@@ -177,7 +200,8 @@ def run_tasks(func: Callable, tasks: Sequence[tuple[str, tuple]], *, job: dict, 
                 if fh is not None:
                     try:
                         with locked(fh):  # a line is whole before another process reads or appends
-                            fh.write(json.dumps({"key": key, "result": encode(result)}) + "\n")
+                            _cut_torn_tail(fh)
+                            fh.write((json.dumps({"key": key, "result": encode(result)}) + "\n").encode())
                             fh.flush()
                     except OSError as exc:
                         raise _journal_error(path, exc) from None

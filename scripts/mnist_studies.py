@@ -67,12 +67,16 @@ def parse_plan(text: str) -> list[tuple[str, list[int]]]:
 def best_clipped(journal: Path) -> dict | None:
     """The clipped configuration at s = 0.85 with the highest mean validation accuracy in
     the long study, each run's taken at the epoch it is judged by (its best validation
-    epoch, ``selected_epoch``, as in study.md); None until every key configuration has a
-    finished run."""
+    epoch, ``selected_epoch``, as in study.md); None until every run of the long study
+    (every key configuration, each of its seeds) is in its journal."""
     if not journal.exists():
         return None
+    results = reproduce.stored_results(journal)
+    done = {reproduce.run_key(r.config) for r in results}
+    if any(reproduce.run_key(c) not in done for c in reproduce.study_configs("long")):
+        return None
     by: dict = {}
-    for r in reproduce.stored_results(journal):
+    for r in results:
         chosen = selected_epoch(r)
         if r.config.activation in ("crelu", "cst") and r.config.sparsity == 0.85 and chosen:
             by.setdefault((r.config.activation, r.config.v_prime), []).append(chosen["validation_accuracy"])
@@ -127,7 +131,6 @@ def main(argv=None):
                 queue.append((rank, name, cfg))
     if a.order == "core-first":  # every step's core runs, then the rest; sgd waits for the long study
         queue.sort(key=lambda item: (item[1] == "sgd", not is_core(item[2]), item[0], item[2].seed))
-    checked_sgd, sgd_refused = False, None
     for _, name, cfg in queue:
         out = ROOT / "results" / f"mnist-{name}"
         journal = out / "runs.jsonl"
@@ -143,12 +146,10 @@ def main(argv=None):
         if a.dry_run:
             print(f"{name}: {key}: to run", flush=True)
             continue
-        if name == "sgd":
-            if not checked_sgd:
-                sgd_refused, checked_sgd = sgd_grid_problem(), True
-                if sgd_refused:
-                    print(f"sgd: skipped: {sgd_refused}", flush=True)
-            if sgd_refused:
+        if name == "sgd":  # asked again for each run: the long study may finish meanwhile
+            refused = sgd_grid_problem()
+            if refused:
+                print(f"sgd: {key}: skipped: {refused}", flush=True)
                 continue
         print(f"{name}: {key}: started {time.strftime('%Y-%m-%d %H:%M')}", flush=True)
         try:
@@ -172,8 +173,8 @@ def sgd_grid_problem() -> str | None:
     best = best_clipped(ROOT / "results" / "mnist-long" / "runs.jsonl")
     held = [g for g in reproduce.grid("sgd") if g["activation"] != "relu"]
     if best is None:
-        return ("the long study has no finished run of every key configuration yet: run it first "
-                "(the best clipped configuration is chosen on its validation split)")
+        return ("the long study is not finished: the best clipped configuration is chosen on its "
+                "validation split once every one of its runs is in its journal")
     if held != [best]:
         return (f"the long study's best clipped configuration by validation accuracy is {best}, not the "
                 f"sgd grid's {held}: change reproduce.grid('sgd') and docs/mnist.md")

@@ -29,6 +29,7 @@ import io
 import json
 import math
 import re
+import time
 from decimal import Decimal
 from fractions import Fraction
 
@@ -40,7 +41,7 @@ from hypothesis import example, Phase, given, settings, strategies as st
 from scipy.integrate import quad
 from scipy.stats import norm
 
-from meanfield._files import locked
+from meanfield._files import fcntl, locked
 from meanfield._jobs import check_jobs, run_tasks
 from meanfield.diagnose import diagnose
 from meanfield.eoc import eoc_parameters
@@ -791,6 +792,7 @@ def test_run_tasks_journal_and_duplicate_keys(tmp_path):
 
 
 
+@pytest.mark.skipif(fcntl is None, reason="no flock on this platform: one process per journal")
 def test_a_journal_line_another_process_is_writing_is_waited_for(tmp_path):
     """Two processes share a journal: one is half-way through appending a line when the
     other starts. The second waits for the line instead of cutting it off as torn (which
@@ -806,13 +808,37 @@ def test_a_journal_line_another_process_is_writing_is_waited_for(tmp_path):
         return {"sq": x * x}
 
     with held_by_another_process(path, head=line[:1000], tail=line[1000:]) as other:
-        other.release(after=0.5)  # the run below blocks on the lock until then
+        other.release(after=1.5)  # the run below blocks on the lock until then
+        t0 = time.monotonic()
         out = run_tasks(f, [("k0", (0,)), ("k1", (1,))], job={"k": 1}, progress=False, journal=path,
                         decode=lambda key, d: d)
+        waited = time.monotonic() - t0
+    assert waited > 1.2, "the run did not wait for the lock"
     assert calls == [1] and out["k0"]["sq"] == 0 and out["k1"] == {"sq": 1}
     assert _journal_keys(path)[1] == ["k0", "k1"]  # every line whole, each key once
 
 
+def test_a_line_left_half_written_by_a_killed_process_is_cut_off_before_the_next(tmp_path):
+    """A process sharing the journal dies while appending (after this one has read it):
+    the next line this one appends must start a line of its own, not merge with the part."""
+    path = tmp_path / "j.jsonl"
+
+    def f(x):
+        if x == 1:  # meanwhile, another process is killed in the middle of a line
+            with open(path, "ab") as fh:
+                fh.write(b'{"key": "zz", "result": {"sq"')
+        return {"sq": x * x}
+
+    with joblib.parallel_config(backend="threading"):
+        out = run_tasks(f, [("k0", (0,)), ("k1", (1,)), ("k2", (2,))], job={"k": 1}, progress=False,
+                        journal=path, decode=lambda key, d: d)
+    assert _journal_keys(path)[1] == ["k0", "k1", "k2"]  # every line whole
+    again = run_tasks(f, [("k0", (0,)), ("k1", (1,)), ("k2", (2,))], job={"k": 1}, progress=False,
+                      journal=path, decode=lambda key, d: d)
+    assert again == out == {f"k{x}": {"sq": x * x} for x in range(3)}
+
+
+@pytest.mark.skipif(fcntl is None, reason="no flock on this platform")
 def test_a_lock_names_its_file_and_dies_with_its_process(tmp_path):
     path = tmp_path / "x.lock"
     with held_by_another_process(path) as other:

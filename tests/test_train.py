@@ -11,6 +11,7 @@ import logging
 import math
 import os
 import re
+import time
 import warnings
 from pathlib import Path
 
@@ -19,6 +20,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from meanfield._files import fcntl
 from meanfield.cli import main
 from meanfield.errors import DataError, InUseError, ParameterError
 from meanfield.nn import MLP
@@ -515,6 +517,7 @@ TINY = dict(depth=2, width=16, epochs=1, batch_size=50, sparsity_sample=100)
 
 
 
+@pytest.mark.skipif(fcntl is None, reason="no flock on this platform: one process per run directory")
 def test_a_run_another_process_is_training_is_refused_untouched(tmp_path):
     """Two processes training one run directory would mix their checkpoints: the second is
     refused with InUseError naming the directory, and writes nothing."""
@@ -541,6 +544,7 @@ def _studies_script():
     return module
 
 
+@pytest.mark.skipif(fcntl is None, reason="no flock on this platform")
 def test_two_study_drivers_share_a_study(tmp_path, monkeypatch, capsys):
     """scripts/mnist_studies.py skips a run another driver is training (its directory is
     locked), whether it sees the lock before starting or only when the run refuses it."""
@@ -577,7 +581,13 @@ def test_two_study_drivers_share_a_study(tmp_path, monkeypatch, capsys):
         return [T.TrainResult.from_dict(json.loads(entry)["result"])]
 
     monkeypatch.setattr(script.reproduce, "run_grid", finished)
-    script.main(["--plan", "long:0"])
+    journal.parent.mkdir(parents=True)
+    with held_by_another_process(journal) as other:  # another driver writing its tables
+        other.release(after=1.5)
+        t0 = time.monotonic()
+        script.main(["--plan", "long:0"])
+        waited = time.monotonic() - t0
+    assert waited > 1.2, "the driver wrote the tables without holding the journal"
     out = capsys.readouterr().out.splitlines()
     assert sum("stopped by the best rule at epoch 57; test 0.9591" in line for line in out) == len(cfgs)
     assert (journal.parent / "table.md").is_file() and (journal.parent / "study.md").is_file()

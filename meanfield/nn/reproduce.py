@@ -17,9 +17,11 @@ three V' targets. Runs go through :func:`meanfield._jobs.run_tasks` (joblib; a
 ``joblib.parallel_config(backend="dask")`` block moves them to a dask cluster), each
 finished run is appended to a journal at once, and a rerun skips what the journal holds;
 each run also checkpoints every epoch in its own directory, so an interrupted run resumes
-from its last epoch. Several processes may run one grid (or one study) at once: each run's
-directory is held by the process training it (:func:`meanfield.nn.train.in_use`), and the
-journal by whoever is appending a line.
+from its last epoch. The process training a run holds its directory locked
+(:func:`meanfield.nn.train.in_use`): another process reaching that run stops with
+:class:`~meanfield.errors.InUseError` naming it, instead of mixing checkpoints
+(``scripts/mnist_studies.py`` checks first and skips such runs, so that its drivers can
+share a study). Processes sharing the journal append to it in turns.
 """
 
 from __future__ import annotations

@@ -562,8 +562,10 @@ def train(config: TrainConfig, data, *, directory=None, resume: bool = False, ov
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ParameterError(f"directory {folder}: {exc.strerror}") from None
-    with locked(folder / LOCK, wait=False, busy=f"is held: another process is training the run in {folder}; "
-                                                 "wait for it to finish, or choose another directory"):
+    # a second process training this run would mix its checkpoints with ours; the lock is
+    # retried for a moment, as ``in_use`` holds it for as long as a probe takes
+    with locked(folder / LOCK, wait=2.0, busy=f"is held: another process is training the run in {folder}; "
+                                              "wait for it to finish, or choose another directory"):
         return _train(config, data, folder, resume, overwrite, progress)
 
 
