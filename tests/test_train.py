@@ -551,7 +551,9 @@ def test_two_study_drivers_share_a_study(tmp_path, monkeypatch, capsys):
     script = _studies_script()
     monkeypatch.setattr(script, "ROOT", tmp_path)
     monkeypatch.setenv("MEANFIELD_DATA", str(tmp_path / "cache"))
-    cfgs = reproduce.study_configs("long", seeds=1)
+    cfgs = reproduce.study_configs("long", seeds=1)[:3]  # three runs are enough, and quicker
+    every = reproduce.study_configs
+    monkeypatch.setattr(reproduce, "study_configs", lambda name, **kw: every(name, **kw)[:3])
     runs_dir = reproduce.default_runs_dir(tmp_path / "results" / "mnist-long")
     busy = runs_dir / reproduce.run_key(cfgs[0])
     busy.mkdir(parents=True)
