@@ -20,6 +20,7 @@ import math
 import numbers
 import os
 import tempfile
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
@@ -160,7 +161,6 @@ def locked(file, *, wait: bool | float = True, busy: str = "is in use by another
 
 
 def _lock(fd, name, wait, busy):
-    import time
     deadline = None if isinstance(wait, bool) else time.monotonic() + float(wait)
     while True:
         try:

@@ -80,7 +80,7 @@ def best_clipped(journal: Path) -> dict | None:
         chosen = selected_epoch(r)
         if r.config.activation in ("crelu", "cst") and r.config.sparsity == 0.85 and chosen:
             by.setdefault((r.config.activation, r.config.v_prime), []).append(chosen["validation_accuracy"])
-    if len(by) < 5:
+    if not by:
         return None
     (act, v), _ = max(by.items(), key=lambda kv: sum(kv[1]) / len(kv[1]))
     return {"activation": act, "sparsity": 0.85, "v_prime": v}

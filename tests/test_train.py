@@ -594,6 +594,28 @@ def test_two_study_drivers_share_a_study(tmp_path, monkeypatch, capsys):
     assert sum("stopped by the best rule at epoch 57; test 0.9591" in line for line in out) == len(cfgs)
     assert (journal.parent / "table.md").is_file() and (journal.parent / "study.md").is_file()
 
+
+def test_the_sgd_study_takes_the_best_clipped_configuration_at_its_best_validation_epochs(tmp_path, monkeypatch):
+    """scripts/mnist_studies.py chooses at each run's best validation epoch (the epoch a run
+    is judged by), not its last, and only once every run of the long study is in."""
+    script = _studies_script()
+    monkeypatch.setattr(script, "ROOT", tmp_path)
+    journal = tmp_path / "results" / "mnist-long" / "runs.jsonl"
+    journal.parent.mkdir(parents=True)
+    journal.write_text("")
+    # CReLU peaks high and ends low; CST is steady: the last epochs would choose CST
+    runs = [_curve("relu", 0.5, None, 0, [0.95, 0.96]), _curve("crelu", 0.85, 0.7, 0, [0.80, 0.95, 0.85]),
+            _curve("cst", 0.85, 0.7, 0, [0.90, 0.91])]
+    monkeypatch.setattr(reproduce, "study_configs", lambda name, **kw: [r.config for r in runs])
+    monkeypatch.setattr(reproduce, "stored_results", lambda path: runs)
+    assert script.best_clipped(journal) == {"activation": "crelu", "sparsity": 0.85, "v_prime": 0.7}
+    assert script.sgd_grid_problem() is None  # the sgd grid holds CReLU, V' = 0.7
+    runs[1] = _curve("crelu", 0.85, 0.7, 0, [0.80, 0.89, 0.85])
+    assert script.best_clipped(journal) == {"activation": "cst", "sparsity": 0.85, "v_prime": 0.7}
+    assert "not the sgd grid's" in script.sgd_grid_problem()
+    monkeypatch.setattr(reproduce, "stored_results", lambda path: runs[:2])  # CST's run not in yet
+    assert script.best_clipped(journal) is None and "not finished" in script.sgd_grid_problem()
+
 def _tiny_configs():
     cs = [c for c in reproduce.configs("minimum", seeds=2, **TINY) if c.sparsity == 0.85 or c.sparsity == 0.5]
     return [c for c in cs if c.activation in ("relu", "crelu") and c.v_prime in (None, 0.7)]

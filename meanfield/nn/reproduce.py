@@ -186,7 +186,6 @@ def run_grid(configs_: list[TrainConfig], *, data=None, verify=True, journal=Non
     return [done[k] if isinstance(done[k], TrainResult) else TrainResult.from_dict(done[k]) for k, _ in tasks]
 
 
-# -- the table ------------------------------------------------------------------------
 def locked_journal(journal):
     """Hold the journal of :func:`run_grid` for a ``with`` block: runs finishing in other
     processes wait to append to it, so that what is written from it meanwhile (tables,
@@ -194,6 +193,7 @@ def locked_journal(journal):
     return locked(journal)
 
 
+# -- the table ------------------------------------------------------------------------
 def configuration_key(c: TrainConfig) -> tuple:
     """What identifies a configuration across seeds: activation, sparsity, V', depth, width."""
     return (c.activation, c.sparsity, c.v_prime, c.depth, c.width)
