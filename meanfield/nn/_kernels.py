@@ -579,9 +579,11 @@ def _apply_row(mode, acc, w, m, v, k):
 
 def _dot(a, b, n):
     """sum_j a[j] b[j], j < n, compiled with reassociation so that it runs in vector
-    lanes: 1.7x faster alone than the eight scalar partial sums it replaced, and on the
-    machine where that was measured (AVX-512, 256-bit lanes) the same sums bit for bit.
-    Elsewhere the order is the compiled code's: fixed, the same for every sample."""
+    lanes. It replaced eight scalar partial sums: the delta pass at s = 0.7 went from 28.8
+    to 11.5 ms (``benchmarks/results/bench_epoch-depth30-s0.7-2026-12-07-*.txt``), and on
+    that machine (AVX-512, 256-bit lanes) its sums were the old ones bit for bit (a
+    throwaway A/B). Elsewhere the order is the compiled code's: fixed, the same for every
+    sample."""
     acc = a[0] * 0
     for j in range(n):
         acc += a[j] * b[j]
