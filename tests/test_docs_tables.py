@@ -98,3 +98,89 @@ def test_the_documented_rank_correlation_is_that_of_the_journal():
     assert found, "docs/mnist.md: the 10-epoch grid's rank correlation is missing"
     rho, p, n = reproduce.prediction_correlation(reproduce.stored_results(JOURNAL))
     assert (found.group(1), float(found.group(2)), n) == (f"{rho:.3f}", float(f"{p:.2g}"), 17)
+
+
+# -- the studies' tables in docs/mnist.md, typed from their journals ------------------------
+STUDY_MARKER = re.compile(r"<!-- study (results/[\w-]+)(?: seeds (\d+)-(\d+))? -->")
+LABEL = re.compile(r"(ReLU_tau|ST_tau|CReLU|CST|ReLU)(?: \(s = ([\d.]+)\))?(?:, s = ([\d.]+))?"
+                   r"(?:, V'(?:\(q\*\))? = ([\d.]+))?")
+ACTIVATION = {"ReLU": "relu", "ReLU_tau": "relu", "ST_tau": "st", "CReLU": "crelu", "CST": "cst"}
+
+
+def _study_tables():
+    """(journal, seeds or None, header, rows, line) for every table of docs/mnist.md under a
+    ``<!-- study results/NAME [seeds A-B] -->`` marker; rows as lists of cells."""
+    lines = (ROOT / "docs" / "mnist.md").read_text(encoding="utf-8").split("\n")
+    out = []
+    for i, line in enumerate(lines):
+        m = STUDY_MARKER.fullmatch(line.strip())
+        if not m:
+            continue
+        start = next(k for k in range(i + 1, len(lines)) if lines[k].strip())
+        end = next((k for k in range(start, len(lines)) if not lines[k].startswith("|")), len(lines))
+        rows = [[c.strip() for c in row.strip().strip("|").split("|")] for row in lines[start:end]]
+        seeds = range(int(m.group(2)), int(m.group(3)) + 1) if m.group(2) else None
+        out.append((ROOT / m.group(1) / "runs.jsonl", seeds, rows[0], rows[2:], start + 1))
+    return out
+
+
+STUDY_TABLES = _study_tables()
+
+
+def _configuration(label: str):
+    m = LABEL.match(label)
+    assert m, f"not a configuration: {label!r}"
+    name, base_s, s, v = m.groups()
+    sparsity = 0.5 if name == "ReLU" else float(s or base_s)
+    return ACTIVATION[name], sparsity, None if v is None else float(v)
+
+
+def test_docs_mnist_marks_its_study_tables():
+    """The per-run and summary tables of the studies are all under a marker, so that the
+    test below reads every one of them."""
+    text = (ROOT / "docs" / "mnist.md").read_text(encoding="utf-8")
+    headers = [line for line in text.split("\n")
+               if line.startswith("| configuration |") and ("stopped at epoch" in line or "gap to ReLU" in line)]
+    assert len(headers) == len(STUDY_TABLES) >= 4
+
+
+@pytest.mark.parametrize("journal, seeds, header, rows, line", STUDY_TABLES,
+                         ids=[f"mnist.md:{t[-1]}" for t in STUDY_TABLES])
+def test_the_studies_tables_in_docs_mnist_are_those_of_their_journals(journal, seeds, header, rows, line):
+    """Each row of a study's table in docs/mnist.md, typed by hand, is what its committed
+    journal says: a run's stopping epoch, its test accuracy at its best validation epoch
+    and the first epoch its test accuracy reached 0.90; a configuration's mean +- standard
+    deviation over the seeds the marker names, its gap to ReLU in points with Welch's 95%
+    interval, and the median epoch to 0.90."""
+    from meanfield.nn import reproduce
+    from meanfield.nn.train import selected_epoch
+    results = [r for r in reproduce.stored_results(journal) if seeds is None or r.config.seed in seeds]
+    col = {name: k for k, name in enumerate(header)}
+    label = None
+    if "stopped at epoch" in col:  # one row per run
+        for cells in rows:
+            label = cells[col["configuration"]] or label
+            act, s, v = _configuration(label)
+            seed = int(cells[col["seed"]]) if "seed" in col else 0
+            [run] = [r for r in results if (r.config.activation, r.config.sparsity, r.config.v_prime, r.config.seed)
+                     == (act, s, v, seed)]
+            where = f"mnist.md:{line}: {label}, seed {seed}"
+            assert int(cells[col["stopped at epoch"]]) == len(run.epochs), where
+            assert cells[col["test accuracy at best validation"]].split()[0] == \
+                f"{selected_epoch(run)['test_accuracy']:.4f}", where
+            first = next((e["epoch"] for e in run.epochs if e["test_accuracy"] >= 0.90), None)
+            reached = cells[col["reaches 0.90 at epoch"]].split()[0]
+            assert (None if reached == "never" else int(reached)) == first, where
+        return
+    summary = {(r["activation"], r["sparsity"], r["v_prime"]): r for r in reproduce.study_summary(results)}
+    for cells in rows:
+        row = summary[_configuration(cells[col["configuration"]])]
+        where = f"mnist.md:{line}: {cells[col['configuration']]}"
+        assert row["seeds"] == len(seeds), where
+        assert cells[col["accuracy"]] == f"{row['selected_mean']:.4f} +- {row['selected_std']:.4f}", where
+        gap = [float(g) for g in re.findall(r"[-+]?\d+\.\d+", cells[col["gap to ReLU, 95% interval (Welch)"]])]
+        expected = [] if row["gap"] is None else [100 * row[k] for k in ("gap", "gap_low", "gap_high")]
+        assert len(gap) == len(expected), where
+        for typed, exact in zip(gap, expected):  # rounded to 0.1 point (an exact half either way)
+            assert abs(typed - exact) <= 0.05 + 1e-9, f"{where}: {typed} for {exact:.4f} points"
+        assert float(cells[col["median epoch to reach 0.90"]]) == row["epoch_90"], where
