@@ -68,12 +68,13 @@ def best_clipped(journal: Path) -> dict | None:
     """The clipped configuration at s = 0.85 with the highest mean validation accuracy in
     the long study, each run's taken at the epoch it is judged by (its best validation
     epoch, ``selected_epoch``, as in study.md); None until every run of the long study
-    (every key configuration, each of its seeds) is in its journal."""
+    (every key configuration, each of its seeds) is in its journal. Only the study's own
+    seeds count: runs of further seeds (``--plan long:3-4``) do not change the choice."""
     if not journal.exists():
         return None
-    results = reproduce.stored_results(journal)
-    done = {reproduce.run_key(r.config) for r in results}
-    if any(reproduce.run_key(c) not in done for c in reproduce.study_configs("long")):
+    wanted = {reproduce.run_key(c) for c in reproduce.study_configs("long")}
+    results = [r for r in reproduce.stored_results(journal) if reproduce.run_key(r.config) in wanted]
+    if len({reproduce.run_key(r.config) for r in results}) < len(wanted):
         return None
     by: dict = {}
     for r in results:

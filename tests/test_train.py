@@ -613,8 +613,13 @@ def test_the_sgd_study_takes_the_best_clipped_configuration_at_its_best_validati
     runs[1] = _curve("crelu", 0.85, 0.7, 0, [0.80, 0.89, 0.85])
     assert script.best_clipped(journal) == {"activation": "cst", "sparsity": 0.85, "v_prime": 0.7}
     assert script.sgd_grid_problem() is None
+    # a further seed (--plan long:3-4), not one of the study's, does not change the choice
+    further = runs + [_curve("crelu", 0.85, 0.7, 1, [0.99])]
+    monkeypatch.setattr(reproduce, "stored_results", lambda path: further)
+    assert script.best_clipped(journal) == {"activation": "cst", "sparsity": 0.85, "v_prime": 0.7}
     monkeypatch.setattr(reproduce, "stored_results", lambda path: runs[:2])  # CST's run not in yet
     assert script.best_clipped(journal) is None and "not finished" in script.sgd_grid_problem()
+
 
 def _tiny_configs():
     cs = [c for c in reproduce.configs("minimum", seeds=2, **TINY) if c.sparsity == 0.85 or c.sparsity == 0.5]
