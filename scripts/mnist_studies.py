@@ -27,7 +27,8 @@ the commands). They may share a study: a run another driver is training is skipp
 (its directory is locked while it trains), and each driver writes and commits a study's
 tables holding its journal, so the two never mix halves of each other's writes.
 
-Prints one line per run started and finished, with the epoch at which it stopped, its
+``--dry-run`` lists every run of the plan as done, running (another driver holds it) or
+to run, with the epochs a running or interrupted run has behind it. Otherwise it prints one line per run started and finished, with the epoch at which it stopped, its
 final validation and test accuracy and its hours.
 """
 
@@ -105,6 +106,22 @@ def commit(out: Path, message: str):
     print(f"   (could not commit {out}: {done.stderr.strip() or done.stdout.strip()})", flush=True)
 
 
+def epochs_done(run_dir: Path) -> int:
+    """How many epochs the run in ``run_dir`` has finished: the rows of its ``epochs.csv``,
+    rewritten after every epoch with its checkpoint (0 if it has none)."""
+    try:
+        with open(run_dir / "epochs.csv", encoding="utf-8") as fh:
+            return max(0, sum(1 for line in fh if line.strip()) - 1)
+    except OSError:
+        return 0
+
+
+def progress(run_dir: Path, cfg) -> str:
+    """", 63 of at most 200 epochs done" for a run with epochs behind it, else ""."""
+    n = epochs_done(run_dir)
+    return f", {n} of at most {cfg.epochs} epochs done" if n else ""
+
+
 def describe(r) -> str:
     e = r.final
     val = f", validation {e['validation_accuracy']:.4f}" if "validation_accuracy" in e else ""
@@ -141,11 +158,13 @@ def main(argv=None):
             continue
         runs_dir = reproduce.default_runs_dir(out)
         if in_use(runs_dir / key):
-            print(f"{name}: {key}: {'running' if a.dry_run else 'skipped'}: another driver is training it",
-                  flush=True)
+            print(f"{name}: {key}: {'running' if a.dry_run else 'skipped'}: another driver is training it"
+                  f"{progress(runs_dir / key, cfg)}", flush=True)
             continue
         if a.dry_run:
-            print(f"{name}: {key}: to run", flush=True)
+            resumes = progress(runs_dir / key, cfg)
+            print(f"{name}: {key}: to run" + (f" (resumes from its checkpoint{resumes})" if resumes else ""),
+                  flush=True)
             continue
         if name == "sgd":  # asked again for each run: the long study may finish meanwhile
             refused = sgd_grid_problem()

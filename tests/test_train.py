@@ -595,6 +595,31 @@ def test_two_study_drivers_share_a_study(tmp_path, monkeypatch, capsys):
     assert (journal.parent / "table.md").is_file() and (journal.parent / "study.md").is_file()
 
 
+@pytest.mark.skipif(fcntl is None, reason="no flock on this platform")
+def test_the_studies_dry_run_shows_how_far_each_unfinished_run_is(tmp_path, monkeypatch, capsys):
+    """--dry-run gives the epochs behind a run another driver is training and behind an
+    interrupted one (its checkpoint's epochs.csv), and nothing for a run not started."""
+    script = _studies_script()
+    monkeypatch.setattr(script, "ROOT", tmp_path)
+    monkeypatch.setenv("MEANFIELD_DATA", str(tmp_path / "cache"))
+    cfgs = reproduce.study_configs("long", seeds=1)[:3]
+    every = reproduce.study_configs
+    monkeypatch.setattr(reproduce, "study_configs", lambda name, **kw: every(name, **kw)[:3])
+    runs_dir = reproduce.default_runs_dir(tmp_path / "results" / "mnist-long")
+    held, interrupted = (runs_dir / reproduce.run_key(c) for c in cfgs[:2])
+    for folder, rows in ((held, 63), (interrupted, 2)):
+        folder.mkdir(parents=True)
+        (folder / "epochs.csv").write_text("epoch,test_accuracy\n" + "".join(f"{e},0.5\n" for e in range(1, rows + 1)))
+    with held_by_another_process(held / T.LOCK):
+        script.main(["--plan", "long:0", "--dry-run"])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == [f"long: {reproduce.run_key(cfgs[0])}: running: another driver is training it, 63 of at "
+                     f"most {cfgs[0].epochs} epochs done",
+                     f"long: {reproduce.run_key(cfgs[1])}: to run (resumes from its checkpoint, 2 of at most "
+                     f"{cfgs[1].epochs} epochs done)",
+                     f"long: {reproduce.run_key(cfgs[2])}: to run"]
+
+
 def test_the_sgd_study_takes_the_best_clipped_configuration_at_its_best_validation_epochs(tmp_path, monkeypatch):
     """scripts/mnist_studies.py chooses at each run's best validation epoch (the epoch a run
     is judged by), not its last, and only once every run of the long study is in."""
