@@ -28,13 +28,16 @@ the commands). They may share a study: a run another driver is training is skipp
 tables holding its journal, so the two never mix halves of each other's writes.
 
 ``--dry-run`` lists every run of the plan as done, running (another driver holds it) or
-to run, with the epochs a running or interrupted run has behind it. Otherwise it prints one line per run started and finished, with the epoch at which it stopped, its
+to run, with the epochs a running or interrupted run has behind it, then each study's
+count and a rough estimate of the hours of one core left (:func:`hours_left`). Otherwise it prints one line per run started and finished, with the epoch at which it stopped, its
 final validation and test accuracy and its hours.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
+import statistics
 import subprocess
 import sys
 import time
@@ -106,20 +109,43 @@ def commit(out: Path, message: str):
     print(f"   (could not commit {out}: {done.stderr.strip() or done.stdout.strip()})", flush=True)
 
 
-def epochs_done(run_dir: Path) -> int:
-    """How many epochs the run in ``run_dir`` has finished: the rows of its ``epochs.csv``,
-    rewritten after every epoch with its checkpoint (0 if it has none)."""
+def epochs_done(run_dir: Path) -> tuple[int, float]:
+    """The epochs the run in ``run_dir`` has finished and their seconds: from its
+    ``epochs.csv``, rewritten after every epoch with its checkpoint ((0, 0.0) if none)."""
     try:
         with open(run_dir / "epochs.csv", encoding="utf-8") as fh:
-            return max(0, sum(1 for line in fh if line.strip()) - 1)
+            rows = list(csv.DictReader(fh))
     except OSError:
-        return 0
+        return 0, 0.0
+    try:
+        seconds = sum(float(r["seconds"]) for r in rows)
+    except (KeyError, TypeError, ValueError):
+        seconds = 0.0
+    return len(rows), seconds
 
 
 def progress(run_dir: Path, cfg) -> str:
     """", 63 of at most 200 epochs done" for a run with epochs behind it, else ""."""
-    n = epochs_done(run_dir)
+    n, _ = epochs_done(run_dir)
     return f", {n} of at most {cfg.epochs} epochs done" if n else ""
+
+
+def hours_left(unfinished, results) -> float | None:
+    """Hours of one core the ``unfinished`` runs ((configuration, run directory) pairs) of
+    a study need, roughly: each the median wall time of the finished runs of its
+    configuration (any seed) in ``results``, else of all of them, less the time of the
+    epochs it has behind it. None with no finished run to go by."""
+    def shape(c):
+        return c.activation, c.sparsity, c.v_prime
+
+    hours = [r.seconds / 3600 for r in results]
+    if not hours:
+        return None
+    total = 0.0
+    for cfg, run_dir in unfinished:
+        same = [r.seconds / 3600 for r in results if shape(r.config) == shape(cfg)]
+        total += max(0.0, statistics.median(same or hours) - epochs_done(run_dir)[1] / 3600)
+    return total
 
 
 def describe(r) -> str:
@@ -149,22 +175,29 @@ def main(argv=None):
                 queue.append((rank, name, cfg))
     if a.order == "core-first":  # every step's core runs, then the rest; sgd waits for the long study
         queue.sort(key=lambda item: (item[1] == "sgd", not is_core(item[2]), item[0], item[2].seed))
+    tally: dict = {}  # study: (done, running, to run, [(configuration, run directory) unfinished])
     for _, name, cfg in queue:
         out = ROOT / "results" / f"mnist-{name}"
         journal = out / "runs.jsonl"
         key = reproduce.run_key(cfg)
+        count = tally.setdefault(name, [0, 0, 0, []])
         if journal.exists() and key in {reproduce.run_key(r.config) for r in reproduce.stored_results(journal)}:
             print(f"{name}: {key}: done", flush=True)
+            count[0] += 1
             continue
         runs_dir = reproduce.default_runs_dir(out)
         if in_use(runs_dir / key):
             print(f"{name}: {key}: {'running' if a.dry_run else 'skipped'}: another driver is training it"
                   f"{progress(runs_dir / key, cfg)}", flush=True)
+            count[1] += 1
+            count[3].append((cfg, runs_dir / key))
             continue
         if a.dry_run:
             resumes = progress(runs_dir / key, cfg)
             print(f"{name}: {key}: to run" + (f" (resumes from its checkpoint{resumes})" if resumes else ""),
                   flush=True)
+            count[2] += 1
+            count[3].append((cfg, runs_dir / key))
             continue
         if name == "sgd":  # asked again for each run: the long study may finish meanwhile
             refused = sgd_grid_problem()
@@ -184,6 +217,14 @@ def main(argv=None):
             if a.commit:
                 commit(out, f"MNIST study {name}: {key} finished ({describe(result)}); "
                             f"{len(results)} runs in the journal")
+    if a.dry_run:
+        for name, (done, running, to_run, unfinished) in tally.items():
+            journal = ROOT / "results" / f"mnist-{name}" / "runs.jsonl"
+            left = hours_left(unfinished, reproduce.stored_results(journal) if journal.exists() else [])
+            estimate = ("" if not unfinished else "; no finished run to estimate the rest by" if left is None
+                        else f"; about {left:.1f} h of one core left (each run at the median time of its "
+                             f"configuration's finished runs, less its epochs behind it)")
+            print(f"{name}: {done} done, {running} running, {to_run} to run{estimate}", flush=True)
 
 
 def sgd_grid_problem() -> str | None:

@@ -559,9 +559,10 @@ def test_two_study_drivers_share_a_study(tmp_path, monkeypatch, capsys):
     busy.mkdir(parents=True)
     with held_by_another_process(busy / T.LOCK):
         script.main(["--plan", "long:0", "--dry-run"])
-        lines = capsys.readouterr().out.splitlines()
+        *lines, summary = capsys.readouterr().out.splitlines()
         assert lines[0] == f"long: {reproduce.run_key(cfgs[0])}: running: another driver is training it"
         assert len(lines) == len(cfgs) and all(line.endswith(": to run") for line in lines[1:])
+        assert summary == "long: 0 done, 1 running, 2 to run; no finished run to estimate the rest by"
 
         def refused(configs_, **kwargs):  # the lock was taken between the check and the run
             raise InUseError(f"{runs_dir / reproduce.run_key(configs_[0])} is held")
@@ -617,7 +618,28 @@ def test_the_studies_dry_run_shows_how_far_each_unfinished_run_is(tmp_path, monk
                      f"most {cfgs[0].epochs} epochs done",
                      f"long: {reproduce.run_key(cfgs[1])}: to run (resumes from its checkpoint, 2 of at most "
                      f"{cfgs[1].epochs} epochs done)",
-                     f"long: {reproduce.run_key(cfgs[2])}: to run"]
+                     f"long: {reproduce.run_key(cfgs[2])}: to run",
+                     "long: 0 done, 1 running, 2 to run; no finished run to estimate the rest by"]
+
+
+def test_the_studies_estimate_of_the_time_left_goes_by_the_finished_runs(tmp_path):
+    """Each unfinished run counts the median hours of its configuration's finished runs
+    (else of all of them), less the seconds of the epochs it has behind it."""
+    script = _studies_script()
+    relu = [_curve("relu", 0.5, None, s, [0.9]) for s in range(3)]
+    cst = _curve("cst", 0.85, 0.7, 0, [0.9])
+    for r, hours in zip(relu + [cst], (1.0, 2.0, 6.0, 0.5)):
+        r.seconds = hours * 3600
+    started = tmp_path / "started"
+    started.mkdir()
+    (started / "epochs.csv").write_text("epoch,seconds\n1,1800\n2,1800\n")  # an hour behind it
+    crelu = _curve("crelu", 0.85, 0.7, 1, [0.9]).config
+    unfinished = [(relu[0].config, tmp_path / "none"), (relu[1].config, started), (cst.config, tmp_path / "none"),
+                  (crelu, tmp_path / "none")]
+    # relu: median 2 h, twice, one with an hour behind it; cst 0.5 h; crelu: none finished,
+    # so the median of all four (1.5 h)
+    assert script.hours_left(unfinished, relu + [cst]) == pytest.approx(2 + 1 + 0.5 + 1.5)
+    assert script.hours_left(unfinished, []) is None
 
 
 def test_the_sgd_study_takes_the_best_clipped_configuration_at_its_best_validation_epochs(tmp_path, monkeypatch):
