@@ -29,7 +29,8 @@ tables holding its journal, so the two never mix halves of each other's writes.
 
 ``--dry-run`` lists every run of the plan as done, running (another driver holds it) or
 to run, with the epochs a running or interrupted run has behind it, then each study's
-count and a rough estimate of the hours of one core left (:func:`hours_left`). Otherwise it prints one line per run started and finished, with the epoch at which it stopped, its
+count and a rough estimate of the hours of one core left (:func:`hours_left`). Otherwise
+it prints one line per run started and finished, with the epoch at which it stopped, its
 final validation and test accuracy and its hours.
 """
 
