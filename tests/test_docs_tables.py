@@ -89,6 +89,20 @@ def test_committed_csv_files_are_those_of_the_journal(journal):
         reproduce.learning_curves_csv(reproduce.learning_curves(results))
 
 
+@pytest.mark.parametrize("journal", [j for j in JOURNALS if (j.parent / "study.md").exists()],
+                         ids=[j.parent.name for j in JOURNALS if (j.parent / "study.md").exists()])
+def test_committed_study_files_are_those_of_the_journal(journal):
+    """results/*/study.md and study.csv (when to stop, the accuracy at the best validation
+    epoch, the gap to ReLU, machine time, rank correlation) are what the code writes from
+    the committed journal."""
+    from meanfield.nn import reproduce
+    results = reproduce.stored_results(journal)
+    study = reproduce.study_summary(results)
+    assert (journal.parent / "study.md").read_text(encoding="utf-8") == \
+        reproduce.study_markdown(study) + "\n" + reproduce.study_note(results)
+    assert (journal.parent / "study.csv").read_text(encoding="utf-8") == reproduce.study_csv(study)
+
+
 def test_the_documented_rank_correlation_is_that_of_the_journal():
     """docs/mnist.md's rho of the theory's verdicts against the 10-epoch grid's accuracy is
     what the code computes from the committed journal."""
