@@ -116,7 +116,7 @@ def epochs_done(run_dir: Path) -> tuple[int, float]:
     try:
         with open(run_dir / "epochs.csv", encoding="utf-8") as fh:
             rows = list(csv.DictReader(fh))
-    except OSError:
+    except (OSError, UnicodeDecodeError, csv.Error):  # a listing must not stop on a damaged file
         return 0, 0.0
     try:
         seconds = sum(float(r["seconds"]) for r in rows)
@@ -176,7 +176,7 @@ def main(argv=None):
                 queue.append((rank, name, cfg))
     if a.order == "core-first":  # every step's core runs, then the rest; sgd waits for the long study
         queue.sort(key=lambda item: (item[1] == "sgd", not is_core(item[2]), item[0], item[2].seed))
-    tally: dict = {}  # study: (done, running, to run, [(configuration, run directory) unfinished])
+    tally: dict = {}  # study: [done, running, to run, [(configuration, run directory) unfinished]]
     for _, name, cfg in queue:
         out = ROOT / "results" / f"mnist-{name}"
         journal = out / "runs.jsonl"
