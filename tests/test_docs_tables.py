@@ -89,8 +89,10 @@ def test_committed_csv_files_are_those_of_the_journal(journal):
         reproduce.learning_curves_csv(reproduce.learning_curves(results))
 
 
-@pytest.mark.parametrize("journal", [j for j in JOURNALS if (j.parent / "study.md").exists()],
-                         ids=[j.parent.name for j in JOURNALS if (j.parent / "study.md").exists()])
+STUDY_JOURNALS = [j for j in JOURNALS if (j.parent / "study.md").exists()]
+
+
+@pytest.mark.parametrize("journal", STUDY_JOURNALS, ids=[j.parent.name for j in STUDY_JOURNALS])
 def test_committed_study_files_are_those_of_the_journal(journal):
     """results/*/study.md and study.csv (when to stop, the accuracy at the best validation
     epoch, the gap to ReLU, machine time, rank correlation) are what the code writes from
