@@ -622,6 +622,21 @@ def test_the_studies_dry_run_shows_how_far_each_unfinished_run_is(tmp_path, monk
                      "long: 0 done, 1 running, 2 to run; no finished run to estimate the rest by"]
 
 
+def test_a_study_driver_gives_blas_the_threads_numba_has_unless_told_otherwise():
+    """Two drivers of NUMBA_NUM_THREADS=1 must not each run numpy's BLAS on every core (the
+    dense layers of a ReLU run at s = 0.5 go to BLAS); a BLAS setting of the user's stands."""
+    follow = _studies_script().blas_threads_follow_numba
+    env = {"NUMBA_NUM_THREADS": "1", "PATH": "/bin"}
+    assert follow(env) == "1"
+    assert {k: env[k] for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")} == dict.fromkeys(
+        ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"), "1")
+    for mine in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        env = {"NUMBA_NUM_THREADS": "1", mine: "2"}
+        assert follow(env) is None and env == {"NUMBA_NUM_THREADS": "1", mine: "2"}
+    env = {"PATH": "/bin"}  # no core budget given: BLAS keeps its default
+    assert follow(env) is None and env == {"PATH": "/bin"}
+
+
 def test_the_studies_estimate_of_the_time_left_goes_by_the_finished_runs(tmp_path):
     """Each unfinished run counts the median hours of its configuration's finished runs
     (else of all of them), less the seconds of the epochs it has behind it."""
