@@ -24,8 +24,8 @@ rest of the plan.
 Two drivers, each with ``NUMBA_NUM_THREADS=1``, finish more runs per hour on a two-core
 machine than one on both cores (``benchmarks/bench_throughput.py``; docs/mnist.md gives
 the commands). Run as a script, a driver gives numpy's BLAS as many threads as numba
-unless ``OPENBLAS_NUM_THREADS``, ``OMP_NUM_THREADS`` or ``MKL_NUM_THREADS`` says otherwise
-(:func:`blas_threads_follow_numba`). They may share a study: a run another driver is training is skipped
+unless ``OPENBLAS_NUM_THREADS``, ``GOTO_NUM_THREADS``, ``OMP_NUM_THREADS`` or
+``MKL_NUM_THREADS`` says otherwise (:func:`blas_threads_follow_numba`). They may share a study: a run another driver is training is skipped
 (its directory is locked while it trains), and each driver writes and commits a study's
 tables holding its journal, so the two never mix halves of each other's writes.
 
@@ -50,9 +50,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-#: the variables that set the threads of numpy's BLAS (OpenBLAS reads the first of its own
-#: two it finds, MKL its own)
-BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+#: the variables that set the threads of numpy's BLAS: OpenBLAS takes the first of
+#: OPENBLAS_, GOTO_ and OMP_NUM_THREADS that is set, MKL its own
+BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def blas_threads_follow_numba(environ) -> str | None:
@@ -61,7 +61,7 @@ def blas_threads_follow_numba(environ) -> str | None:
     ReLU's at s = 0.5) as many threads, so that two drivers of one thread each do not run
     four threads on two cores. Returns the number set, or None if nothing was set."""
     n = environ.get("NUMBA_NUM_THREADS")
-    if not n or any(v in environ for v in BLAS_THREAD_VARIABLES):
+    if not n or any(environ.get(v) for v in BLAS_THREAD_VARIABLES):  # an empty one counts as unset
         return None
     for v in BLAS_THREAD_VARIABLES:
         environ[v] = n

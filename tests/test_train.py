@@ -11,6 +11,8 @@ import logging
 import math
 import os
 import re
+import subprocess
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -625,16 +627,36 @@ def test_the_studies_dry_run_shows_how_far_each_unfinished_run_is(tmp_path, monk
 def test_a_study_driver_gives_blas_the_threads_numba_has_unless_told_otherwise():
     """Two drivers of NUMBA_NUM_THREADS=1 must not each run numpy's BLAS on every core (the
     dense layers of a ReLU run at s = 0.5 go to BLAS); a BLAS setting of the user's stands."""
+    blas = ("OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
     follow = _studies_script().blas_threads_follow_numba
-    env = {"NUMBA_NUM_THREADS": "1", "PATH": "/bin"}
-    assert follow(env) == "1"
-    assert {k: env[k] for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")} == dict.fromkeys(
-        ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"), "1")
-    for mine in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    for env in ({"NUMBA_NUM_THREADS": "1", "PATH": "/bin"}, {"NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": ""}):
+        assert follow(env) == "1"  # an empty variable is no setting (OpenBLAS ignores it)
+        assert {k: env[k] for k in blas} == dict.fromkeys(blas, "1")
+    for mine in blas:
         env = {"NUMBA_NUM_THREADS": "1", mine: "2"}
         assert follow(env) is None and env == {"NUMBA_NUM_THREADS": "1", mine: "2"}
     env = {"PATH": "/bin"}  # no core budget given: BLAS keeps its default
     assert follow(env) is None and env == {"PATH": "/bin"}
+    # run as a script, it sets them before anything loads numpy (whose BLAS reads them once)
+    probe = ("import os, runpy, sys\n"
+             "class Spy:\n"
+             "    seen = []\n"
+             "    def find_spec(self, name, path=None, target=None):\n"
+             "        if name == 'numpy' and not Spy.seen:\n"
+             "            Spy.seen.append(os.environ.get('OPENBLAS_NUM_THREADS'))\n"
+             "sys.meta_path.insert(0, Spy())\n"
+             "sys.argv = ['mnist_studies.py', '--help']\n"
+             "try:\n"
+             "    runpy.run_path(sys.argv_script, run_name='__main__')\n"
+             "except SystemExit:\n"
+             "    pass\n"
+             "print('numpy loaded with OPENBLAS_NUM_THREADS =', Spy.seen)\n")
+    script = Path(__file__).resolve().parents[1] / "scripts" / "mnist_studies.py"
+    env = {k: v for k, v in os.environ.items() if k not in blas}
+    env["NUMBA_NUM_THREADS"] = "1"
+    done = subprocess.run([sys.executable, "-c", probe.replace("sys.argv_script", repr(str(script)))],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.stdout.strip().endswith("numpy loaded with OPENBLAS_NUM_THREADS = ['1']"), done.stdout + done.stderr
 
 
 def test_the_studies_estimate_of_the_time_left_goes_by_the_finished_runs(tmp_path):
