@@ -25,9 +25,10 @@ Two drivers, each with ``NUMBA_NUM_THREADS=1``, finish more runs per hour on a t
 machine than one on both cores (``benchmarks/bench_throughput.py``; docs/mnist.md gives
 the commands). Run as a script, a driver gives numpy's BLAS as many threads as numba
 unless ``OPENBLAS_NUM_THREADS``, ``GOTO_NUM_THREADS``, ``OMP_NUM_THREADS`` or
-``MKL_NUM_THREADS`` says otherwise (:func:`blas_threads_follow_numba`). They may share a study: a run another driver is training is skipped
-(its directory is locked while it trains), and each driver writes and commits a study's
-tables holding its journal, so the two never mix halves of each other's writes.
+``MKL_NUM_THREADS`` says otherwise (:func:`blas_threads_follow_numba`). Drivers may share
+a study: a run another driver is training is skipped (its directory is locked while it
+trains), and each driver writes and commits a study's tables holding its journal, so the
+two never mix halves of each other's writes.
 
 ``--dry-run`` lists every run of the plan as done, running (another driver holds it) or
 to run, with the epochs a running or interrupted run has behind it, then each study's

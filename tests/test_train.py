@@ -645,17 +645,18 @@ def test_a_study_driver_gives_blas_the_threads_numba_has_unless_told_otherwise()
              "        if name == 'numpy' and not Spy.seen:\n"
              "            Spy.seen.append(os.environ.get('OPENBLAS_NUM_THREADS'))\n"
              "sys.meta_path.insert(0, Spy())\n"
-             "sys.argv = ['mnist_studies.py', '--help']\n"
+             "script = sys.argv[1]\n"
+             "sys.argv = [script, '--help']\n"
              "try:\n"
-             "    runpy.run_path(sys.argv_script, run_name='__main__')\n"
+             "    runpy.run_path(script, run_name='__main__')\n"
              "except SystemExit:\n"
              "    pass\n"
              "print('numpy loaded with OPENBLAS_NUM_THREADS =', Spy.seen)\n")
     script = Path(__file__).resolve().parents[1] / "scripts" / "mnist_studies.py"
     env = {k: v for k, v in os.environ.items() if k not in blas}
     env["NUMBA_NUM_THREADS"] = "1"
-    done = subprocess.run([sys.executable, "-c", probe.replace("sys.argv_script", repr(str(script)))],
-                          env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run([sys.executable, "-c", probe, str(script)], env=env, capture_output=True, text=True,
+                          timeout=300)
     assert done.stdout.strip().endswith("numpy loaded with OPENBLAS_NUM_THREADS = ['1']"), done.stdout + done.stderr
 
 
