@@ -1,10 +1,12 @@
 """The trainability score of ``meanfield.diagnose`` against measured MNIST accuracy.
 
 For each configuration of a results table (``results/mnist/table.csv`` by default: depth
-100, the calibration set of the score; the depth-30 grid's table once it exists, the
-held-out set), the diagnosis at the table's depth and width, its score, and the mean test
-accuracy with blown-up seeds counted as chance (0.1); then Spearman's rank correlation of
-score and accuracy, over all configurations and within the trainable verdict.
+100, the calibration set of the score; ``results/mnist-depth30/table.csv`` or ``study.csv``,
+the held-out set), the diagnosis at the table's depth and width, its score, and the mean
+test accuracy with blown-up seeds counted as chance (0.1); then Spearman's rank correlation
+of score and accuracy, over all configurations and within the trainable verdict. A
+``table.csv`` gives each run's last epoch; a study's ``study.csv`` gives each run at its
+best validation epoch, the epoch the studies judge a run by.
 
 Run: ``python scripts/score_vs_training.py [TABLE.csv ...]``; writes nothing.
 """
@@ -23,9 +25,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def measured(row) -> float:
-    seeds, learnt = int(row["seeds"]), int(row["learnt"])
-    total = (float(row["accuracy_mean"]) * learnt if row["accuracy_mean"] else 0.0) + 0.1 * (seeds - learnt)
-    return total / seeds
+    """Mean test accuracy over a configuration's seeds, a seed without one at chance (0.1)."""
+    if "selected_mean" in row:  # a study.csv: every run with an epoch, at its best validation epoch
+        counted, mean = int(row["measured"]), row["selected_mean"]
+    else:  # a table.csv: the runs that learnt, at their last epoch
+        counted, mean = int(row["learnt"]), row["accuracy_mean"]
+    seeds = int(row["seeds"])
+    return ((float(mean) * counted if mean else 0.0) + 0.1 * (seeds - counted)) / seeds
 
 
 def scored(table: Path) -> list[tuple]:

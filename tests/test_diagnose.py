@@ -726,17 +726,34 @@ def test_table_and_phase_diagram_take_the_width_as_diagnose_does():
             stability_table([Configuration("relu", "0.6")], width=bad, jobs=1, progress=False)
 
 
-def test_score_orders_the_depth_100_mnist_results():
-    """The score against the committed depth-100 MNIST table (its calibration set: the
-    tiers and the use of rho(0) were chosen on it, so this guards the calibration rather
-    than testing it; the held-out test is the depth-30 grid): Spearman >= 0.9."""
+def _score_script():
+    """scripts/score_vs_training.py as a module (scripts/ is not a package)."""
     import importlib.util
     from pathlib import Path
     path = Path(__file__).resolve().parents[1] / "scripts" / "score_vs_training.py"
     spec = importlib.util.spec_from_file_location("score_vs_training", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    rows = module.scored(path.parents[1] / "results" / "mnist" / "table.csv")
+    return module
+
+
+def test_score_orders_the_depth_100_mnist_results():
+    """The score against the committed depth-100 MNIST table (its calibration set: the
+    tiers and the use of rho(0) were chosen on it, so this guards the calibration rather
+    than testing it; the held-out test is the depth-30 grid): Spearman >= 0.9."""
+    module = _score_script()
+    rows = module.scored(module.ROOT / "results" / "mnist" / "table.csv")
     from scipy.stats import spearmanr
     assert len(rows) == 17
     assert spearmanr([r[4] for r in rows], [r[5] for r in rows]).statistic >= 0.9
+
+
+def test_score_script_counts_seeds_without_an_accuracy_as_chance():
+    """scripts/score_vs_training.py reads a table.csv (runs that learnt, last epoch) and a
+    study's study.csv (runs with an epoch, at their best validation epoch); either way a
+    seed without an accuracy counts as chance, 0.1."""
+    module = _score_script()
+    assert module.measured({"seeds": "5", "learnt": "4", "accuracy_mean": "0.9"}) == pytest.approx((4 * 0.9 + 0.1) / 5)
+    assert module.measured({"seeds": "5", "learnt": "0", "accuracy_mean": ""}) == pytest.approx(0.1)
+    study_row = {"seeds": "5", "measured": "3", "selected_mean": "0.8", "learnt": "5", "accuracy_mean": "0.2"}
+    assert module.measured(study_row) == pytest.approx((3 * 0.8 + 2 * 0.1) / 5)
