@@ -1093,6 +1093,23 @@ def test_prediction_correlation_counts_blow_ups_as_chance(monkeypatch):
     assert n == 4 and math.isclose(rho, want.statistic) and math.isclose(p, want.pvalue)
 
 
+def test_mean_accuracy_counts_blow_ups_as_chance_at_the_last_or_the_judged_epoch():
+    """The per-configuration accuracy behind every rank correlation: the mean over seeds, a
+    run that blew up (measured or not) counting as 0.1, a run that stayed ok but at chance
+    counting as what it measured; each run at its last epoch, or with ``judged`` at its best
+    validation epoch."""
+    rs = [_curve("crelu", 0.85, 0.7, 0, [0.5, 0.9, 0.3]), _curve("crelu", 0.85, 0.7, 1, [0.12]),
+          _curve("crelu", 0.85, 0.7, 2, [0.8], status="failed"), _result("crelu", 0.85, 0.7, 3, None, "failed"),
+          _curve("relu", 0.5, None, 0, [0.95, 0.96])]
+    last = reproduce.mean_accuracy(rs)
+    judged = reproduce.mean_accuracy(rs, judged=True)
+    key = reproduce.configuration_key(rs[0].config)
+    assert last[key][0] == rs[0].config and set(last) == {key, reproduce.configuration_key(rs[-1].config)}
+    assert math.isclose(last[key][1], (0.3 + 0.12 + 0.1 + 0.1) / 4)
+    assert math.isclose(judged[key][1], (0.9 + 0.12 + 0.1 + 0.1) / 4)
+    assert math.isclose(judged[reproduce.configuration_key(rs[-1].config)][1], 0.96)
+
+
 def test_training_inputs_are_normalise_inputs_bit_for_bit():
     """One scaling of the inputs: the training splits are :func:`normalise_inputs` of the
     images (float64), then the run's dtype; the historic rounding (no division by the

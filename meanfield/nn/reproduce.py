@@ -40,7 +40,7 @@ from .train import TrainConfig, TrainResult, diagnosis, selected_epoch, train
 
 __all__ = ["grid", "configs", "STUDIES", "Study", "study_configs", "default_runs_dir", "run_key", "run_grid", "locked_journal", "summary", "table_markdown", "table_csv", "learning_curves",
            "learning_curves_csv", "study_summary", "study_markdown", "study_csv", "study_note", "welch_interval",
-           "prediction_correlation", "PREDICTED_RANK",
+           "prediction_correlation", "mean_accuracy", "PREDICTED_RANK",
            "THRESHOLDS", "write_results", "stored_results", "protocol_tag", "PARTS", "part", "part_of_row",
            "configuration_key", "GRIDS"]
 
@@ -436,23 +436,33 @@ PREDICTED_RANK = {"trainable": 2, "fragile": 1, "too-sparse": 1, "half-stable": 
                   "exploding": 0, "vanishing": 0}
 
 
+def mean_accuracy(results: list[TrainResult], judged: bool = False) -> dict:
+    """{:func:`configuration_key`: (its config, mean test accuracy over its seeds)}, a run
+    that blew up or measured nothing counting as chance (0.1). Each run's accuracy is that
+    of its last epoch, or with ``judged`` that of its best validation epoch (:func:`_judged`,
+    the one the studies judge a run by)."""
+    groups: dict = {}
+    for r in results:
+        groups.setdefault(configuration_key(r.config), []).append(r)
+    return {key: (rs[0].config, float(np.mean([0.1 if r.status != "ok" or not r.epochs
+                                                else (_judged(r) if judged else r.test_accuracy) for r in rs])))
+            for key, rs in groups.items()}
+
+
 def prediction_correlation(results: list[TrainResult]):
     """(Spearman's rho, its two-sided p-value, the number of configurations) between the
     theory's verdict on each configuration (:data:`PREDICTED_RANK`, from the initialisation
     alone) and its mean final test accuracy over seeds, a run that blew up counting as
-    chance (0.1); configurations the theory cannot diagnose are left out. None where fewer
-    than three configurations, or no spread in either, are left."""
+    chance (0.1; :func:`mean_accuracy`); configurations the theory cannot diagnose are left
+    out. None where fewer than three configurations, or no spread in either, are left."""
     from scipy import stats
-    groups: dict = {}
-    for r in results:
-        groups.setdefault(configuration_key(r.config), []).append(r)
     pred, meas = [], []
-    for rs in groups.values():
-        rank = PREDICTED_RANK.get(diagnosis(rs[0].config)[0])
+    for config, accuracy in mean_accuracy(results).values():
+        rank = PREDICTED_RANK.get(diagnosis(config)[0])
         if rank is None:
             continue
         pred.append(rank)
-        meas.append(float(np.mean([0.1 if r.status != "ok" or not r.epochs else r.test_accuracy for r in rs])))
+        meas.append(accuracy)
     if len(pred) < 3 or len(set(pred)) < 2 or len(set(meas)) < 2:
         return None
     rho, p = stats.spearmanr(pred, meas)
