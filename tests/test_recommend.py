@@ -63,17 +63,19 @@ def test_recommendation_is_nearest_the_measured_best(recommendations, key):
 def test_recommendation_at_depth_30_is_the_measured_best_or_as_good(recommendations, key):
     """The depth-30 study was not used to choose the rule. At depth 30 the recommendation is
     the one at depth 100 (neither edge of the band moves), and the nearest of V' = 0.5, 0.7,
-    0.9 to it must be the best by mean accuracy, or differ from the best by a Welch 95%
-    interval that holds zero. A run without an epoch counts as chance."""
+    0.9 to it must be the best by mean accuracy (each run at its best validation epoch, a
+    blown-up run as chance: reproduce.run_accuracy), or differ from the best by a Welch 95%
+    interval that holds zero. Every seed in the journal counts. A weak check at s = 0.7,
+    where the three clip levels train alike at depth 30 (any of them would pass); at
+    s = 0.85 it fails if the recommendation moves to V' = 0.9, which collapses CST."""
     from meanfield.nn import reproduce
-    from meanfield.nn.train import selected_epoch
     journal = Path(__file__).resolve().parents[1] / "results" / "mnist-depth30" / "runs.jsonl"
     a, s = key
     accuracy = {}
     for r in reproduce.stored_results(journal):
-        if (r.config.activation, r.config.sparsity) == (a, float(s)) and r.config.v_prime is not None:
-            judged = selected_epoch(r)["test_accuracy"] if r.epochs else 0.1
-            accuracy.setdefault(r.config.v_prime, []).append(judged)
+        c = r.config
+        if (c.activation, c.sparsity, c.depth, c.width) == (a, float(s), 30, 300) and c.v_prime in (0.5, 0.7, 0.9):
+            accuracy.setdefault(c.v_prime, []).append(reproduce.run_accuracy(r, judged=True))
     assert sorted(accuracy) == [0.5, 0.7, 0.9] and all(len(v) >= 3 for v in accuracy.values())
     rec = recommend(a, s, depth=30, width=300)
     assert rec.v_prime == pytest.approx(recommendations[key].v_prime, abs=1e-9)

@@ -1108,6 +1108,7 @@ def test_mean_accuracy_counts_blow_ups_as_chance_at_the_last_or_the_judged_epoch
     assert math.isclose(last[key][1], (0.3 + 0.12 + 0.1 + 0.1) / 4)
     assert math.isclose(judged[key][1], (0.9 + 0.12 + 0.1 + 0.1) / 4)
     assert math.isclose(judged[reproduce.configuration_key(rs[-1].config)][1], 0.96)
+    assert [reproduce.run_accuracy(r, judged=True) for r in rs[:4]] == [0.9, 0.12, 0.1, 0.1]
 
 
 def test_training_inputs_are_normalise_inputs_bit_for_bit():

@@ -40,7 +40,7 @@ from .train import TrainConfig, TrainResult, diagnosis, selected_epoch, train
 
 __all__ = ["grid", "configs", "STUDIES", "Study", "study_configs", "default_runs_dir", "run_key", "run_grid", "locked_journal", "summary", "table_markdown", "table_csv", "learning_curves",
            "learning_curves_csv", "study_summary", "study_markdown", "study_csv", "study_note", "welch_interval",
-           "prediction_correlation", "mean_accuracy", "PREDICTED_RANK",
+           "prediction_correlation", "mean_accuracy", "run_accuracy", "PREDICTED_RANK",
            "THRESHOLDS", "write_results", "stored_results", "protocol_tag", "PARTS", "part", "part_of_row",
            "configuration_key", "GRIDS"]
 
@@ -436,17 +436,22 @@ PREDICTED_RANK = {"trainable": 2, "fragile": 1, "too-sparse": 1, "half-stable": 
                   "exploding": 0, "vanishing": 0}
 
 
+def run_accuracy(run: TrainResult, judged: bool = False) -> float:
+    """The test accuracy a rank correlation counts for one run: chance (0.1) if it blew up or
+    measured nothing; else that of its last epoch, or with ``judged`` that of its epoch of
+    highest validation accuracy (the epoch the studies judge a run by; its last without a
+    validation split)."""
+    if run.status != "ok" or not run.epochs:
+        return 0.1
+    return _judged(run) if judged else float(run.test_accuracy)
+
+
 def mean_accuracy(results: list[TrainResult], judged: bool = False) -> dict:
-    """{:func:`configuration_key`: (its config, mean test accuracy over its seeds)}, a run
-    that blew up or measured nothing counting as chance (0.1). Each run's accuracy is that
-    of its last epoch, or with ``judged`` that of its best validation epoch (:func:`_judged`,
-    the one the studies judge a run by)."""
+    """{:func:`configuration_key`: (its config, mean of :func:`run_accuracy` over its seeds)}."""
     groups: dict = {}
     for r in results:
         groups.setdefault(configuration_key(r.config), []).append(r)
-    return {key: (rs[0].config, float(np.mean([0.1 if r.status != "ok" or not r.epochs
-                                                else (_judged(r) if judged else r.test_accuracy) for r in rs])))
-            for key, rs in groups.items()}
+    return {key: (rs[0].config, float(np.mean([run_accuracy(r, judged) for r in rs]))) for key, rs in groups.items()}
 
 
 def prediction_correlation(results: list[TrainResult]):
