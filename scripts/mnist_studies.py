@@ -94,6 +94,14 @@ def parse_plan(text: str) -> list[tuple[str, list[int]]]:
     return steps
 
 
+def parse_activations(text: str) -> set[str]:
+    known = {c.activation for name in reproduce.STUDIES for c in reproduce.study_configs(name)}
+    chosen = {part.strip() for part in text.split(",") if part.strip()}
+    if not chosen or not chosen <= known:
+        raise argparse.ArgumentTypeError(f"{text!r}: choose from {', '.join(sorted(known))}, comma-separated")
+    return chosen
+
+
 def best_clipped(journal: Path) -> dict | None:
     """The clipped configuration at s = 0.85 with the highest mean validation accuracy in
     the long study, each run's taken at the epoch it is judged by (its best validation
@@ -189,6 +197,9 @@ def main(argv=None):
     ap.add_argument("--plan", default=DEFAULT_PLAN, help=f"STUDY:SEEDS,... (default {DEFAULT_PLAN})")
     ap.add_argument("--commit", action="store_true", help="git commit each study's results after each run")
     ap.add_argument("--dry-run", action="store_true", help="list what would run, and what is done")
+    ap.add_argument("--activations", type=parse_activations, default=None, metavar="A,B",
+                    help="train only these activations' runs (e.g. cst): a run too long for the "
+                         "session left to it can wait for a longer one")
     ap.add_argument("--order", choices=("core-first", "seed"), default="core-first",
                     help="core-first (default): the baseline and the clipped V'=0.7 runs at s=0.85 of "
                          "every seed before the others; seed: seed by seed")
@@ -197,7 +208,7 @@ def main(argv=None):
     queue = []  # (study, configuration) in the order they run
     for rank, (name, seeds) in enumerate(steps):
         for cfg in reproduce.study_configs(name, seeds=max(seeds) + 1):
-            if cfg.seed in seeds:
+            if cfg.seed in seeds and (a.activations is None or cfg.activation in a.activations):
                 queue.append((rank, name, cfg))
     if a.order == "core-first":  # every step's core runs, then the rest; sgd waits for the long study
         queue.sort(key=lambda item: (item[1] == "sgd", not is_core(item[2]), item[0], item[2].seed))

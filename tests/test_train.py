@@ -1186,3 +1186,19 @@ def test_runs_in_threads_leave_mpmath_s_precision_alone():
     assert mpmath.mp.prec == before
     assert verdicts[:4] == verdicts[4:]
     assert alone == [float(initialisation(c).sigma_w2) for c in configs]
+
+
+def test_the_studies_driver_trains_only_the_activations_asked_for(tmp_path, monkeypatch, capsys):
+    """--activations cst keeps the sgd study's ReLU run (hours longer than its clipped one)
+    out of the queue; an activation no study has is refused by name."""
+    script = _studies_script()
+    monkeypatch.setattr(script, "ROOT", tmp_path)
+    monkeypatch.setenv("MEANFIELD_DATA", str(tmp_path / "cache"))
+    script.main(["--plan", "sgd:0", "--dry-run", "--activations", "cst"])
+    lines = capsys.readouterr().out.splitlines()
+    cst = [c for c in reproduce.study_configs("sgd") if c.activation == "cst"]
+    assert cst and lines == [f"sgd: {reproduce.run_key(c)}: to run" for c in cst] + [
+        f"sgd: 0 done, 0 running, {len(cst)} to run; no finished run to estimate the rest by"]
+    with pytest.raises(SystemExit):
+        script.main(["--plan", "sgd:0", "--dry-run", "--activations", "tanh"])
+    assert "--activations: 'tanh': choose from crelu, cst, relu, st" in capsys.readouterr().err
