@@ -1,6 +1,8 @@
 """Test configuration: hypothesis profiles (``ci`` on CI, ``dev`` otherwise)."""
 
+import importlib.util
 import os
+from pathlib import Path
 
 import pytest
 
@@ -10,6 +12,21 @@ settings.register_profile("dev", deadline=None)
 settings.register_profile("ci", deadline=None, print_blob=True,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
+
+
+@pytest.fixture(scope="session")
+def load_script():
+    """A script of the project as a fresh module (``scripts/`` and ``docs/scripts/`` are not
+    packages): ``load_script("scripts/mnist_studies.py")``."""
+    root = Path(__file__).resolve().parents[1]
+
+    def load(relative: str):
+        path = root / relative
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    return load
 
 
 @pytest.fixture(scope="session")

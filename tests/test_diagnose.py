@@ -726,23 +726,12 @@ def test_table_and_phase_diagram_take_the_width_as_diagnose_does():
             stability_table([Configuration("relu", "0.6")], width=bad, jobs=1, progress=False)
 
 
-def _score_script():
-    """scripts/score_vs_training.py as a module (scripts/ is not a package)."""
-    import importlib.util
-    from pathlib import Path
-    path = Path(__file__).resolve().parents[1] / "scripts" / "score_vs_training.py"
-    spec = importlib.util.spec_from_file_location("score_vs_training", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_score_orders_the_depth_100_mnist_results():
+def test_score_orders_the_depth_100_mnist_results(load_script):
     """The score against the committed depth-100 MNIST journal (its calibration set: the
     tiers and the use of rho(0) were chosen on it, so this guards the calibration rather
     than testing it; the held-out test is the depth-30 grid, docs/theory.md): Spearman >= 0.9,
     computed by the script docs/theory.md quotes."""
-    module = _score_script()
+    module = load_script("scripts/score_vs_training.py")
     rows = module.scored(module.ROOT / "results" / "mnist" / "runs.jsonl")
     assert len(rows) == 17
     rho, _ = module.spearman(rows)

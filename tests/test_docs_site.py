@@ -75,12 +75,9 @@ def test_api_reference_comes_from_the_docstrings(site):
     assert first_line.split("``")[0].strip()[:30] in html
 
 
-def test_the_docstring_converter():
+def test_the_docstring_converter(load_script):
     """docs/scripts/griffe_rst.py: reST roles, doctest blocks, math and literal blocks."""
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("griffe_rst", ROOT / "docs" / "scripts" / "griffe_rst.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_script("docs/scripts/griffe_rst.py")
     text = ("See :func:`~meanfield.eoc.eoc_parameters` and :mod:`meanfield.maps`, with :math:`q^*` "
             "and ``digits``.\n\n.. math::\n\n   V(q) = q\n\nExample::\n\n    x = 1\n\n"
             ">>> 1 + 1\n2\n\nafter")

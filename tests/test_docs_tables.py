@@ -203,15 +203,12 @@ def test_the_studies_tables_in_docs_mnist_are_those_of_their_journals(journal, s
         assert (None if median == "never" else float(median)) == row["epoch_90"], where
 
 
-def test_the_documented_spearman_of_the_score_is_that_of_the_journals():
+def test_the_documented_spearman_of_the_score_is_that_of_the_journals(load_script):
     """docs/theory.md's rank correlations of the trainability score with the measured
     accuracy, on the depth-100 grid it was chosen on and on the depth-30 grid held out
     (last epoch, and best validation epoch), are what scripts/score_vs_training.py computes
     from the committed journals."""
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("score_vs_training", ROOT / "scripts" / "score_vs_training.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script("scripts/score_vs_training.py")
     text = re.sub(r"\s+", " ", (ROOT / "docs" / "theory.md").read_text(encoding="utf-8"))
     calibration = re.search(r"Spearman's rank correlation of score and accuracy there is \*\*([0-9.]+)\*\*", text)
     last = re.search(r"ranks them with Spearman \*\*([0-9.]+)\*\* against the mean last-epoch accuracy", text)

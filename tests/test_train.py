@@ -537,20 +537,11 @@ def test_a_run_another_process_is_training_is_refused_untouched(tmp_path):
     assert len(run.epochs) == 3
 
 
-def _studies_script():
-    import importlib.util
-    path = Path(__file__).resolve().parents[1] / "scripts" / "mnist_studies.py"
-    spec = importlib.util.spec_from_file_location("mnist_studies", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.mark.skipif(fcntl is None, reason="no flock on this platform")
-def test_two_study_drivers_share_a_study(tmp_path, monkeypatch, capsys):
+def test_two_study_drivers_share_a_study(tmp_path, monkeypatch, capsys, load_script):
     """scripts/mnist_studies.py skips a run another driver is training (its directory is
     locked), whether it sees the lock before starting or only when the run refuses it."""
-    script = _studies_script()
+    script = load_script("scripts/mnist_studies.py")
     monkeypatch.setattr(script, "ROOT", tmp_path)
     monkeypatch.setenv("MEANFIELD_DATA", str(tmp_path / "cache"))
     cfgs = reproduce.study_configs("long", seeds=1)[:3]  # three runs are enough, and quicker
@@ -599,10 +590,10 @@ def test_two_study_drivers_share_a_study(tmp_path, monkeypatch, capsys):
 
 
 @pytest.mark.skipif(fcntl is None, reason="no flock on this platform")
-def test_the_studies_dry_run_shows_how_far_each_unfinished_run_is(tmp_path, monkeypatch, capsys):
+def test_the_studies_dry_run_shows_how_far_each_unfinished_run_is(tmp_path, monkeypatch, capsys, load_script):
     """--dry-run gives the epochs behind a run another driver is training and behind an
     interrupted one (its checkpoint's epochs.csv), and nothing for a run not started."""
-    script = _studies_script()
+    script = load_script("scripts/mnist_studies.py")
     monkeypatch.setattr(script, "ROOT", tmp_path)
     monkeypatch.setenv("MEANFIELD_DATA", str(tmp_path / "cache"))
     cfgs = reproduce.study_configs("long", seeds=1)[:3]
@@ -624,11 +615,11 @@ def test_the_studies_dry_run_shows_how_far_each_unfinished_run_is(tmp_path, monk
                      "long: 0 done, 1 running, 2 to run; no finished run to estimate the rest by"]
 
 
-def test_a_study_driver_gives_blas_the_threads_numba_has_unless_told_otherwise():
+def test_a_study_driver_gives_blas_the_threads_numba_has_unless_told_otherwise(load_script):
     """Two drivers of NUMBA_NUM_THREADS=1 must not each run numpy's BLAS on every core (the
     dense layers of a ReLU run at s = 0.5 go to BLAS); a BLAS setting of the user's stands."""
     blas = ("OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
-    follow = _studies_script().blas_threads_follow_numba
+    follow = load_script("scripts/mnist_studies.py").blas_threads_follow_numba
     for env in ({"NUMBA_NUM_THREADS": "1", "PATH": "/bin"}, {"NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": ""}):
         assert follow(env) == "1"  # an empty variable is no setting (OpenBLAS ignores it)
         assert {k: env[k] for k in blas} == dict.fromkeys(blas, "1")
@@ -660,10 +651,10 @@ def test_a_study_driver_gives_blas_the_threads_numba_has_unless_told_otherwise()
     assert done.stdout.strip().endswith("numpy loaded with OPENBLAS_NUM_THREADS = ['1']"), done.stdout + done.stderr
 
 
-def test_the_studies_estimate_of_the_time_left_goes_by_the_finished_runs(tmp_path):
+def test_the_studies_estimate_of_the_time_left_goes_by_the_finished_runs(tmp_path, load_script):
     """Each unfinished run counts the median hours of its configuration's finished runs
     (else of all of them), less the seconds of the epochs it has behind it."""
-    script = _studies_script()
+    script = load_script("scripts/mnist_studies.py")
     relu = [_curve("relu", 0.5, None, s, [0.9]) for s in range(3)]
     cst = _curve("cst", 0.85, 0.7, 0, [0.9])
     for r, hours in zip(relu + [cst], (1.0, 2.0, 6.0, 0.5)):
@@ -680,10 +671,10 @@ def test_the_studies_estimate_of_the_time_left_goes_by_the_finished_runs(tmp_pat
     assert script.hours_left(unfinished, []) is None
 
 
-def test_the_sgd_study_takes_the_best_clipped_configuration_at_its_best_validation_epochs(tmp_path, monkeypatch):
+def test_the_sgd_study_takes_the_best_clipped_configuration_at_its_best_validation_epochs(tmp_path, monkeypatch, load_script):
     """scripts/mnist_studies.py chooses at each run's best validation epoch (the epoch a run
     is judged by), not its last, and only once every run of the long study is in."""
-    script = _studies_script()
+    script = load_script("scripts/mnist_studies.py")
     monkeypatch.setattr(script, "ROOT", tmp_path)
     journal = tmp_path / "results" / "mnist-long" / "runs.jsonl"
     journal.parent.mkdir(parents=True)
@@ -1188,10 +1179,10 @@ def test_runs_in_threads_leave_mpmath_s_precision_alone():
     assert alone == [float(initialisation(c).sigma_w2) for c in configs]
 
 
-def test_the_studies_driver_trains_only_the_activations_asked_for(tmp_path, monkeypatch, capsys):
+def test_the_studies_driver_trains_only_the_activations_asked_for(tmp_path, monkeypatch, capsys, load_script):
     """--activations cst keeps the sgd study's ReLU run (hours longer than its clipped one)
     out of the queue; an activation no study has is refused by name."""
-    script = _studies_script()
+    script = load_script("scripts/mnist_studies.py")
     monkeypatch.setattr(script, "ROOT", tmp_path)
     monkeypatch.setenv("MEANFIELD_DATA", str(tmp_path / "cache"))
     script.main(["--plan", "sgd:0", "--dry-run", "--activations", "cst"])
