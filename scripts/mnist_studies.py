@@ -30,6 +30,13 @@ a study: a run another driver is training is skipped (its directory is locked wh
 trains), and each driver writes and commits a study's tables holding its journal, so the
 two never mix halves of each other's writes.
 
+``--park`` (after stopping the drivers) keeps every unfinished run's checkpoint directory
+in the repository's object store, under ``refs/meanfield-runs/STUDY/KEY``, and
+``--unpark`` (before starting them) puts each back in the cache where the cache has fewer
+of its epochs: for a machine that keeps its git repository, and nothing else, between
+sessions. A parked run finished since is dropped. ``git gc --prune=now`` then frees the
+space of runs no longer parked.
+
 ``--dry-run`` lists every run of the plan as done, running (another driver holds it) or
 to run, with the epochs a running or interrupted run has behind it, then each study's
 count and a rough estimate of the hours of one core left (:func:`hours_left`). Otherwise
@@ -74,7 +81,10 @@ if __name__ == "__main__":
 
 from meanfield.errors import InUseError  # noqa: E402
 from meanfield.nn import reproduce  # noqa: E402
-from meanfield.nn.train import in_use, selected_epoch  # noqa: E402
+from meanfield.nn.train import LOCK, in_use, selected_epoch  # noqa: E402
+
+#: where ``--park`` keeps unfinished runs: refs no branch holds and no clone fetches
+PARKED = "refs/meanfield-runs"
 
 DEFAULT_PLAN = "long:0-2,depth30:0-4,sgd:0"
 
@@ -123,6 +133,78 @@ def best_clipped(journal: Path) -> dict | None:
         return None
     (act, v), _ = max(by.items(), key=lambda kv: sum(kv[1]) / len(kv[1]))
     return {"activation": act, "sparsity": 0.85, "v_prime": v}
+
+
+def git(*args: str, stdin: bytes | None = None) -> bytes:
+    done = subprocess.run(["git", "-C", str(ROOT), *args], input=stdin, capture_output=True)
+    if done.returncode:
+        raise SystemExit(f"git {args[0]}: {done.stderr.decode(errors='replace').strip()}")
+    return done.stdout
+
+
+def finished_keys(name: str) -> set[str]:
+    journal = ROOT / "results" / f"mnist-{name}" / "runs.jsonl"
+    return {reproduce.run_key(r.config) for r in reproduce.stored_results(journal)} if journal.exists() else set()
+
+
+def park() -> None:
+    """Each unfinished run's checkpoint directory (every study's), as a tree in the
+    repository's object store under PARKED/STUDY/KEY; a parked run since finished is dropped."""
+    for name in reproduce.STUDIES:
+        done = finished_keys(name)
+        runs_dir = reproduce.default_runs_dir(ROOT / "results" / f"mnist-{name}")
+        for folder in sorted(runs_dir.iterdir()) if runs_dir.is_dir() else []:
+            ref = f"{PARKED}/{name}/{folder.name}"
+            if folder.name in done or not (folder / "checkpoint.npz").is_file():
+                continue
+            if in_use(folder):
+                print(f"{name}: {folder.name}: not parked: a driver is training it; stop it first", flush=True)
+                continue
+            entries = b"".join(b"100644 blob %s\t%s\n" % (git("hash-object", "-w", "--", str(f)).strip(),
+                                                            f.name.encode())
+                               for f in sorted(folder.iterdir()) if f.is_file() and f.name != LOCK)
+            git("update-ref", ref, git("mktree", stdin=entries).decode().strip())
+            print(f"{name}: {folder.name}: parked ({epochs_done(folder)[0]} epochs done)", flush=True)
+    for name, key, ref, _ in parked_runs():
+        if key in finished_keys(name):
+            git("update-ref", "-d", ref)
+            print(f"{name}: {key}: no longer parked: finished", flush=True)
+
+
+def parked_runs() -> list[tuple[str, str, str, str]]:
+    """(study, key, ref, tree) of every parked run."""
+    out = []
+    for line in git("for-each-ref", "--format=%(objectname) %(refname)", PARKED).decode().splitlines():
+        tree, ref = line.split(" ", 1)
+        name, _, key = ref[len(PARKED) + 1:].partition("/")
+        out.append((name, key, ref, tree))
+    return out
+
+
+def unpark() -> None:
+    """Put each parked run back in the cache, unless the cache has as many of its epochs
+    (or a driver is training it); drop those finished since they were parked."""
+    for name, key, ref, tree in parked_runs():
+        if key in finished_keys(name):
+            git("update-ref", "-d", ref)
+            print(f"{name}: {key}: no longer parked: finished", flush=True)
+            continue
+        folder = reproduce.default_runs_dir(ROOT / "results" / f"mnist-{name}") / key
+        files = {}
+        for line in git("ls-tree", tree).decode().splitlines():
+            meta, file_name = line.split("\t", 1)
+            files[file_name] = meta.split()[2]
+        parked_epochs = sum(1 for _ in csv.DictReader(git("cat-file", "blob", files["epochs.csv"]).decode()
+                                                      .splitlines())) if "epochs.csv" in files else 0
+        if in_use(folder) or epochs_done(folder)[0] >= parked_epochs:
+            print(f"{name}: {key}: left parked: the cache has it ({epochs_done(folder)[0]} epochs done)", flush=True)
+            continue
+        folder.mkdir(parents=True, exist_ok=True)
+        for file_name, blob in files.items():
+            partial = folder / (file_name + ".unparking")
+            partial.write_bytes(git("cat-file", "blob", blob))
+            partial.replace(folder / file_name)
+        print(f"{name}: {key}: put back in the cache ({epochs_done(folder)[0]} epochs done)", flush=True)
 
 
 def is_core(c) -> bool:
@@ -203,7 +285,14 @@ def main(argv=None):
     ap.add_argument("--order", choices=("core-first", "seed"), default="core-first",
                     help="core-first (default): the baseline and the clipped V'=0.7 runs at s=0.85 of "
                          "every seed before the others; seed: seed by seed")
+    ap.add_argument("--park", action="store_true",
+                    help="keep every unfinished run's checkpoint in the git repository (refs/meanfield-runs/), "
+                         "for a machine that keeps nothing else; then exit")
+    ap.add_argument("--unpark", action="store_true", help="put parked runs back in the cache; then exit")
     a = ap.parse_args(argv)
+    if a.park or a.unpark:
+        park() if a.park else unpark()
+        return
     steps = parse_plan(a.plan)
     queue = []  # (study, configuration) in the order they run
     for rank, (name, seeds) in enumerate(steps):

@@ -1193,3 +1193,48 @@ def test_the_studies_driver_trains_only_the_activations_asked_for(tmp_path, monk
     with pytest.raises(SystemExit):
         script.main(["--plan", "sgd:0", "--dry-run", "--activations", "tanh"])
     assert "--activations: 'tanh': choose from crelu, cst, relu, st" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(fcntl is None, reason="no flock on this platform")
+def test_parked_runs_come_back_byte_for_byte(tmp_path, monkeypatch, capsys, load_script):
+    """--park keeps an unfinished run's files (not its lock) in the repository's object
+    store, and --unpark writes them back exactly; a run being trained is not parked, a run
+    the cache has as far is left alone, and a run finished since is dropped."""
+    script = load_script("scripts/mnist_studies.py")
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    monkeypatch.setattr(script, "ROOT", tmp_path)
+    monkeypatch.setenv("MEANFIELD_DATA", str(tmp_path / "cache"))
+    long_run, held_run = (reproduce.run_key(c) for c in reproduce.study_configs("long")[:2])
+    runs_dir = reproduce.default_runs_dir(tmp_path / "results" / "mnist-long")
+    files = {"checkpoint.npz": np.random.default_rng(0).bytes(300_000),
+             "epochs.csv": b"epoch,seconds\n1,2.5\n2,2.5\n3,2.5\n", "result.json": b'{"x": 1}'}
+    for key in (long_run, held_run):
+        (runs_dir / key).mkdir(parents=True)
+        (runs_dir / key / T.LOCK).touch()
+        for name, data in files.items():
+            (runs_dir / key / name).write_bytes(data)
+    with held_by_another_process(runs_dir / held_run / T.LOCK):
+        script.main(["--park"])
+    out = capsys.readouterr().out
+    assert f"long: {long_run}: parked (3 epochs done)" in out
+    assert f"long: {held_run}: not parked: a driver is training it" in out
+    refs = subprocess.run(["git", "-C", str(tmp_path), "for-each-ref", "--format=%(refname)"],
+                          capture_output=True, text=True, check=True).stdout.split()
+    assert refs == [f"refs/meanfield-runs/long/{long_run}"]
+    parked = subprocess.run(["git", "-C", str(tmp_path), "ls-tree", "--name-only", refs[0]],
+                            capture_output=True, text=True, check=True).stdout.split()
+    assert parked == sorted(files)
+
+    (runs_dir / long_run / "epochs.csv").write_bytes(b"epoch,seconds\n1,2.5\n")  # a cache that lost epochs
+    (runs_dir / long_run / "checkpoint.npz").unlink()
+    script.main(["--unpark"])
+    assert "put back in the cache (3 epochs done)" in capsys.readouterr().out
+    assert {f.name: f.read_bytes() for f in (runs_dir / long_run).iterdir() if f.name != T.LOCK} == files
+    script.main(["--unpark"])
+    assert "left parked: the cache has it (3 epochs done)" in capsys.readouterr().out
+
+    monkeypatch.setattr(script, "finished_keys", lambda name: {long_run} if name == "long" else set())
+    script.main(["--unpark"])
+    assert f"long: {long_run}: no longer parked: finished" in capsys.readouterr().out
+    assert subprocess.run(["git", "-C", str(tmp_path), "for-each-ref"], capture_output=True, text=True,
+                          check=True).stdout == ""
