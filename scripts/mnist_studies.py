@@ -32,8 +32,9 @@ two never mix halves of each other's writes.
 
 ``--park`` (after stopping the drivers) keeps every unfinished run's checkpoint directory
 in the repository's object store, under ``refs/meanfield-runs/STUDY/KEY``, and
-``--unpark`` (before starting them) puts each back in the cache where the cache has fewer
-of its epochs: for a machine that keeps its git repository, and nothing else, between
+``--unpark`` (before starting them) puts each back in the cache where the cache lacks its
+checkpoint or has fewer of its epochs (``--park`` never replaces a parked copy with one of
+fewer epochs): for a machine that keeps its git repository, and nothing else, between
 sessions. A parked run finished since is dropped. ``git gc --prune=now`` then frees the
 space of runs no longer parked.
 
@@ -81,7 +82,7 @@ if __name__ == "__main__":
 
 from meanfield.errors import InUseError  # noqa: E402
 from meanfield.nn import reproduce  # noqa: E402
-from meanfield.nn.train import LOCK, in_use, selected_epoch  # noqa: E402
+from meanfield.nn.train import in_use, selected_epoch  # noqa: E402
 
 #: where ``--park`` keeps unfinished runs: refs no branch holds and no clone fetches
 PARKED = "refs/meanfield-runs"
@@ -147,24 +148,40 @@ def finished_keys(name: str) -> set[str]:
     return {reproduce.run_key(r.config) for r in reproduce.stored_results(journal)} if journal.exists() else set()
 
 
+#: the files a run's checkpoint directory holds (meanfield.nn.train writes them)
+RUN_FILES = ("checkpoint.npz", "epochs.csv", "layers.csv", "result.json")
+
+
 def park() -> None:
     """Each unfinished run's checkpoint directory (every study's), as a tree in the
-    repository's object store under PARKED/STUDY/KEY; a parked run since finished is dropped."""
+    repository's object store under PARKED/STUDY/KEY, unless what is parked there has more
+    epochs; a parked run since finished is dropped. Stop the drivers first: a run being
+    trained is not parked."""
+    parked = {(name, key): tree for name, key, _, tree in parked_runs()}
     for name in reproduce.STUDIES:
         done = finished_keys(name)
         runs_dir = reproduce.default_runs_dir(ROOT / "results" / f"mnist-{name}")
         for folder in sorted(runs_dir.iterdir()) if runs_dir.is_dir() else []:
-            ref = f"{PARKED}/{name}/{folder.name}"
             if folder.name in done or not (folder / "checkpoint.npz").is_file():
                 continue
             if in_use(folder):
                 print(f"{name}: {folder.name}: not parked: a driver is training it; stop it first", flush=True)
                 continue
-            entries = b"".join(b"100644 blob %s\t%s\n" % (git("hash-object", "-w", "--", str(f)).strip(),
-                                                            f.name.encode())
-                               for f in sorted(folder.iterdir()) if f.is_file() and f.name != LOCK)
-            git("update-ref", ref, git("mktree", stdin=entries).decode().strip())
-            print(f"{name}: {folder.name}: parked ({epochs_done(folder)[0]} epochs done)", flush=True)
+            have = epochs_done(folder)[0]
+            further = parked_epochs(parked[name, folder.name]) if (name, folder.name) in parked else -1
+            if further > have:
+                print(f"{name}: {folder.name}: not parked: the parked copy has {further} epochs, the cache "
+                      f"{have} (run --unpark)", flush=True)
+                continue
+            try:
+                entries = b"".join(b"100644 blob %s\t%s\n" % (
+                    git("hash-object", "-w", "--no-filters", "--", str(folder / f)).strip(), f.encode())
+                    for f in RUN_FILES if (folder / f).is_file())
+                git("update-ref", f"{PARKED}/{name}/{folder.name}", git("mktree", stdin=entries).decode().strip())
+            except SystemExit as exc:  # one run's failure does not stop the others
+                print(f"{name}: {folder.name}: not parked: {exc}", flush=True)
+                continue
+            print(f"{name}: {folder.name}: parked ({have} epochs done)", flush=True)
     for name, key, ref, _ in parked_runs():
         if key in finished_keys(name):
             git("update-ref", "-d", ref)
@@ -181,29 +198,50 @@ def parked_runs() -> list[tuple[str, str, str, str]]:
     return out
 
 
+def parked_files(tree: str) -> dict[str, str]:
+    """{file name: blob} of a parked run's tree (only the names of RUN_FILES)."""
+    files = {}
+    for line in git("ls-tree", tree).decode().splitlines():
+        meta, file_name = line.split("\t", 1)
+        if file_name in RUN_FILES and meta.split()[1] == "blob":
+            files[file_name] = meta.split()[2]
+    return files
+
+
+def parked_epochs(tree: str) -> int:
+    blob = parked_files(tree).get("epochs.csv")
+    text = git("cat-file", "blob", blob).decode(errors="replace") if blob else ""
+    return sum(1 for _ in csv.DictReader(text.splitlines()))
+
+
 def unpark() -> None:
-    """Put each parked run back in the cache, unless the cache has as many of its epochs
-    (or a driver is training it); drop those finished since they were parked."""
+    """Put each parked run back in the cache, unless the cache has its checkpoint and as
+    many of its epochs (or a driver is training it); drop those finished since they were
+    parked."""
     for name, key, ref, tree in parked_runs():
         if key in finished_keys(name):
             git("update-ref", "-d", ref)
             print(f"{name}: {key}: no longer parked: finished", flush=True)
             continue
         folder = reproduce.default_runs_dir(ROOT / "results" / f"mnist-{name}") / key
-        files = {}
-        for line in git("ls-tree", tree).decode().splitlines():
-            meta, file_name = line.split("\t", 1)
-            files[file_name] = meta.split()[2]
-        parked_epochs = sum(1 for _ in csv.DictReader(git("cat-file", "blob", files["epochs.csv"]).decode()
-                                                      .splitlines())) if "epochs.csv" in files else 0
-        if in_use(folder) or epochs_done(folder)[0] >= parked_epochs:
-            print(f"{name}: {key}: left parked: the cache has it ({epochs_done(folder)[0]} epochs done)", flush=True)
+        try:
+            files = parked_files(tree)
+            whole = (folder / "checkpoint.npz").is_file() and epochs_done(folder)[0] >= parked_epochs(tree)
+            if "/" in key or "checkpoint.npz" not in files:
+                print(f"{name}: {key}: left parked: not a run's checkpoint directory", flush=True)
+                continue
+            if in_use(folder) or whole:
+                print(f"{name}: {key}: left parked: the cache has it ({epochs_done(folder)[0]} epochs done)",
+                      flush=True)
+                continue
+            folder.mkdir(parents=True, exist_ok=True)
+            for file_name, blob in files.items():
+                partial = folder / (file_name + ".unparking")
+                partial.write_bytes(git("cat-file", "blob", blob))
+                partial.replace(folder / file_name)
+        except SystemExit as exc:  # one run's failure does not stop the others
+            print(f"{name}: {key}: left parked: {exc}", flush=True)
             continue
-        folder.mkdir(parents=True, exist_ok=True)
-        for file_name, blob in files.items():
-            partial = folder / (file_name + ".unparking")
-            partial.write_bytes(git("cat-file", "blob", blob))
-            partial.replace(folder / file_name)
         print(f"{name}: {key}: put back in the cache ({epochs_done(folder)[0]} epochs done)", flush=True)
 
 
@@ -285,11 +323,14 @@ def main(argv=None):
     ap.add_argument("--order", choices=("core-first", "seed"), default="core-first",
                     help="core-first (default): the baseline and the clipped V'=0.7 runs at s=0.85 of "
                          "every seed before the others; seed: seed by seed")
-    ap.add_argument("--park", action="store_true",
-                    help="keep every unfinished run's checkpoint in the git repository (refs/meanfield-runs/), "
-                         "for a machine that keeps nothing else; then exit")
-    ap.add_argument("--unpark", action="store_true", help="put parked runs back in the cache; then exit")
+    parking = ap.add_mutually_exclusive_group()
+    parking.add_argument("--park", action="store_true",
+                         help="keep every unfinished run's checkpoint in the git repository (refs/meanfield-runs/), "
+                              "for a machine that keeps nothing else; then exit")
+    parking.add_argument("--unpark", action="store_true", help="put parked runs back in the cache; then exit")
     a = ap.parse_args(argv)
+    if (a.park or a.unpark) and (a.dry_run or a.commit or a.activations or a.plan != DEFAULT_PLAN):
+        ap.error("--park and --unpark take no other option: they act on every study's unfinished runs")
     if a.park or a.unpark:
         park() if a.park else unpark()
         return

@@ -728,7 +728,11 @@ def within(seconds):
     """Fail (TimeoutError) instead of hanging: after ``seconds`` of this process's CPU time
     (not wall time, which a busy machine stretches: other processes on the cores must not
     fail a test of our own work), or after four times that of wall time."""
+    finished = []
+
     def alarm(signum, frame):
+        if finished:  # the other timer, between the end of the block and its cancelling
+            return
         clock = "CPU" if signum == signal.SIGPROF else "wall"
         raise TimeoutError(f"no answer within {seconds if clock == 'CPU' else 4 * seconds} s of {clock} time")
     old = {sig: signal.signal(sig, alarm) for sig in (signal.SIGPROF, signal.SIGALRM)}
@@ -737,6 +741,7 @@ def within(seconds):
     try:
         yield
     finally:
+        finished.append(True)
         for timer in (signal.ITIMER_PROF, signal.ITIMER_REAL):
             signal.setitimer(timer, 0)
         for sig, handler in old.items():

@@ -1197,20 +1197,22 @@ def test_the_studies_driver_trains_only_the_activations_asked_for(tmp_path, monk
 
 @pytest.mark.skipif(fcntl is None, reason="no flock on this platform")
 def test_parked_runs_come_back_byte_for_byte(tmp_path, monkeypatch, capsys, load_script):
-    """--park keeps an unfinished run's files (not its lock) in the repository's object
-    store, and --unpark writes them back exactly; a run being trained is not parked, a run
-    the cache has as far is left alone, and a run finished since is dropped."""
+    """--park keeps an unfinished run's files (not its lock or leftovers) in the repository's
+    object store, and --unpark writes them back exactly; a run being trained is not parked,
+    a parked copy is never replaced by a shorter one, a cache with the checkpoint and as many
+    epochs is left alone, and a run finished since is dropped."""
     script = load_script("scripts/mnist_studies.py")
     subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
     monkeypatch.setattr(script, "ROOT", tmp_path)
     monkeypatch.setenv("MEANFIELD_DATA", str(tmp_path / "cache"))
     long_run, held_run = (reproduce.run_key(c) for c in reproduce.study_configs("long")[:2])
     runs_dir = reproduce.default_runs_dir(tmp_path / "results" / "mnist-long")
-    files = {"checkpoint.npz": np.random.default_rng(0).bytes(300_000),
+    files = {"checkpoint.npz": np.random.default_rng(0).bytes(300_000), "layers.csv": b"layer\r\n1\r\n",
              "epochs.csv": b"epoch,seconds\n1,2.5\n2,2.5\n3,2.5\n", "result.json": b'{"x": 1}'}
     for key in (long_run, held_run):
         (runs_dir / key).mkdir(parents=True)
         (runs_dir / key / T.LOCK).touch()
+        (runs_dir / key / ".checkpoint.npz.tmp123").write_bytes(b"half a checkpoint")
         for name, data in files.items():
             (runs_dir / key / name).write_bytes(data)
     with held_by_another_process(runs_dir / held_run / T.LOCK):
@@ -1218,23 +1220,35 @@ def test_parked_runs_come_back_byte_for_byte(tmp_path, monkeypatch, capsys, load
     out = capsys.readouterr().out
     assert f"long: {long_run}: parked (3 epochs done)" in out
     assert f"long: {held_run}: not parked: a driver is training it" in out
-    refs = subprocess.run(["git", "-C", str(tmp_path), "for-each-ref", "--format=%(refname)"],
-                          capture_output=True, text=True, check=True).stdout.split()
-    assert refs == [f"refs/meanfield-runs/long/{long_run}"]
-    parked = subprocess.run(["git", "-C", str(tmp_path), "ls-tree", "--name-only", refs[0]],
-                            capture_output=True, text=True, check=True).stdout.split()
-    assert parked == sorted(files)
 
+    def git(*args):
+        return subprocess.run(["git", "-C", str(tmp_path), *args], capture_output=True, text=True, check=True).stdout
+    refs = git("for-each-ref", "--format=%(refname)").split()
+    assert refs == [f"refs/meanfield-runs/long/{long_run}"]
+    assert git("ls-tree", "--name-only", refs[0]).split() == sorted(files)
+
+    def cache():
+        return {f.name: f.read_bytes() for f in (runs_dir / long_run).iterdir() if f.name in files}
     (runs_dir / long_run / "epochs.csv").write_bytes(b"epoch,seconds\n1,2.5\n")  # a cache that lost epochs
-    (runs_dir / long_run / "checkpoint.npz").unlink()
+    (runs_dir / long_run / "result.json").write_bytes(b"torn")
+    tree = git("rev-parse", refs[0])
+    script.main(["--park"])  # the parked copy is further: it stays
+    assert "not parked: the parked copy has 3 epochs, the cache 1 (run --unpark)" in capsys.readouterr().out
+    assert git("rev-parse", refs[0]) == tree
     script.main(["--unpark"])
     assert "put back in the cache (3 epochs done)" in capsys.readouterr().out
-    assert {f.name: f.read_bytes() for f in (runs_dir / long_run).iterdir() if f.name != T.LOCK} == files
+    assert cache() == files
     script.main(["--unpark"])
     assert "left parked: the cache has it (3 epochs done)" in capsys.readouterr().out
-
-    monkeypatch.setattr(script, "finished_keys", lambda name: {long_run} if name == "long" else set())
+    (runs_dir / long_run / "checkpoint.npz").unlink()  # all its epochs, but no checkpoint
     script.main(["--unpark"])
-    assert f"long: {long_run}: no longer parked: finished" in capsys.readouterr().out
-    assert subprocess.run(["git", "-C", str(tmp_path), "for-each-ref"], capture_output=True, text=True,
-                          check=True).stdout == ""
+    assert "put back in the cache (3 epochs done)" in capsys.readouterr().out
+    assert cache() == files
+
+    with pytest.raises(SystemExit):
+        script.main(["--park", "--unpark"])
+    monkeypatch.setattr(script, "finished_keys", lambda name: {long_run} if name == "long" else set())
+    script.main(["--park"])  # the run no longer being trained is parked now
+    out = capsys.readouterr().out
+    assert f"long: {long_run}: no longer parked: finished" in out and f"long: {held_run}: parked" in out
+    assert git("for-each-ref", "--format=%(refname)").split() == [f"refs/meanfield-runs/long/{held_run}"]
