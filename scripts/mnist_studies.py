@@ -348,7 +348,7 @@ def main(argv=None):
         journal = out / "runs.jsonl"
         key = reproduce.run_key(cfg)
         count = tally.setdefault(name, [0, 0, 0, []])
-        if journal.exists() and key in {reproduce.run_key(r.config) for r in reproduce.stored_results(journal)}:
+        if key in finished_keys(name):
             print(f"{name}: {key}: done", flush=True)
             count[0] += 1
             continue
