@@ -80,9 +80,9 @@ def blas_threads_follow_numba(environ) -> str | None:
 if __name__ == "__main__":
     blas_threads_follow_numba(os.environ)  # before numpy loads its BLAS, which reads them once
 
-from meanfield.errors import InUseError  # noqa: E402
+from meanfield.errors import InUseError, ParameterError  # noqa: E402
 from meanfield.nn import reproduce  # noqa: E402
-from meanfield.nn.train import in_use, selected_epoch  # noqa: E402
+from meanfield.nn.train import holding_run, in_use, selected_epoch  # noqa: E402
 
 #: where ``--park`` keeps unfinished runs: refs no branch holds and no clone fetches
 PARKED = "refs/meanfield-runs"
@@ -155,8 +155,8 @@ RUN_FILES = ("checkpoint.npz", "epochs.csv", "layers.csv", "result.json")
 def park() -> None:
     """Each unfinished run's checkpoint directory (every study's), as a tree in the
     repository's object store under PARKED/STUDY/KEY, unless what is parked there has more
-    epochs; a parked run since finished is dropped. Stop the drivers first: a run being
-    trained is not parked."""
+    epochs; a parked run since finished is dropped. A run being trained is not parked: each
+    run's lock is held from the check to the ref, so that no driver starts it meanwhile."""
     parked = {(name, key): tree for name, key, _, tree in parked_runs()}
     for name in reproduce.STUDIES:
         done = finished_keys(name)
@@ -164,28 +164,35 @@ def park() -> None:
         for folder in sorted(runs_dir.iterdir()) if runs_dir.is_dir() else []:
             if folder.name in done or not (folder / "checkpoint.npz").is_file():
                 continue
-            if in_use(folder):
-                print(f"{name}: {folder.name}: not parked: a driver is training it; stop it first", flush=True)
-                continue
-            have = epochs_done(folder)[0]
-            further = parked_epochs(parked[name, folder.name]) if (name, folder.name) in parked else -1
-            if further > have:
-                print(f"{name}: {folder.name}: not parked: the parked copy has {further} epochs, the cache "
-                      f"{have} (run --unpark)", flush=True)
-                continue
             try:
-                entries = b"".join(b"100644 blob %s\t%s\n" % (
-                    git("hash-object", "-w", "--no-filters", "--", str(folder / f)).strip(), f.encode())
-                    for f in RUN_FILES if (folder / f).is_file())
-                git("update-ref", f"{PARKED}/{name}/{folder.name}", git("mktree", stdin=entries).decode().strip())
-            except SystemExit as exc:  # one run's failure does not stop the others
+                with holding_run(folder):
+                    print(f"{name}: {folder.name}: {park_one(name, folder, parked.get((name, folder.name)))}",
+                          flush=True)
+            except InUseError:
+                print(f"{name}: {folder.name}: not parked: a driver is training it; stop it first", flush=True)
+            except ParameterError as exc:  # the lock cannot be taken there
                 print(f"{name}: {folder.name}: not parked: {exc}", flush=True)
-                continue
-            print(f"{name}: {folder.name}: parked ({have} epochs done)", flush=True)
     for name, key, ref, _ in parked_runs():
         if key in finished_keys(name):
             git("update-ref", "-d", ref)
             print(f"{name}: {key}: no longer parked: finished", flush=True)
+
+
+def park_one(name: str, folder: Path, tree: str | None) -> str:
+    """Park the run in ``folder`` (its lock held) unless ``tree``, its parked copy, has
+    more epochs; what was done, in words."""
+    have = epochs_done(folder)[0]
+    further = parked_epochs(tree) if tree is not None else -1
+    if further > have:
+        return f"not parked: the parked copy has {further} epochs, the cache {have} (run --unpark)"
+    try:
+        entries = b"".join(b"100644 blob %s\t%s\n" % (
+            git("hash-object", "-w", "--no-filters", "--", str(folder / f)).strip(), f.encode())
+            for f in RUN_FILES if (folder / f).is_file())
+        git("update-ref", f"{PARKED}/{name}/{folder.name}", git("mktree", stdin=entries).decode().strip())
+    except SystemExit as exc:  # one run's failure does not stop the others
+        return f"not parked: {exc}"
+    return f"parked ({have} epochs done)"
 
 
 def parked_runs() -> list[tuple[str, str, str, str]]:
@@ -216,8 +223,8 @@ def parked_epochs(tree: str) -> int:
 
 def unpark() -> None:
     """Put each parked run back in the cache, unless the cache has its checkpoint and as
-    many of its epochs (or a driver is training it); drop those finished since they were
-    parked."""
+    many of its epochs (or a driver is training it: its lock is held from the check to the
+    last file written); drop those finished since they were parked."""
     for name, key, ref, tree in parked_runs():
         if key in finished_keys(name):
             git("update-ref", "-d", ref)
@@ -226,23 +233,37 @@ def unpark() -> None:
         folder = reproduce.default_runs_dir(ROOT / "results" / f"mnist-{name}") / key
         try:
             files = parked_files(tree)
-            whole = (folder / "checkpoint.npz").is_file() and epochs_done(folder)[0] >= parked_epochs(tree)
-            if "/" in key or "checkpoint.npz" not in files:
-                print(f"{name}: {key}: left parked: not a run's checkpoint directory", flush=True)
-                continue
-            if in_use(folder) or whole:
-                print(f"{name}: {key}: left parked: the cache has it ({epochs_done(folder)[0]} epochs done)",
-                      flush=True)
-                continue
-            folder.mkdir(parents=True, exist_ok=True)
-            for file_name, blob in files.items():
-                partial = folder / (file_name + ".unparking")
-                partial.write_bytes(git("cat-file", "blob", blob))
-                partial.replace(folder / file_name)
-        except SystemExit as exc:  # one run's failure does not stop the others
+        except SystemExit as exc:
             print(f"{name}: {key}: left parked: {exc}", flush=True)
             continue
-        print(f"{name}: {key}: put back in the cache ({epochs_done(folder)[0]} epochs done)", flush=True)
+        if "/" in key or "checkpoint.npz" not in files:
+            print(f"{name}: {key}: left parked: not a run's checkpoint directory", flush=True)
+            continue
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            with holding_run(folder):
+                print(f"{name}: {key}: {unpark_one(folder, tree, files)}", flush=True)
+        except InUseError:
+            print(f"{name}: {key}: left parked: a driver is training it", flush=True)
+        except ParameterError as exc:  # the lock cannot be taken there
+            print(f"{name}: {key}: left parked: {exc}", flush=True)
+        except OSError as exc:
+            print(f"{name}: {key}: left parked: {folder}: {exc.strerror or exc}", flush=True)
+
+
+def unpark_one(folder: Path, tree: str, files: dict[str, str]) -> str:
+    """Write the parked run ``tree`` (its ``files``) into ``folder`` (its lock held)
+    unless the cache has its checkpoint and as many epochs; what was done, in words."""
+    try:
+        if (folder / "checkpoint.npz").is_file() and epochs_done(folder)[0] >= parked_epochs(tree):
+            return f"left parked: the cache has it ({epochs_done(folder)[0]} epochs done)"
+        for file_name, blob in files.items():
+            partial = folder / (file_name + ".unparking")
+            partial.write_bytes(git("cat-file", "blob", blob))
+            partial.replace(folder / file_name)
+    except SystemExit as exc:  # one run's failure does not stop the others
+        return f"left parked: {exc}"
+    return f"put back in the cache ({epochs_done(folder)[0]} epochs done)"
 
 
 def is_core(c) -> bool:

@@ -1198,7 +1198,8 @@ def test_the_studies_driver_trains_only_the_activations_asked_for(tmp_path, monk
 @pytest.mark.skipif(fcntl is None, reason="no flock on this platform")
 def test_parked_runs_come_back_byte_for_byte(tmp_path, monkeypatch, capsys, load_script):
     """--park keeps an unfinished run's files (not its lock or leftovers) in the repository's
-    object store, and --unpark writes them back exactly; a run being trained is not parked,
+    object store, and --unpark writes them back exactly, each holding the run's lock while it
+    acts; a run being trained is neither parked nor written over,
     a parked copy is never replaced by a shorter one, a cache with the checkpoint and as many
     epochs is left alone, and a run finished since is dropped."""
     script = load_script("scripts/mnist_studies.py")
@@ -1215,6 +1216,12 @@ def test_parked_runs_come_back_byte_for_byte(tmp_path, monkeypatch, capsys, load
         (runs_dir / key / ".checkpoint.npz.tmp123").write_bytes(b"half a checkpoint")
         for name, data in files.items():
             (runs_dir / key / name).write_bytes(data)
+    locked_while_acting = []  # whether the run's lock is held while its files are copied
+    for fn, folder_arg in (("park_one", 1), ("unpark_one", 0)):
+        def spy(*args, _real=getattr(script, fn), _i=folder_arg):
+            locked_while_acting.append((_real.__name__, T.in_use(args[_i])))
+            return _real(*args)
+        monkeypatch.setattr(script, fn, spy)
     with held_by_another_process(runs_dir / held_run / T.LOCK):
         script.main(["--park"])
     out = capsys.readouterr().out
@@ -1241,6 +1248,10 @@ def test_parked_runs_come_back_byte_for_byte(tmp_path, monkeypatch, capsys, load
     script.main(["--unpark"])
     assert "left parked: the cache has it (3 epochs done)" in capsys.readouterr().out
     (runs_dir / long_run / "checkpoint.npz").unlink()  # all its epochs, but no checkpoint
+    with held_by_another_process(runs_dir / long_run / T.LOCK):
+        script.main(["--unpark"])
+    assert f"long: {long_run}: left parked: a driver is training it" in capsys.readouterr().out
+    assert not (runs_dir / long_run / "checkpoint.npz").exists()
     script.main(["--unpark"])
     assert "put back in the cache (3 epochs done)" in capsys.readouterr().out
     assert cache() == files
@@ -1252,3 +1263,5 @@ def test_parked_runs_come_back_byte_for_byte(tmp_path, monkeypatch, capsys, load
     out = capsys.readouterr().out
     assert f"long: {long_run}: no longer parked: finished" in out and f"long: {held_run}: parked" in out
     assert git("for-each-ref", "--format=%(refname)").split() == [f"refs/meanfield-runs/long/{held_run}"]
+    assert {fn for fn, _ in locked_while_acting} == {"park_one", "unpark_one"}
+    assert all(held for _, held in locked_while_acting), locked_while_acting

@@ -49,7 +49,7 @@ from . import optimizers
 from .mlp import MLP, StepRefused, check_backend, cross_entropy, describe_backend, normalise_inputs
 from .optimizers import Optimizer
 
-__all__ = ["TrainConfig", "TrainResult", "train", "in_use", "OPTIMIZERS", "PROTOCOL", "DIVERGENCE_FACTOR", "LEARNT", "STOP_RULES", "PLATEAU", "BEST",
+__all__ = ["TrainConfig", "TrainResult", "train", "in_use", "holding_run", "OPTIMIZERS", "PROTOCOL", "DIVERGENCE_FACTOR", "LEARNT", "STOP_RULES", "PLATEAU", "BEST",
            "plateau_epoch", "best_epoch", "selected_epoch", "prepare_data", "Prepared", "evaluate",
            "initialisation"]
 
@@ -581,10 +581,19 @@ def in_use(directory) -> bool:
     if not (folder / LOCK).is_file():
         return False
     try:
-        with locked(folder / LOCK, wait=False):
+        with holding_run(folder):
             return False
     except InUseError:
         return True
+
+
+def holding_run(directory):
+    """A context holding the lock :func:`train` holds on the run in ``directory`` (an
+    existing directory), so that no process trains it meanwhile: for a tool that copies or
+    replaces a run's files. Does not wait: :class:`~meanfield.errors.InUseError` if a
+    process is training it."""
+    folder = Path(directory)
+    return locked(folder / LOCK, wait=False, busy=f"is held: a process is training the run in {folder}")
 
 
 def _train(config: TrainConfig, data, folder: Path | None, resume: bool, overwrite: bool, progress):
