@@ -50,6 +50,7 @@ from __future__ import annotations
 import argparse
 import csv
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -169,7 +170,8 @@ def park() -> None:
                     print(f"{name}: {folder.name}: {park_one(name, folder, parked.get((name, folder.name)))}",
                           flush=True)
             except InUseError:
-                print(f"{name}: {folder.name}: not parked: a driver is training it; stop it first", flush=True)
+                print(f"{name}: {folder.name}: not parked: another process holds it (a driver training it?); "
+                      "stop it first", flush=True)
             except ParameterError as exc:  # the lock cannot be taken there
                 print(f"{name}: {folder.name}: not parked: {exc}", flush=True)
     for name, key, ref, _ in parked_runs():
@@ -181,15 +183,17 @@ def park() -> None:
 def park_one(name: str, folder: Path, tree: str | None) -> str:
     """Park the run in ``folder`` (its lock held) unless ``tree``, its parked copy, has
     more epochs; what was done, in words."""
-    have = epochs_done(folder)[0]
-    further = parked_epochs(tree) if tree is not None else -1
-    if further > have:
-        return f"not parked: the parked copy has {further} epochs, the cache {have} (run --unpark)"
     try:
+        have = epochs_done(folder)[0]
+        further = parked_epochs(tree) if tree is not None else -1
+        if further > have:
+            return f"not parked: the parked copy has {further} epochs, the cache {have} (run --unpark)"
         entries = b"".join(b"100644 blob %s\t%s\n" % (
             git("hash-object", "-w", "--no-filters", "--", str(folder / f)).strip(), f.encode())
             for f in RUN_FILES if (folder / f).is_file())
-        git("update-ref", f"{PARKED}/{name}/{folder.name}", git("mktree", stdin=entries).decode().strip())
+        # compare and swap: another --park meanwhile may have parked more epochs
+        git("update-ref", f"{PARKED}/{name}/{folder.name}", git("mktree", stdin=entries).decode().strip(),
+            tree or "0" * 40)
     except SystemExit as exc:  # one run's failure does not stop the others
         return f"not parked: {exc}"
     return f"parked ({have} epochs done)"
@@ -239,30 +243,36 @@ def unpark() -> None:
         if "/" in key or "checkpoint.npz" not in files:
             print(f"{name}: {key}: left parked: not a run's checkpoint directory", flush=True)
             continue
+        made = not folder.exists()
         try:
             folder.mkdir(parents=True, exist_ok=True)
             with holding_run(folder):
                 print(f"{name}: {key}: {unpark_one(folder, tree, files)}", flush=True)
         except InUseError:
-            print(f"{name}: {key}: left parked: a driver is training it", flush=True)
-        except ParameterError as exc:  # the lock cannot be taken there
-            print(f"{name}: {key}: left parked: {exc}", flush=True)
-        except OSError as exc:
-            print(f"{name}: {key}: left parked: {folder}: {exc.strerror or exc}", flush=True)
+            print(f"{name}: {key}: left parked: another process holds it (a driver training it?); stop it "
+                  "first", flush=True)
+        except (ParameterError, OSError) as exc:  # the lock or the directory cannot be made there
+            print(f"{name}: {key}: left parked: {getattr(exc, 'strerror', None) or exc}", flush=True)
+            if made:
+                shutil.rmtree(folder, ignore_errors=True)
 
 
 def unpark_one(folder: Path, tree: str, files: dict[str, str]) -> str:
     """Write the parked run ``tree`` (its ``files``) into ``folder`` (its lock held)
-    unless the cache has its checkpoint and as many epochs; what was done, in words."""
+    unless the cache has its checkpoint and as many epochs; what was done, in words. All
+    or nothing: every file is fetched before any replaces the cache's."""
+    partial = {file_name: folder / (file_name + ".unparking") for file_name in files}
     try:
         if (folder / "checkpoint.npz").is_file() and epochs_done(folder)[0] >= parked_epochs(tree):
             return f"left parked: the cache has it ({epochs_done(folder)[0]} epochs done)"
         for file_name, blob in files.items():
-            partial = folder / (file_name + ".unparking")
-            partial.write_bytes(git("cat-file", "blob", blob))
-            partial.replace(folder / file_name)
-    except SystemExit as exc:  # one run's failure does not stop the others
-        return f"left parked: {exc}"
+            partial[file_name].write_bytes(git("cat-file", "blob", blob))
+    except (SystemExit, OSError) as exc:  # one run's failure does not stop the others
+        for path in partial.values():
+            path.unlink(missing_ok=True)
+        return f"left parked: {getattr(exc, 'strerror', None) or exc}"
+    for file_name, path in partial.items():
+        path.replace(folder / file_name)
     return f"put back in the cache ({epochs_done(folder)[0]} epochs done)"
 
 

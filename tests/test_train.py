@@ -11,6 +11,7 @@ import logging
 import math
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -1199,9 +1200,10 @@ def test_the_studies_driver_trains_only_the_activations_asked_for(tmp_path, monk
 def test_parked_runs_come_back_byte_for_byte(tmp_path, monkeypatch, capsys, load_script):
     """--park keeps an unfinished run's files (not its lock or leftovers) in the repository's
     object store, and --unpark writes them back exactly, each holding the run's lock while it
-    acts; a run being trained is neither parked nor written over,
-    a parked copy is never replaced by a shorter one, a cache with the checkpoint and as many
-    epochs is left alone, and a run finished since is dropped."""
+    acts; a run being trained is neither parked nor written over, a parked copy is never
+    replaced by a shorter one, a cache with the checkpoint and as many epochs is left alone,
+    a run whose files cannot all be read is left as it was, and a run finished since is
+    dropped."""
     script = load_script("scripts/mnist_studies.py")
     subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
     monkeypatch.setattr(script, "ROOT", tmp_path)
@@ -1216,17 +1218,20 @@ def test_parked_runs_come_back_byte_for_byte(tmp_path, monkeypatch, capsys, load
         (runs_dir / key / ".checkpoint.npz.tmp123").write_bytes(b"half a checkpoint")
         for name, data in files.items():
             (runs_dir / key / name).write_bytes(data)
-    locked_while_acting = []  # whether the run's lock is held while its files are copied
-    for fn, folder_arg in (("park_one", 1), ("unpark_one", 0)):
-        def spy(*args, _real=getattr(script, fn), _i=folder_arg):
-            locked_while_acting.append((_real.__name__, T.in_use(args[_i])))
-            return _real(*args)
-        monkeypatch.setattr(script, fn, spy)
+    locked_while_acting = []  # whether the run's lock is held at each check and each copy
+
+    def spy(real, folder_arg):
+        def called(*args):
+            locked_while_acting.append((real.__name__, T.in_use(args[folder_arg])))
+            return real(*args)
+        return called
+    for fn, folder_arg in (("park_one", 1), ("unpark_one", 0), ("epochs_done", 0)):
+        monkeypatch.setattr(script, fn, spy(getattr(script, fn), folder_arg))
     with held_by_another_process(runs_dir / held_run / T.LOCK):
         script.main(["--park"])
     out = capsys.readouterr().out
     assert f"long: {long_run}: parked (3 epochs done)" in out
-    assert f"long: {held_run}: not parked: a driver is training it" in out
+    assert f"long: {held_run}: not parked: another process holds it (a driver training it?); stop it first" in out
 
     def git(*args):
         return subprocess.run(["git", "-C", str(tmp_path), *args], capture_output=True, text=True, check=True).stdout
@@ -1250,11 +1255,33 @@ def test_parked_runs_come_back_byte_for_byte(tmp_path, monkeypatch, capsys, load
     (runs_dir / long_run / "checkpoint.npz").unlink()  # all its epochs, but no checkpoint
     with held_by_another_process(runs_dir / long_run / T.LOCK):
         script.main(["--unpark"])
-    assert f"long: {long_run}: left parked: a driver is training it" in capsys.readouterr().out
+    assert f"long: {long_run}: left parked: another process holds it" in capsys.readouterr().out
     assert not (runs_dir / long_run / "checkpoint.npz").exists()
     script.main(["--unpark"])
     assert "put back in the cache (3 epochs done)" in capsys.readouterr().out
     assert cache() == files
+    shutil.rmtree(runs_dir / long_run)  # a cache that lost the run altogether
+    (runs_dir / held_run / "epochs.csv").write_bytes(b"epoch,seconds\n1,2.5\n")
+    real_git, fetched = script.git, []
+
+    def failing_git(*args, **kwargs):  # the third blob cannot be read
+        if args[0] == "cat-file" and args[1] == "blob":
+            fetched.append(args)
+            if len(fetched) == 3:
+                raise SystemExit("git cat-file: a broken object store")
+        return real_git(*args, **kwargs)
+    monkeypatch.setattr(script, "git", failing_git)
+    script.main(["--unpark"])
+    out = capsys.readouterr().out
+    assert f"long: {held_run}: left parked: git cat-file: a broken object store" in out
+    assert f"long: {long_run}: put back in the cache (3 epochs done)" in out
+    assert cache() == files
+    held_files = {f.name: f.read_bytes() for f in (runs_dir / held_run).iterdir()}
+    assert held_files["epochs.csv"] == b"epoch,seconds\n1,2.5\n" and not any(
+        n.endswith(".unparking") for n in held_files), "all or nothing"
+    monkeypatch.setattr(script, "git", real_git)
+    script.main(["--unpark"])
+    assert f"long: {held_run}: put back in the cache (3 epochs done)" in capsys.readouterr().out
 
     with pytest.raises(SystemExit):
         script.main(["--park", "--unpark"])
@@ -1263,5 +1290,10 @@ def test_parked_runs_come_back_byte_for_byte(tmp_path, monkeypatch, capsys, load
     out = capsys.readouterr().out
     assert f"long: {long_run}: no longer parked: finished" in out and f"long: {held_run}: parked" in out
     assert git("for-each-ref", "--format=%(refname)").split() == [f"refs/meanfield-runs/long/{held_run}"]
-    assert {fn for fn, _ in locked_while_acting} == {"park_one", "unpark_one"}
+    assert {fn for fn, _ in locked_while_acting} == {"park_one", "unpark_one", "epochs_done"}
     assert all(held for _, held in locked_while_acting), locked_while_acting
+    # a --park that saw no parked copy does not replace one parked since (compare and swap)
+    ref = f"refs/meanfield-runs/long/{held_run}"
+    before = git("rev-parse", ref)
+    assert script.park_one("long", runs_dir / held_run, None).startswith("not parked: git update-ref")
+    assert git("rev-parse", ref) == before

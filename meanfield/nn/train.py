@@ -26,6 +26,7 @@ epoch ends with a checkpoint (parameters, optimiser state, random state), and
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
@@ -563,9 +564,11 @@ def train(config: TrainConfig, data, *, directory=None, resume: bool = False, ov
     except OSError as exc:
         raise ParameterError(f"directory {folder}: {exc.strerror}") from None
     # a second process training this run would mix its checkpoints with ours; the lock is
-    # retried for a moment, as ``in_use`` holds it for as long as a probe takes
-    with locked(folder / LOCK, wait=2.0, busy=f"is held: another process is training the run in {folder}; "
-                                              "wait for it to finish, or choose another directory"):
+    # retried for a moment, as ``in_use`` holds it for as long as a probe takes (a tool
+    # copying the run's files under ``holding_run`` may hold it longer: then we stop)
+    with locked(folder / LOCK, wait=2.0, busy=f"is held: another process is training the run in {folder} "
+                                              "(or copying its files); wait for it to finish, or choose "
+                                              "another directory"):
         return _train(config, data, folder, resume, overwrite, progress)
 
 
@@ -587,13 +590,16 @@ def in_use(directory) -> bool:
         return True
 
 
-def holding_run(directory):
+def holding_run(directory) -> contextlib.AbstractContextManager:
     """A context holding the lock :func:`train` holds on the run in ``directory`` (an
     existing directory), so that no process trains it meanwhile: for a tool that copies or
-    replaces a run's files. Does not wait: :class:`~meanfield.errors.InUseError` if a
-    process is training it."""
+    replaces a run's files (a :func:`train` started meanwhile on it stops with
+    :class:`~meanfield.errors.InUseError` after 2 s). Does not wait:
+    :class:`~meanfield.errors.InUseError` if another process holds it (training the run,
+    or copying its files)."""
     folder = Path(directory)
-    return locked(folder / LOCK, wait=False, busy=f"is held: a process is training the run in {folder}")
+    return locked(folder / LOCK, wait=False, busy=f"is held by another process (training the run in {folder}, "
+                                                  "or copying its files): wait for it, or stop it")
 
 
 def _train(config: TrainConfig, data, folder: Path | None, resume: bool, overwrite: bool, progress):
