@@ -318,18 +318,26 @@ def progress(run_dir: Path, cfg) -> str:
 def hours_left(unfinished, results) -> float | None:
     """Hours of one core the ``unfinished`` runs ((configuration, run directory) pairs) of
     a study need, roughly: each the median wall time of the finished runs of its
-    configuration (any seed) in ``results``, else of all of them, less the time of the
-    epochs it has behind it. None with no finished run to go by."""
+    configuration (any seed) in ``results``, less the time of the epochs it has behind it;
+    with none finished, its own pace over the epochs it has left (at most
+    ``configuration.epochs``), or with no epoch behind it either, the median of all the
+    finished runs. None where neither gives a figure."""
     def shape(c):
         return c.activation, c.sparsity, c.v_prime
 
     hours = [r.seconds / 3600 for r in results]
-    if not hours:
-        return None
     total = 0.0
     for cfg, run_dir in unfinished:
         same = [r.seconds / 3600 for r in results if shape(r.config) == shape(cfg)]
-        total += max(0.0, statistics.median(same or hours) - epochs_done(run_dir)[1] / 3600)
+        n, seconds = epochs_done(run_dir)
+        if same:
+            total += max(0.0, statistics.median(same) - seconds / 3600)
+        elif n and seconds > 0:
+            total += max(0, cfg.epochs - n) * seconds / n / 3600
+        elif hours:
+            total += statistics.median(hours)
+        else:
+            return None
     return total
 
 
@@ -421,7 +429,8 @@ def main(argv=None):
             left = hours_left(unfinished, reproduce.stored_results(journal) if journal.exists() else [])
             estimate = ("" if not unfinished else "; no finished run to estimate the rest by" if left is None
                         else f"; about {left:.1f} h of one core left (each run at the median time of its "
-                             f"configuration's finished runs, less its epochs behind it)")
+                             f"configuration's finished runs, less its epochs behind it; with none finished, at "
+                             f"its own pace)")
             print(f"{name}: {done} done, {running} running, {to_run} to run{estimate}", flush=True)
 
 

@@ -6,6 +6,7 @@ MNIST that must learn, and the grid run through joblib, its journal and a dask c
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -653,8 +654,9 @@ def test_a_study_driver_gives_blas_the_threads_numba_has_unless_told_otherwise(l
 
 
 def test_the_studies_estimate_of_the_time_left_goes_by_the_finished_runs(tmp_path, load_script):
-    """Each unfinished run counts the median hours of its configuration's finished runs
-    (else of all of them), less the seconds of the epochs it has behind it."""
+    """Each unfinished run counts the median hours of its configuration's finished runs,
+    less the seconds of the epochs it has behind it; with none finished, its own pace over
+    the epochs it has left, else the median of all finished runs."""
     script = load_script("scripts/mnist_studies.py")
     relu = [_curve("relu", 0.5, None, s, [0.9]) for s in range(3)]
     cst = _curve("cst", 0.85, 0.7, 0, [0.9])
@@ -670,6 +672,11 @@ def test_the_studies_estimate_of_the_time_left_goes_by_the_finished_runs(tmp_pat
     # so the median of all four (1.5 h)
     assert script.hours_left(unfinished, relu + [cst]) == pytest.approx(2 + 1 + 0.5 + 1.5)
     assert script.hours_left(unfinished, []) is None
+    # no finished run of its configuration, but two epochs behind it at half an hour each:
+    # its own pace over the epochs it has left, with or without other finished runs
+    longer = dataclasses.replace(crelu, epochs=10)
+    assert script.hours_left([(longer, started)], relu + [cst]) == pytest.approx(8 * 0.5)
+    assert script.hours_left([(longer, started)], []) == pytest.approx(8 * 0.5)
 
 
 def test_the_sgd_study_takes_the_best_clipped_configuration_at_its_best_validation_epochs(tmp_path, monkeypatch, load_script):
