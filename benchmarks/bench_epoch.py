@@ -110,7 +110,7 @@ def bandwidth(repeats=5) -> tuple[float, float]:
     """Bytes per second (read plus written, best of ``repeats``) of numpy's 256 MB
     streaming copy, one thread, and of a stream like Adam's (read g; read and write p, m,
     v; 4 x 64 MB) split over NUMBA_NUM_THREADS threads (every core unless that variable
-    says otherwise): the larger is the bound's bandwidth (numpy's copy alone, 26-28 GB/s,
+    says otherwise): the larger is the bound's bandwidth (numpy's copy alone, 26-29 GB/s,
     understated what two cores move, 44-55 GB/s, by about 40%)."""
     src = np.ones(1 << 26, dtype=np.float32)
     dst = np.empty_like(src)
